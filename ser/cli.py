@@ -1,0 +1,150 @@
+"""The ``ser`` command: offline evaluation here, service commands from ser.service_cli."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from ser import config
+from ser.errors import DatasetError, SerError
+
+EXIT_FAILED = 1  # a job or command that ran and failed
+EXIT_USAGE = 2  # bad input: dataset, arguments
+
+
+@contextmanager
+def progress_bar(description: str, enabled: bool = True):
+    """A rich progress bar on stderr; yields a ``progress(done, total)`` callback."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ser import datasets, model, report
+
+    settings = config.load()
+    cache_dir = None if args.no_cache else settings.cache_dir
+    ds = datasets.load_dataset(args.dataset)  # dataset errors before any progress output
+    datasets.check_protocol(ds, args.protocol, model.N_SPLITS)
+    with progress_bar("featurizing", enabled=not args.quiet) as progress:
+        metrics, data, _ = model.evaluate_dataset(
+            ds,
+            protocol=args.protocol,
+            features=args.features,
+            cache_dir=cache_dir,
+            n_jobs=args.jobs or settings.n_jobs,
+            progress=progress,
+        )
+    if args.report_dir:
+        paths = report.write_report(args.report_dir, metrics, data.X, data.y, metrics["classes"])
+        metrics["report"] = {k: str(v) for k, v in paths.items()}
+    if args.json:
+        print(json.dumps(metrics, sort_keys=True))
+    else:
+        print_metrics(metrics)
+    return 0
+
+
+def print_metrics(metrics: dict) -> None:
+    """A readable summary table of evaluation metrics on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    head = Table(title=f"{metrics['features']} · {metrics['protocol']} · n={metrics['n_samples']}")
+    head.add_column("metric")
+    head.add_column("value", justify="right")
+    f1 = f"{metrics['f1_macro_mean']:.3f} ± {metrics['f1_macro_std']:.3f}"
+    head.add_row("F1-macro (mean ± std over folds)", f1)
+    for key, name in [("uar", "UAR"), ("accuracy", "accuracy"), ("log_loss", "log-loss")]:
+        head.add_row(name, f"{metrics[key]:.3f}")
+    head.add_row("ECE", f"{metrics['ece']:.3f}")
+    head.add_row(
+        "featurize / fit seconds", f"{metrics['featurize_seconds']} / {metrics['fit_seconds']}"
+    )
+    console.print(head)
+    per = Table(title="per class (pooled out-of-fold)")
+    for col in ("class", "precision", "recall", "F1", "n"):
+        per.add_column(col, justify="left" if col == "class" else "right")
+    for name, row in metrics["per_class"].items():
+        per.add_row(
+            name,
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            str(row["support"]),
+        )
+    console.print(per)
+    if metrics.get("failed_files"):
+        console.print(f"[yellow]{len(metrics['failed_files'])} file(s) could not be used[/]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="ser", description="Speech emotion recognition")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ev = sub.add_parser("evaluate", help="cross-validate the pipeline on a dataset directory")
+    ev.add_argument("dataset", type=Path, help="dataset directory")
+    ev.add_argument("--features", choices=["default", "seed"], default="default")
+    ev.add_argument("--protocol", choices=["stratified", "speaker"], default="stratified")
+    ev.add_argument("--report-dir", type=Path, help="write metrics.json, confusion.png, pca.png")
+    ev.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    ev.add_argument("--no-cache", action="store_true", help="bypass the feature cache")
+    ev.add_argument("--jobs", type=int, default=0, help="processes (default: SER_N_JOBS)")
+    ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_evaluate)
+    try:
+        from ser import service_cli
+    except ImportError:  # the service commands are optional for the library alone
+        service_cli = None
+    if service_cli is not None:
+        service_cli.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ser`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DatasetError as exc:
+        print(f"ser: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SerError as exc:
+        print(f"ser: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Labelled datasets: a directory, its recordings, their labels and (when known) speakers.
+
+Labels are discovered in this order: ``labels.csv`` at the root (``path,label[,speaker]``),
+EMO-DB file names, one sub-folder per class.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from ser.errors import DatasetError
+
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga"})
+EMODB_LETTERS = {
+    "W": "anger",
+    "L": "boredom",
+    "E": "disgust",
+    "A": "fear",
+    "F": "happiness",
+    "T": "sadness",
+    "N": "neutral",
+}
+EMODB_ORDER = ("anger", "boredom", "disgust", "fear", "happiness", "sadness", "neutral")
+_EMODB_NAME = re.compile(r"^(\d\d)[a-z]\d\d([WLEAFTN])[a-z]\d*\.wav$", re.IGNORECASE)
+
+# Stable error codes.
+NOT_FOUND = "DATASET_NOT_FOUND"
+NO_AUDIO = "DATASET_NO_AUDIO"
+BAD_LABELS = "DATASET_BAD_LABELS"
+MISSING_FILE = "DATASET_MISSING_FILE"
+TOO_FEW_CLASSES = "DATASET_TOO_FEW_CLASSES"
+CLASS_TOO_SMALL = "DATASET_CLASS_TOO_SMALL"
+NO_SPEAKERS = "DATASET_NO_SPEAKERS"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Recordings with labels; ``speakers`` is None when the layout does not say."""
+
+    root: Path
+    paths: tuple[Path, ...]
+    labels: tuple[str, ...]
+    speakers: tuple[str, ...] | None
+    classes: tuple[str, ...]
+    layout: str
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def class_counts(self) -> dict[str, int]:
+        """Number of recordings per class, in class order."""
+        counts = Counter(self.labels)
+        return {c: counts[c] for c in self.classes}
+
+
+def is_audio(path: Path) -> bool:
+    """Whether ``path`` names a file with an audio suffix we decode."""
+    return path.suffix.lower() in AUDIO_SUFFIXES and path.is_file()
+
+
+def load_dataset(root: Path | str) -> Dataset:
+    """Discover the recordings and labels under ``root`` (raises DatasetError)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(NOT_FOUND, f"dataset directory not found: {root}")
+    if (root / "labels.csv").is_file():
+        ds = _from_labels_csv(root)
+    else:
+        ds = _from_emodb_names(root) or _from_folders(root)
+    if len(ds.classes) < 2:
+        raise DatasetError(
+            TOO_FEW_CLASSES, f"{root}: found {len(ds.classes)} class(es); at least 2 are needed"
+        )
+    return ds
+
+
+def _make(root: Path, rows: list[tuple[Path, str, str | None]], layout: str, order=None) -> Dataset:
+    if not rows:
+        raise DatasetError(
+            NO_AUDIO, f"no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) in {root}"
+        )
+    rows.sort(key=lambda r: str(r[0]))
+    present = {r[1] for r in rows}
+    classes = tuple(c for c in order if c in present) if order else tuple(sorted(present))
+    speakers = tuple(r[2] for r in rows) if all(r[2] for r in rows) else None
+    return Dataset(
+        root=root,
+        paths=tuple(r[0] for r in rows),
+        labels=tuple(r[1] for r in rows),
+        speakers=speakers,  # type: ignore[arg-type]
+        classes=classes,
+        layout=layout,
+    )
+
+
+def _from_labels_csv(root: Path) -> Dataset:
+    rows: list[tuple[Path, str, str | None]] = []
+    resolved_root = root.resolve()
+    with open(root / "labels.csv", newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        fields = {f.strip().lower() for f in reader.fieldnames or []}
+        if not {"path", "label"} <= fields:
+            raise DatasetError(BAD_LABELS, f"{root / 'labels.csv'} needs columns path,label")
+        for line, raw in enumerate(reader, start=2):
+            row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+            if not row.get("path") or not row.get("label"):
+                raise DatasetError(BAD_LABELS, f"labels.csv line {line}: empty path or label")
+            path = root / row["path"]
+            if not path.resolve().is_relative_to(resolved_root):
+                raise DatasetError(BAD_LABELS, f"labels.csv line {line}: {row['path']} is outside")
+            if not path.is_file():
+                raise DatasetError(MISSING_FILE, f"labels.csv line {line}: no file {row['path']}")
+            rows.append((path, row["label"], row.get("speaker") or None))
+    return _make(root, rows, "labels_csv")
+
+
+def _from_emodb_names(root: Path) -> Dataset | None:
+    files = [p for p in root.iterdir() if is_audio(p)]
+    matches = [_EMODB_NAME.match(p.name) for p in files]
+    if not files or not all(matches):
+        return None
+    rows = [(p, EMODB_LETTERS[m.group(2).upper()], m.group(1)) for p, m in zip(files, matches)]
+    return _make(root, rows, "emodb", order=EMODB_ORDER)
+
+
+def _from_folders(root: Path) -> Dataset:
+    rows: list[tuple[Path, str, str | None]] = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        rows += [(p, sub.name, None) for p in sorted(sub.rglob("*")) if is_audio(p)]
+    return _make(root, rows, "folders")
+
+
+def check_protocol(ds: Dataset, protocol: str, n_splits: int = 4) -> None:
+    """Raise DatasetError when ``ds`` cannot be evaluated with ``protocol``."""
+    if protocol == "stratified":
+        small = {c: n for c, n in ds.class_counts().items() if n < n_splits}
+        if small:
+            raise DatasetError(
+                CLASS_TOO_SMALL,
+                f"stratified {n_splits}-fold CV needs >= {n_splits} recordings per class; "
+                f"too few in {small}",
+            )
+    elif protocol == "speaker":
+        if ds.speakers is None:
+            raise DatasetError(
+                NO_SPEAKERS, "the speaker protocol needs speakers (a speaker column in labels.csv)"
+            )
+        per_class: dict[str, set[str]] = {c: set() for c in ds.classes}
+        for label, speaker in zip(ds.labels, ds.speakers):
+            per_class[label].add(speaker)
+        thin = sorted(c for c, s in per_class.items() if len(s) < 2)
+        if len(set(ds.speakers)) < 2 or thin:
+            raise DatasetError(
+                CLASS_TOO_SMALL,
+                "speaker-independent CV needs every class voiced by >= 2 speakers; "
+                f"not so for {thin or 'the dataset (one speaker)'}",
+            )
+    else:
+        raise DatasetError("UNKNOWN_PROTOCOL", f"unknown protocol {protocol!r}")

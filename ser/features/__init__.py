@@ -1,0 +1,87 @@
+"""Versioned feature specs: a name and its parameters give a stable version string.
+
+The version is the cache key (with the file's content hash) and is stored in every model
+bundle, so a bundle is never fed features computed another way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
+
+import numpy as np
+
+from ser import audio
+from ser.errors import SerError
+
+# Bump a spec's revision whenever its code changes its output without a parameter change.
+_MODULES = {"seed": ("ser.features.seed", 1), "default": ("ser.features.default", 1)}
+NAMES = tuple(_MODULES)
+
+
+class FeatureSpecError(SerError):
+    """An unknown feature spec name."""
+
+    code = "UNKNOWN_FEATURES"
+    http_status = 400
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """A feature extractor with its parameters and version string."""
+
+    name: str
+    module: ModuleType
+    revision: int
+
+    @property
+    def params(self) -> dict:
+        return dict(self.module.PARAMS)
+
+    @property
+    def sr(self) -> int:
+        return int(self.module.PARAMS["sr"])
+
+    @property
+    def version(self) -> str:
+        blob = json.dumps({"params": self.params, "rev": self.revision}, sort_keys=True)
+        return f"{self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+    def names(self) -> list[str]:
+        """Feature names, one per vector element."""
+        return list(self.module.names())
+
+    def from_waveform(self, y: np.ndarray) -> np.ndarray:
+        """Features of a decoded mono waveform at :attr:`sr`."""
+        return np.asarray(self.module.extract(y, self.sr), dtype=np.float32)
+
+    def from_source(
+        self, source: audio.Source, max_seconds: float | None = audio.DEFAULT_MAX_SECONDS
+    ) -> np.ndarray:
+        """Decode, validate and featurize one recording (raises AudioError)."""
+        return self.from_waveform(audio.decode(source, sr=self.sr, max_seconds=max_seconds))
+
+
+@cache
+def get_spec(name: str) -> FeatureSpec:
+    """The spec called ``name`` (``seed`` or ``default``)."""
+    if name not in _MODULES:
+        raise FeatureSpecError(message=f"unknown feature spec {name!r}; choose from {NAMES}")
+    module_name, revision = _MODULES[name]
+    return FeatureSpec(name, importlib.import_module(module_name), revision)
+
+
+def spec_for_version(version: str) -> FeatureSpec:
+    """The spec whose current version string is ``version``, or FeatureSpecError."""
+    name = version.rsplit("-", 1)[0]
+    spec = get_spec(name)
+    if spec.version != version:
+        raise FeatureSpecError(
+            "FEATURE_SPEC_MISMATCH",
+            f"features {version} are not what this code computes ({spec.version}); retrain",
+        )
+    return spec

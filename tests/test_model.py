@@ -1,0 +1,131 @@
+"""ser.model: leak-free protocols, metrics, training, the bundle round trip, prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ser import model, report
+from ser.errors import AudioError, DatasetError
+from tests import audiogen
+
+
+def test_ece_perfect_and_overconfident():
+    y = np.array([0, 1, 0, 1])
+    perfect = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    assert model.expected_calibration_error(perfect, y) == pytest.approx(0.0)
+    wrong = perfect[:, ::-1]
+    assert model.expected_calibration_error(wrong, y) == pytest.approx(1.0)
+
+
+def test_stratified_splits_are_the_prototypes():
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.repeat(np.arange(3), 8)
+    ours = model.make_splits("stratified", y, None)
+    ref = StratifiedKFold(4, shuffle=True, random_state=42).split(np.zeros((24, 1)), y)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(ours, ref))
+
+
+def test_speaker_splits_never_share_a_speaker():
+    y = np.tile(np.arange(2), 10)
+    groups = [f"s{i % 5}" for i in range(20)]
+    splits = model.make_splits("speaker", y, groups)
+    assert len(splits) == 5  # leave-one-speaker-out
+    for train, test in splits:
+        assert not {groups[i] for i in train} & {groups[i] for i in test}
+    many = [f"s{i}" for i in range(20)]
+    assert len(model.make_splits("speaker", y, many)) == 5  # grouped k-fold when many speakers
+
+
+def test_nothing_is_fitted_outside_the_folds():
+    # Pure-noise features: a leak (scaling/selection on all data) would inflate the score;
+    # leak-free CV stays near chance for 3 balanced classes.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 200))
+    y = np.repeat(np.arange(3), 40)
+    metrics, proba = model.cross_validate(
+        X, y, None, "stratified", model.build_pipeline("default"), ["a", "b", "c"]
+    )
+    assert metrics["f1_macro_mean"] < 0.5
+    assert proba.shape == (120, 3) and np.allclose(proba.sum(axis=1), 1)
+
+
+def test_metrics_keys(csv_dataset):
+    metrics, data, proba = model.evaluate_dataset(csv_dataset, features="seed")
+    for key in ("f1_macro_mean", "f1_macro_std", "uar", "accuracy", "log_loss", "ece"):
+        assert 0 <= metrics[key] <= (10 if key == "log_loss" else 1)
+    cm = np.array(metrics["confusion_matrix"])
+    assert cm.shape == (3, 3) and cm.sum() == 24
+    assert set(metrics["per_class"]) == {"calm", "excited", "tense"}
+    assert metrics["f1_macro_mean"] > 0.9  # the generated classes are separable
+
+
+@pytest.mark.parametrize("features", ["seed", "default"])
+def test_train_bundle_round_trip_and_predict(tmp_path, csv_dataset, features):
+    bundle = model.train(csv_dataset, features=features, cache_dir=tmp_path / "cache")
+    assert bundle.classes == ["calm", "excited", "tense"]
+    assert bundle.feature_spec.startswith(features + "-")
+    assert len(bundle.fingerprint) == 16 and bundle.versions["scikit-learn"]
+    loaded = model.Bundle.from_bytes(bundle.to_bytes())
+    clip = audiogen.write(tmp_path / "q.wav", audiogen.voice_like("excited", 1.4, seed=777))
+    out = loaded.predict(clip)
+    assert out["emotion"] == "excited"
+    assert out["probability"] == max(out["probabilities"].values())
+    assert sum(out["probabilities"].values()) == pytest.approx(1.0)
+    assert out == bundle.predict(clip.read_bytes())
+
+
+def test_predict_many_keeps_errors_in_place(tmp_path, csv_dataset):
+    bundle = model.train(csv_dataset, features="seed")
+    good = audiogen.write(tmp_path / "g.wav", audiogen.voice_like("calm", 1.2, seed=5))
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    out = bundle.predict_many([good, bad, good])
+    assert out[0]["emotion"] == "calm" and out[2] == out[0]
+    assert isinstance(out[1], AudioError)
+
+
+def test_fingerprint_tracks_content(tmp_path):
+    root = audiogen.make_dataset(tmp_path / "d", "labels_csv", n_per_class=4)
+    a = model.train(root, features="seed").fingerprint
+    audiogen.write(root / "audio" / "calm_000.flac", audiogen.voice_like("calm", 1.0, seed=4242))
+    assert model.train(root, features="seed").fingerprint != a
+
+
+def test_bundle_from_bytes_rejects_other_objects():
+    import io
+
+    import joblib
+
+    buf = io.BytesIO()
+    joblib.dump({"not": "a bundle"}, buf)
+    with pytest.raises(Exception) as err:
+        model.Bundle.from_bytes(buf.getvalue())
+    assert getattr(err.value, "code", "") == "MODEL_INVALID"
+
+
+def test_dataset_errors_surface(tmp_path):
+    root = audiogen.make_dataset(tmp_path, "folders", n_per_class=4)
+    with pytest.raises(DatasetError):
+        model.train(root, protocol="speaker")
+
+
+def test_unusable_files_are_reported_not_fatal(tmp_path):
+    root = audiogen.make_dataset(tmp_path, "folders", n_per_class=5)
+    (root / "calm" / "broken.wav").write_bytes(b"RIFF")
+    metrics, data, _ = model.evaluate_dataset(root, features="seed")
+    assert list(metrics["failed_files"]) == ["calm/broken.wav"]
+    assert metrics["n_samples"] == 15
+
+
+def test_report_files(tmp_path, csv_dataset):
+    metrics, data, _ = model.evaluate_dataset(csv_dataset, features="seed")
+    paths = report.write_report(tmp_path, metrics, data.X, data.y, metrics["classes"])
+    for key in ("confusion", "pca"):
+        assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert '"f1_macro_mean"' in paths["metrics"].read_text()
+
+
+def test_warm_up_runs():
+    model.warm_up("seed")
