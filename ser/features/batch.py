@@ -22,6 +22,8 @@ Progress = Callable[[int, int], None]
 
 
 class Cache(Protocol):
+    """What featurize needs of a cache (DiskCache, RedisCache)."""
+
     def get(self, version: str, key: str) -> np.ndarray | None: ...
     def put(self, version: str, key: str, vector: np.ndarray) -> None: ...
 
@@ -33,6 +35,12 @@ def _read(source: Path | str | bytes) -> bytes:
         return Path(source).read_bytes()
     except OSError as exc:
         raise AudioError(audio.UNREADABLE, f"cannot read {source}: {exc.strerror}") from None
+
+
+def _get_many(cache: Cache, version: str, keys: list[str]) -> list[np.ndarray | None]:
+    if hasattr(cache, "get_many"):
+        return cache.get_many(version, keys)
+    return [cache.get(version, k) for k in keys]
 
 
 def extract_one(spec_name: str, source: Path | str | bytes, max_seconds: float | None) -> Result:
@@ -68,29 +76,38 @@ def featurize(
     keys: list[str | None] = [None] * total
     todo: list[tuple[int, Path | str | bytes]] = []
     done = 0
-    for i, src in enumerate(sources):
-        if cache is not None:
+    if cache is None:
+        todo = list(enumerate(sources))
+    else:
+        for i, src in enumerate(sources):
             try:
                 keys[i] = content_hash(_read(src))
             except AudioError as exc:
                 results[i] = exc
-                done += 1
-                continue
-            hit = cache.get(spec.version, keys[i])
+        hashed = [i for i in range(total) if keys[i]]
+        hits = _get_many(cache, spec.version, [keys[i] for i in hashed])
+        for i, hit in zip(hashed, hits):
             if hit is not None:
                 results[i] = hit
-                done += 1
-                continue
-        todo.append((i, src))
+            else:
+                todo.append((i, sources[i]))
+        done = total - len(todo)
     if progress:
         progress(done, total)
 
     def record(pairs: list[tuple[int, Result]]) -> None:
         nonlocal done
+        fresh = {}
         for i, res in pairs:
             results[i] = res
-            if cache is not None and keys[i] and isinstance(res, np.ndarray):
-                cache.put(spec.version, keys[i], res)
+            if keys[i] and isinstance(res, np.ndarray):
+                fresh[keys[i]] = res
+        if cache is not None and fresh:
+            if hasattr(cache, "put_many"):
+                cache.put_many(spec.version, fresh)
+            else:
+                for k, v in fresh.items():
+                    cache.put(spec.version, k, v)
         done += len(pairs)
         if progress:
             progress(done, total)
