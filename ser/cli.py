@@ -60,6 +60,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             ds,
             protocol=args.protocol,
             features=args.features,
+            classifier=args.classifier,
             cache_dir=cache_dir,
             n_jobs=args.jobs or settings.n_jobs,
             progress=progress,
@@ -80,7 +81,8 @@ def print_metrics(metrics: dict) -> None:
     from rich.table import Table
 
     console = Console()
-    head = Table(title=f"{metrics['features']} · {metrics['protocol']} · n={metrics['n_samples']}")
+    title = f"{metrics['features']} · {metrics['classifier']} · {metrics['protocol']}"
+    head = Table(title=f"{title} · n={metrics['n_samples']}")
     head.add_column("metric")
     head.add_column("value", justify="right")
     f1 = f"{metrics['f1_macro_mean']:.3f} ± {metrics['f1_macro_std']:.3f}"
@@ -116,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("dataset", type=Path, help="dataset directory")
     ev.add_argument("--features", choices=["default", "seed"], default="default")
     ev.add_argument("--protocol", choices=["stratified", "speaker"], default="stratified")
+    ev.add_argument(
+        "--classifier", choices=["logreg", "svc"], help="default: svc for seed, logreg otherwise"
+    )
     ev.add_argument("--report-dir", type=Path, help="write metrics.json, confusion.png, pca.png")
     ev.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ev.add_argument("--no-cache", action="store_true", help="bypass the feature cache")

@@ -1,0 +1,295 @@
+"""The default feature spec: utterance-level statistics of frame descriptors from one STFT.
+
+One Hann-windowed STFT (64 ms frames, 10 ms hop, 16 kHz) is computed per recording; every
+frame descriptor is derived from its power spectrum:
+
+- 20 MFCCs (from a 40-band log-mel spectrum, 50 Hz-8 kHz) with their first and second deltas;
+- the 40 log-mel band energies;
+- spectral shape: centroid, bandwidth, 85 % roll-off, flatness, high/low band ratio (above /
+  below 1 kHz), flux; the zero-crossing rate; 6 bands of octave spectral contrast;
+- frame energy (dB re the loudest frame), its delta, and the voicing strength (peak of the
+  window-corrected, normalised autocorrelation below 4 kHz, Wiener-Khinchin from the same
+  power spectrum);
+- pitch (F0, 60-500 Hz) from the lag of that autocorrelation peak, parabolically refined.
+
+Each descriptor is summarised over the active frames (within ``active_db`` of the loudest) by
+the statistics in ``PARAMS["stats"]`` (mean, std, percentiles, inter-quartile range, skewness,
+and the linear and quadratic trend over the utterance). Voiced frames (active, voicing above
+``voicing_thr``) add F0 statistics in semitones re 100 Hz with the mean absolute F0 change,
+voiced-frame energy statistics and voiced-frame MFCC means. Global terms: log duration, log
+active duration, voiced ratio, voiced onsets per active second, and overall level (dBFS).
+
+Nothing uses file names, speaker identity or corpus-level normalisation; the output is
+deterministic float32 and always finite.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import scipy.fft
+
+PARAMS: dict = {
+    "sr": 16000,
+    "n_fft": 1024,
+    "hop": 160,
+    "window": "hann",
+    "n_mels": 40,
+    "fmin": 50.0,
+    "fmax": 8000.0,
+    "n_mfcc": 20,
+    "delta_width": 9,
+    "f0_min": 60.0,
+    "f0_max": 500.0,
+    "acf_fmax": 4000.0,
+    "voicing_thr": 0.45,
+    "active_db": 40.0,
+    "rolloff": 0.85,
+    "split_hz": 1000.0,
+    "contrast_fmin": 100.0,
+    "contrast_bands": 5,
+    "stats": ("mean", "std", "p10", "p50", "p90", "iqr", "skew", "slope"),
+}
+
+_EPS = 1e-10
+_QUANTILES = {
+    "p01": 0.01,
+    "p10": 0.10,
+    "p25": 0.25,
+    "p50": 0.50,
+    "p75": 0.75,
+    "p90": 0.90,
+    "p99": 0.99,
+}
+_SPEC_ROWS = ("centroid", "bandwidth", "rolloff", "flatness", "hf_ratio", "flux", "zcr")
+_GLOBAL = ("log_duration", "log_active_duration", "voiced_ratio", "voiced_onsets_per_s", "level_db")
+
+
+@cache
+def _consts(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, acf_fmax: float) -> dict:
+    """Window, its autocorrelation, mel filters and frequency axes (cached per setting)."""
+    import librosa
+
+    w = np.hanning(n_fft + 2)[1:-1].astype(np.float32)
+    n_acf = 2 * int(round(n_fft * acf_fmax / sr))
+    wac = scipy.fft.irfft(np.abs(scipy.fft.rfft(w.astype(np.float64), n=2 * n_fft)) ** 2)
+    wac = (wac[:n_fft] / wac[0])[:: n_fft // n_acf][: n_acf // 2 + 1]
+    mel = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    centers = librosa.mel_frequencies(n_mels + 2, fmin=fmin, fmax=fmax)[1:-1]
+    return {
+        "w": w,
+        "wac": np.maximum(wac, 1e-3).astype(np.float32),
+        "n_acf": n_acf,
+        "acf_sr": sr * n_acf / n_fft,
+        "mel": np.ascontiguousarray(mel.T, dtype=np.float32),
+        "mel_centers": centers.astype(np.float32),
+        "freqs": np.fft.rfftfreq(n_fft, 1.0 / sr).astype(np.float32),
+    }
+
+
+def _frames(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """Centred, zero-padded frames as a read-only (n_frames, n_fft) view."""
+    yp = np.pad(y, (n_fft // 2, n_fft // 2))
+    n = 1 + (len(yp) - n_fft) // hop
+    step = yp.strides[0]
+    return np.lib.stride_tricks.as_strided(
+        yp, shape=(n, n_fft), strides=(step * hop, step), writeable=False
+    )
+
+
+def _stats(x: np.ndarray, stats: tuple[str, ...]) -> np.ndarray:
+    """Statistics over frames (axis 1) of a (rows, frames) matrix, flattened row-major."""
+    x = np.asarray(x, dtype=np.float32)
+    rows, n = x.shape
+    if n == 0:
+        return np.zeros(rows * len(stats), dtype=np.float32)
+    mu = x.mean(axis=1)
+    d = x - mu[:, None]
+    var = (d * d).mean(axis=1)
+    sd = np.sqrt(var)
+    s = np.sort(x, axis=1)
+    t = np.linspace(-1.0, 1.0, n, dtype=np.float32)
+    p2 = 1.5 * t * t - 0.5
+
+    def quantile(q: float) -> np.ndarray:
+        pos = q * (n - 1)
+        lo = int(np.floor(pos))
+        hi = min(lo + 1, n - 1)
+        return s[:, lo] + (s[:, hi] - s[:, lo]) * np.float32(pos - lo)
+
+    out = []
+    for name in stats:
+        if name == "mean":
+            out.append(mu)
+        elif name == "std":
+            out.append(sd)
+        elif name in _QUANTILES:
+            out.append(quantile(_QUANTILES[name]))
+        elif name == "iqr":
+            out.append(quantile(0.75) - quantile(0.25))
+        elif name == "skew":
+            out.append((d * d * d).mean(axis=1) / np.maximum(sd, 1e-6) ** 3)
+        elif name == "kurt":
+            out.append((d * d * d * d).mean(axis=1) / np.maximum(var, 1e-12) ** 2 - 3.0)
+        elif name == "slope":
+            out.append(d @ t / max(float(t @ t), 1e-6))
+        elif name == "curv":
+            out.append(d @ p2 / max(float(p2 @ p2), 1e-6))
+        else:
+            raise ValueError(f"unknown statistic {name!r}")
+    return np.stack(out, axis=1).ravel()
+
+
+def _delta(x: np.ndarray, width: int, order: int = 1) -> np.ndarray:
+    """Savitzky-Golay deltas along frames (librosa), edge-safe for short inputs."""
+    import librosa
+
+    if x.shape[-1] < width:
+        return np.zeros_like(x)
+    return librosa.feature.delta(x, width=width, order=order, mode="nearest", axis=-1)
+
+
+def _descriptors(y: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+    """Frame-level descriptors, all derived from one STFT power spectrum."""
+    import librosa
+
+    p = PARAMS
+    n_fft, hop = p["n_fft"], p["hop"]
+    c = _consts(sr, n_fft, p["n_mels"], p["fmin"], p["fmax"], p["acf_fmax"])
+    frames = _frames(np.asarray(y, dtype=np.float32), n_fft, hop)
+    spec = scipy.fft.rfft(frames * c["w"], axis=1, workers=1)
+    power = spec.real * spec.real + spec.imag * spec.imag  # (T, F)
+    mag = np.sqrt(power)
+    freqs = c["freqs"]
+
+    mel = power @ c["mel"]  # (T, M)
+    logmel = 10.0 * np.log10(mel + _EPS)
+    mfcc = librosa.feature.mfcc(S=logmel.T, n_mfcc=p["n_mfcc"])  # (C, T)
+    edb = 10.0 * np.log10(power.sum(axis=1) + _EPS)
+
+    msum = mag.sum(axis=1) + _EPS
+    centroid = (mag @ freqs) / msum
+    bandwidth = np.sqrt(np.maximum((mag @ (freqs * freqs)) / msum - centroid * centroid, 0.0))
+    cum = np.cumsum(mel, axis=1)
+    ridx = np.minimum((cum < p["rolloff"] * cum[:, -1:]).sum(axis=1), p["n_mels"] - 1)
+    rolloff = c["mel_centers"][ridx]
+    flatness = np.log(mel + _EPS).mean(axis=1) - np.log(mel.mean(axis=1) + _EPS)
+    k = int(np.searchsorted(freqs, p["split_hz"]))
+    hf_ratio = 10.0 * np.log10(
+        (power[:, k:].sum(axis=1) + _EPS) / (power[:, :k].sum(axis=1) + _EPS)
+    )
+    mnorm = np.sqrt(mel / (mel.sum(axis=1, keepdims=True) + _EPS))
+    flux = np.r_[0.0, np.sqrt((np.diff(mnorm, axis=0) ** 2).sum(axis=1))]
+    contrast = librosa.feature.spectral_contrast(
+        S=mag.T, sr=sr, n_fft=n_fft, fmin=p["contrast_fmin"], n_bands=p["contrast_bands"]
+    )
+    sign = np.signbit(y)
+    zc = np.r_[0, np.cumsum(sign[1:] != sign[:-1])]
+    starts = np.clip(np.arange(len(edb)) * hop - n_fft // 2, 0, len(y) - 1)
+    ends = np.clip(starts + n_fft, 0, len(y) - 1)
+    zcr = (zc[ends] - zc[starts]) / n_fft
+
+    # Pitch and voicing: autocorrelation of the band below acf_fmax (Wiener-Khinchin on the
+    # same power spectrum), normalised by lag 0 and by the window's own autocorrelation.
+    n_acf, acf_sr = c["n_acf"], c["acf_sr"]
+    ac = scipy.fft.irfft(power[:, : n_acf // 2 + 1], n=n_acf, axis=1, workers=1)
+    lag_lo = max(int(acf_sr // p["f0_max"]), 1)
+    lag_hi = min(int(np.ceil(acf_sr / p["f0_min"])), n_acf // 2 - 1)
+    r = ac[:, : lag_hi + 2] / (ac[:, :1] + _EPS) / c["wac"][: lag_hi + 2]
+    kk = r[:, lag_lo : lag_hi + 1].argmax(axis=1) + lag_lo
+    rows = np.arange(len(kk))
+    a, b, cc = r[rows, kk - 1], r[rows, kk], r[rows, kk + 1]
+    den = a - 2.0 * b + cc
+    safe = np.abs(den) > 1e-9
+    off = np.where(safe, 0.5 * (a - cc) / np.where(safe, den, 1.0), 0.0)
+    f0 = acf_sr / np.maximum(kk + np.clip(off, -1.0, 1.0), 1.0)
+
+    return {
+        "mfcc": mfcc,
+        "logmel": logmel.T,
+        "edb": edb,
+        "spec": np.vstack(
+            [centroid / 1000, bandwidth / 1000, rolloff / 1000, flatness, hf_ratio, flux, zcr]
+        ),
+        "contrast": contrast,
+        "f0": f0,
+        "voicing": np.clip(b, -1.0, 2.0),
+    }
+
+
+def extract(y: np.ndarray, sr: int) -> np.ndarray:
+    """The utterance's fixed-length float32 feature vector (see the module docstring)."""
+    p = PARAMS
+    st = tuple(p["stats"])
+    d = _descriptors(y, sr)
+    edb = d["edb"] - d["edb"].max()
+    active = edb > -p["active_db"]
+    if active.sum() < 3:
+        active = np.ones_like(active)
+    mfcc = d["mfcc"]
+    width = p["delta_width"]
+    framewise = np.vstack(
+        [
+            mfcc,
+            _delta(mfcc, width),
+            _delta(mfcc, width, 2),
+            d["logmel"],
+            d["spec"],
+            d["contrast"],
+            edb,
+            _delta(edb[None], width)[0],
+            d["voicing"],
+        ]
+    )
+    parts = [_stats(framewise[:, active], st)]
+
+    voiced = active & (d["voicing"] > p["voicing_thr"])
+    if voiced.sum() >= 3:
+        semitones = 12.0 * np.log2(d["f0"][voiced] / 100.0)
+        parts += [
+            _stats(semitones[None], st),
+            np.array([np.abs(np.diff(semitones)).mean()]),
+            _stats(edb[voiced][None], st),
+            mfcc[:, voiced].mean(axis=1),
+        ]
+    else:
+        parts.append(np.zeros(2 * len(st) + 1 + p["n_mfcc"]))
+
+    hop_s = p["hop"] / sr
+    n_active = max(int(active.sum()), 1)
+    onsets = int((np.diff(np.r_[0, voiced.astype(np.int8)]) == 1).sum())
+    parts.append(
+        np.array(
+            [
+                np.log(len(y) / sr),
+                np.log(n_active * hop_s),
+                voiced.sum() / n_active,
+                onsets / (n_active * hop_s),
+                10.0 * np.log10(np.mean(np.square(y, dtype=np.float64)) + _EPS),
+            ]
+        )
+    )
+    out = np.concatenate(parts).astype(np.float32)
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def names() -> list[str]:
+    """One name per feature, in vector order."""
+    p = PARAMS
+    st = tuple(p["stats"])
+    n_c = p["n_mfcc"]
+    rows = (
+        [f"mfcc{i}" for i in range(n_c)]
+        + [f"d_mfcc{i}" for i in range(n_c)]
+        + [f"dd_mfcc{i}" for i in range(n_c)]
+        + [f"logmel{i}" for i in range(p["n_mels"])]
+        + list(_SPEC_ROWS)
+        + [f"contrast{i}" for i in range(p["contrast_bands"] + 1)]
+        + ["energy_db", "d_energy_db", "voicing"]
+    )
+    out = [f"{r}_{s}" for r in rows for s in st]
+    out += [f"f0_st_{s}" for s in st] + ["f0_st_absdelta_mean"]
+    out += [f"voiced_energy_db_{s}" for s in st]
+    out += [f"voiced_mfcc{i}_mean" for i in range(n_c)]
+    return out + list(_GLOBAL)
