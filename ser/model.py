@@ -128,7 +128,7 @@ def compute_metrics(
         "f1_macro_folds": [float(v) for v in fold_f1],
         "uar": float(balanced_accuracy_score(y, pred)),
         "accuracy": float(accuracy_score(y, pred)),
-        "log_loss": float(log_loss(y, np.clip(proba, 1e-15, 1), labels=labels)),
+        "log_loss": float(log_loss(y, proba, labels=labels)),
         "ece": expected_calibration_error(proba, y),
         "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
         "per_class": {

@@ -60,6 +60,27 @@ def _extract_chunk(
     return [(i, extract_one(spec_name, src, max_seconds)) for i, src in items]
 
 
+def _warm(spec_name: str) -> int:
+    import os
+
+    from ser.model import warm_up
+
+    warm_up(spec_name)
+    return os.getpid()
+
+
+def warm_pool(n_jobs: int, spec_name: str = "default") -> int:
+    """Start the reusable process pool and pay imports/first calls in each process.
+
+    Later ``featurize(..., n_jobs=n_jobs)`` calls reuse these processes. Returns how many
+    distinct processes answered.
+    """
+    from joblib import Parallel, delayed
+
+    pids = Parallel(n_jobs=n_jobs)(delayed(_warm)(spec_name) for _ in range(4 * n_jobs))
+    return len(set(pids))
+
+
 def featurize(
     sources: Sequence[Path | str | bytes],
     spec: FeatureSpec | str = "default",
