@@ -23,6 +23,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 COLUMNS = [
     "dataset",
     "features",
+    "classifier",
     "protocol",
     "f1_macro_mean",
     "f1_macro_std",
@@ -33,12 +34,20 @@ COLUMNS = [
 ]
 
 
-def evaluate(name: str, root: Path, cache: Path, specs=("seed", "default")) -> list[dict]:
+MAIN = (("seed", "svc"), ("default", "logreg"), ("default", "svc"))
+
+
+def evaluate(name: str, root: Path, cache: Path, runs=MAIN) -> list[dict]:
     rows = []
-    for features in specs:
+    for features, classifier in runs:
         for protocol in ("stratified", "speaker"):
             m, _, _ = model.evaluate_dataset(
-                root, protocol=protocol, features=features, cache_dir=cache, n_jobs=2
+                root,
+                protocol=protocol,
+                features=features,
+                classifier=classifier,
+                cache_dir=cache,
+                n_jobs=2,
             )
             rows.append(
                 {
@@ -75,10 +84,10 @@ def main() -> None:
             "emodb as labels.csv",
             relayout(emodb, (tmp / "csv").mkdir() or tmp / "csv"),
             cache,
-            ("default",),
+            MAIN[1:2],
         )
         gen = audiogen.make_dataset(tmp / "gen", "labels_csv", n_per_class=40, n_speakers=8)
-        rows += evaluate("generated 3-class", gen, cache, ("default",))
+        rows += evaluate("generated 3-class", gen, cache, MAIN[1:2])
     print_table(rows, COLUMNS)
     dump("accuracy", rows)
 
