@@ -1,0 +1,70 @@
+"""The HTTP front: a Flask application factory over Redis (job records, registry) and Celery.
+
+The API validates requests, stores uploads as short-lived Redis blobs, sends tasks by NAME and
+serves job records. It never imports the audio or learning libraries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+
+from ser import config as ser_config
+from ser.jobs import JobStore
+from ser.registry import Registry
+
+UPLOAD_OVERHEAD = 64 * 1024  # multipart headers and boundaries around the file
+
+
+@dataclass
+class Service:
+    """What the routes use: settings, the Redis-backed stores and the Celery sender."""
+
+    settings: ser_config.Settings
+    redis: Any
+    jobs: JobStore
+    registry: Registry
+    celery: Any
+
+
+def _settings(config: Mapping[str, Any] | None) -> ser_config.Settings:
+    env = dict(os.environ)
+    env.update({k: str(v) for k, v in (config or {}).items() if k.startswith("SER_")})
+    return ser_config.load(env)
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app; ``config`` overrides the environment (SER_* keys) and Flask settings."""
+    import redis
+
+    from api import errors, routes
+    from worker.celeryconfig import make_celery
+
+    settings = _settings(config)
+    app = Flask(__name__)
+    app.config.update({k: v for k, v in (config or {}).items() if not k.startswith("SER_")})
+    app.config["MAX_CONTENT_LENGTH"] = int(settings.max_upload_mb * 1024 * 1024) + UPLOAD_OVERHEAD
+    app.json.sort_keys = False
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=2,
+        socket_timeout=40,  # above the longest ?wait (30 s) held in a blocking command
+        health_check_interval=30,
+    )
+    app.extensions["ser"] = Service(
+        settings=settings,
+        redis=client,
+        jobs=JobStore(client, settings.key_prefix, settings.job_ttl),
+        registry=Registry(client, settings.key_prefix),
+        celery=make_celery(settings),
+    )
+    errors.register(app)
+    app.register_blueprint(routes.bp)
+    if not app.debug and not app.testing:
+        logging.getLogger("api").setLevel(logging.INFO)
+    return app

@@ -1,0 +1,360 @@
+"""The OpenAPI 3.0 document of the HTTP API (served at /openapi.json, validated in the tests)."""
+
+from __future__ import annotations
+
+import ser
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _err(description: str) -> dict:
+    return _json(_ref("Error"), description)
+
+
+WAIT = {
+    "name": "wait",
+    "in": "query",
+    "required": False,
+    "description": "hold the request until the job ends or this many seconds pass (max 30)",
+    "schema": {"type": "number", "minimum": 0, "maximum": 30},
+}
+JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+VERSION = {
+    "name": "version",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^v[0-9]+$"},
+}
+LOCATION = {"Location": {"description": "the job URL", "schema": {"type": "string"}}}
+
+SCHEMAS: dict = {
+    "Error": {
+        "type": "object",
+        "required": ["ERROR"],
+        "properties": {
+            "ERROR": {
+                "type": "object",
+                "required": ["CODE", "MESSAGE"],
+                "properties": {"CODE": {"type": "string"}, "MESSAGE": {"type": "string"}},
+            }
+        },
+    },
+    "Progress": {
+        "type": "object",
+        "properties": {"DONE": {"type": "integer"}, "TOTAL": {"type": "integer"}},
+    },
+    "Job": {
+        "type": "object",
+        "description": "A job; finished jobs add the result fields of their kind or ERROR.",
+        "required": ["JOB_ID", "KIND", "JOB_STATUS"],
+        "properties": {
+            "JOB_ID": {"type": "string"},
+            "KIND": {"type": "string", "enum": ["train", "predict"]},
+            "JOB_STATUS": {
+                "type": "string",
+                "enum": ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"],
+            },
+            "PROGRESS": _ref("Progress"),
+            "CREATED_AT": {"type": "string", "format": "date-time"},
+            "STARTED_AT": {"type": "string", "format": "date-time"},
+            "FINISHED_AT": {"type": "string", "format": "date-time"},
+            "ERROR": {"type": "object"},
+            "DATASET": {"type": "string"},
+            "PROTOCOL": {"type": "string"},
+            "STATUS": {"type": "string", "enum": ["FITTED"]},
+            "F1_MACRO_MEAN": {"type": "number"},
+            "F1_MACRO_STD": {"type": "number"},
+            "UAR": {"type": "number"},
+            "ACCURACY": {"type": "number"},
+            "LOG_LOSS": {"type": "number"},
+            "ECE": {"type": "number"},
+            "N_SAMPLES": {"type": "integer"},
+            "CLASSES": {"type": "array", "items": {"type": "string"}},
+            "MODEL_VERSION": {"type": "string"},
+            "FILENAME": {"type": "string"},
+            "EMOTION": {"type": "string"},
+            "PROBABILITY": {"type": "number"},
+            "PROBABILITIES": {"type": "object", "additionalProperties": {"type": "number"}},
+        },
+    },
+    "JobList": {
+        "type": "object",
+        "properties": {
+            "JOBS": {"type": "array", "items": _ref("Job")},
+            "COUNT": {"type": "integer"},
+        },
+    },
+    "TrainRequest": {
+        "type": "object",
+        "properties": {
+            "dataset": {"type": "string", "description": "directory under SER_DATA_DIR"},
+            "protocol": {"type": "string", "enum": ["stratified", "speaker"]},
+            "features": {"type": "string", "enum": ["default", "seed"]},
+        },
+    },
+    "PredictRequest": {
+        "type": "object",
+        "required": ["filename"],
+        "properties": {"filename": {"type": "string", "description": "file under SER_DATA_DIR"}},
+    },
+    "PredictUpload": {
+        "type": "object",
+        "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary"}},
+    },
+    "Model": {
+        "type": "object",
+        "required": ["MODEL_VERSION", "CURRENT"],
+        "properties": {
+            "MODEL_VERSION": {"type": "string"},
+            "CURRENT": {"type": "boolean"},
+            "CREATED_AT": {"type": "string"},
+            "DATASET": {"type": "string"},
+            "PROTOCOL": {"type": "string"},
+            "FEATURE_SPEC": {"type": "string"},
+            "CLASSES": {"type": "array", "items": {"type": "string"}},
+            "F1_MACRO_MEAN": {"type": "number"},
+            "F1_MACRO_STD": {"type": "number"},
+            "N_SAMPLES": {"type": "integer"},
+            "METRICS": {"type": "object"},
+            "SHA256": {"type": "string"},
+        },
+    },
+    "ModelList": {
+        "type": "object",
+        "properties": {
+            "CURRENT": {"type": "string", "nullable": True},
+            "MODELS": {"type": "array", "items": _ref("Model")},
+            "COUNT": {"type": "integer"},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "properties": {
+            "STATUS": {"type": "string", "enum": ["OK", "UNAVAILABLE"]},
+            "REDIS": {"type": "boolean"},
+            "WORKERS": {"type": "integer"},
+            "QUEUES": {"type": "object"},
+            "MODEL_VERSION": {"type": "string", "nullable": True},
+            "ERROR": {"type": "object"},
+        },
+    },
+}
+
+
+def _train_op(method: str) -> dict:
+    op = {
+        "summary": "Queue a training (single flight per dataset and protocol)",
+        "operationId": f"train{method.title()}",
+        "responses": {
+            "202": {
+                "description": "queued, or the already queued/running training of this dataset",
+                "headers": LOCATION,
+                "content": {"application/json": {"schema": _ref("Job")}},
+            },
+            "400": _err("malformed body, unknown protocol, or a path outside the data root"),
+            "401": _err("missing or wrong API key"),
+            "503": _err("broker unavailable"),
+        },
+    }
+    if method == "post":
+        op["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": _ref("TrainRequest")}},
+        }
+    else:
+        op["summary"] += " (prototype compatibility; query parameters)"
+        op["parameters"] = [
+            {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+            for n in ("dataset", "protocol", "features")
+        ]
+    return op
+
+
+def spec(with_auth: bool = False) -> dict:
+    """The OpenAPI document; ``with_auth`` declares the bearer scheme on every operation."""
+    job = _json(_ref("Job"), "the job")
+    paths = {
+        "/train": {"post": _train_op("post"), "get": _train_op("get")},
+        "/predict": {
+            "post": {
+                "summary": "Queue a prediction of an uploaded clip or a file under the data root",
+                "operationId": "predict",
+                "parameters": [WAIT],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": _ref("PredictRequest")},
+                        "multipart/form-data": {"schema": _ref("PredictUpload")},
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("Job"), "finished within ?wait"),
+                    "202": {
+                        "description": "queued",
+                        "headers": LOCATION,
+                        "content": {"application/json": {"schema": _ref("Job")}},
+                    },
+                    "400": _err("malformed body or a path outside the data root"),
+                    "401": _err("missing or wrong API key"),
+                    "409": _err("no model has been trained yet"),
+                    "413": _err("upload larger than SER_MAX_UPLOAD_MB"),
+                    "415": _err("not audio (or, with ?wait, audio that cannot be analysed)"),
+                    "503": _err("broker unavailable"),
+                },
+            }
+        },
+        "/jobs": {
+            "get": {
+                "summary": "Recent jobs, newest first",
+                "operationId": "listJobs",
+                "parameters": [
+                    {
+                        "name": "kind",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["train", "predict"]},
+                    },
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {
+                            "type": "string",
+                            "enum": ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"],
+                        },
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("JobList"), "the jobs"),
+                    "400": _err("bad filter"),
+                    "401": _err("missing or wrong API key"),
+                },
+            }
+        },
+        "/jobs/{job_id}": {
+            "parameters": [JOB_ID],
+            "get": {
+                "summary": "A job's state and, when finished, its result or error",
+                "operationId": "getJob",
+                "parameters": [WAIT],
+                "responses": {
+                    "200": job,
+                    "400": _err("bad wait"),
+                    "401": _err("missing or wrong API key"),
+                    "404": _err("unknown or expired job"),
+                },
+            },
+            "delete": {
+                "summary": "Cancel a queued or running job",
+                "operationId": "cancelJob",
+                "responses": {
+                    "200": _json(_ref("Job"), "the cancelled job"),
+                    "401": _err("missing or wrong API key"),
+                    "404": _err("unknown or expired job"),
+                    "409": _err("the job already finished"),
+                },
+            },
+        },
+        "/models": {
+            "get": {
+                "summary": "Every model version and the current one",
+                "operationId": "listModels",
+                "responses": {
+                    "200": _json(_ref("ModelList"), "the models"),
+                    "401": _err("missing or wrong API key"),
+                },
+            }
+        },
+        "/models/{version}": {
+            "parameters": [VERSION],
+            "get": {
+                "summary": "Metadata and metrics of one version",
+                "operationId": "getModel",
+                "responses": {
+                    "200": _json(_ref("Model"), "the model"),
+                    "401": _err("missing or wrong API key"),
+                    "404": _err("unknown version"),
+                },
+            },
+        },
+        "/models/{version}/confusion.png": {
+            "parameters": [VERSION],
+            "get": {
+                "summary": "The cross-validated confusion matrix as a PNG",
+                "operationId": "getConfusionPng",
+                "responses": {
+                    "200": {
+                        "description": "PNG image",
+                        "content": {
+                            "image/png": {"schema": {"type": "string", "format": "binary"}}
+                        },
+                    },
+                    "401": _err("missing or wrong API key"),
+                    "404": _err("unknown version"),
+                },
+            },
+        },
+        "/models/{version}/activate": {
+            "parameters": [VERSION],
+            "post": {
+                "summary": "Make this version the one every worker serves",
+                "operationId": "activateModel",
+                "responses": {
+                    "200": _json(_ref("Model"), "the activated model"),
+                    "401": _err("missing or wrong API key"),
+                    "404": _err("unknown version"),
+                    "500": _err("the artifact's signature does not verify"),
+                },
+            },
+        },
+        "/health": {
+            "get": {
+                "summary": "Redis reachable, workers online, current model (no API key needed)",
+                "operationId": "health",
+                "security": [],
+                "responses": {
+                    "200": _json(_ref("Health"), "healthy"),
+                    "503": _json(_ref("Health"), "Redis down or no worker online"),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "operationId": "openapi",
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3 document",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "401": _err("missing or wrong API key"),
+                },
+            }
+        },
+    }
+    doc: dict = {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Speech emotion recognition service",
+            "version": ser.__version__,
+            "description": "Train and predict as jobs; poll /jobs/{id} (or use ?wait).",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+    if with_auth:
+        doc["security"] = [{"bearer": []}]
+    return doc

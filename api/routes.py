@@ -1,0 +1,401 @@
+"""The routes: train, predict, jobs, models, health, openapi."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import re
+import uuid
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from api.errors import ApiError
+from ser import jobs as J
+from ser.errors import AudioError, NoModelError
+from ser.paths import confine, relative
+from worker.celeryconfig import QUEUES, TASK_PREDICT, TASK_TRAIN
+
+bp = Blueprint("ser", __name__)
+
+MAX_WAIT = 30.0
+MAX_LIST = 500
+PROTOCOLS = ("stratified", "speaker")
+FEATURES = ("default", "seed")
+PUBLIC = {"ser.health"}  # endpoints open without the API key
+
+# Leading bytes of the containers libsndfile reads (the worker still decodes and validates).
+_AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"FORM", b"fLaC", b"OggS", b".snd", b"caff")
+_W64_MAGIC = b"riff\x2e\x91\xcf\x11"
+
+
+def svc():
+    return current_app.extensions["ser"]
+
+
+def looks_like_audio(head: bytes) -> bool:
+    """Whether ``head`` starts like a WAV/FLAC/OGG/AIFF/AU/CAF/W64/MP3 file."""
+    if head[:4] in _AUDIO_MAGIC or head[:8] == _W64_MAGIC or head[:3] == b"ID3":
+        return True
+    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # MPEG frame sync
+
+
+@bp.before_request
+def _authenticate():
+    key = svc().settings.api_key
+    if not key or request.endpoint in PUBLIC:
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key.encode()):
+        raise ApiError(401, "UNAUTHORIZED", "missing or wrong API key (Authorization: Bearer)")
+    return None
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _json_body() -> dict:
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "MALFORMED_BODY", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "MALFORMED_BODY", "the body must be a JSON object")
+    return body
+
+
+def _str_field(body: dict, name: str, default: str | None = None) -> str | None:
+    value = body.get(name, default)
+    if value is not None and not isinstance(value, str):
+        raise ApiError(400, "MALFORMED_BODY", f"'{name}' must be a string")
+    return value
+
+
+def _wait_arg() -> float:
+    raw = request.args.get("wait")
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = math.nan
+    if not math.isfinite(wait) or wait < 0:
+        raise ApiError(400, "INVALID_WAIT", "wait must be a number of seconds between 0 and 30")
+    return min(wait, MAX_WAIT)
+
+
+def job_body(rec: dict) -> dict:
+    """The public JSON of a job record."""
+    body = {"JOB_ID": rec["id"], "KIND": rec["kind"], "JOB_STATUS": rec["status"]}
+    params = rec.get("params") or {}
+    if rec["kind"] == "train":
+        body["DATASET"] = params.get("dataset")
+        body["PROTOCOL"] = params.get("protocol")
+    else:
+        body["FILENAME"] = params.get("name") or params.get("filename")
+    if rec["status"] in J.ACTIVE:
+        body["PROGRESS"] = {
+            "DONE": rec.get("progress_done", 0),
+            "TOTAL": rec.get("progress_total", 0),
+        }
+    elif rec["status"] == J.SUCCEEDED:
+        body.update(rec.get("result") or {})
+    elif rec["status"] == J.FAILED:
+        body["ERROR"] = rec.get("error") or {"CODE": "FAILED", "MESSAGE": "the job failed"}
+    if rec.get("worker"):
+        body["WORKER"] = rec["worker"]
+    for name in ("created_at", "started_at", "finished_at"):
+        if rec.get(name):
+            body[name.upper()] = rec[name]
+    return body
+
+
+def _accepted(rec: dict, status: int = 202) -> Response:
+    resp = jsonify(job_body(rec))
+    resp.status_code = status
+    resp.headers["Location"] = f"/jobs/{rec['id']}"
+    return resp
+
+
+def _finished_or_accepted(rec: dict, wait: float) -> Response:
+    """After enqueuing: 202, or with ?wait the finished body (200, or the error's status)."""
+    if wait > 0:
+        rec = svc().jobs.wait(rec["id"], wait) or rec
+        if rec["status"] in J.TERMINAL:
+            status = 200
+            if rec["status"] == J.FAILED:
+                status = int(rec.get("http_status") or 500)
+            return _accepted(rec, status)
+    return _accepted(rec)
+
+
+def _send(name: str, rec: dict, params: dict) -> None:
+    """Send task ``name`` for job ``rec``; on a dead broker drop the record and re-raise."""
+    try:
+        svc().celery.send_task(
+            name, args=[rec["id"], params], task_id=rec["id"], ignore_result=True
+        )
+    except Exception:
+        try:
+            svc().jobs.discard(rec["id"])
+        except Exception:
+            pass
+        raise
+
+
+# -- train ------------------------------------------------------------------------------------
+@bp.route("/train", methods=["POST", "GET"])
+def train():
+    """Queue a training (single flight per dataset and protocol)."""
+    s = svc()
+    body = _json_body() if request.method == "POST" else dict(request.args)
+    dataset = _str_field(body, "dataset") or s.settings.train_dataset
+    protocol = _str_field(body, "protocol") or "stratified"
+    features = _str_field(body, "features") or "default"
+    if protocol not in PROTOCOLS:
+        raise ApiError(400, "INVALID_PROTOCOL", f"protocol must be one of {', '.join(PROTOCOLS)}")
+    if features not in FEATURES:
+        raise ApiError(400, "INVALID_FEATURES", f"features must be one of {', '.join(FEATURES)}")
+    root = confine(s.settings.data_dir, dataset, kind="dir")
+    rel = relative(s.settings.data_dir, root)
+    lock = f"train:{protocol}:{rel}"
+    params = {"dataset": rel, "protocol": protocol, "features": features, "lock": lock}
+    rec = s.jobs.create("train", params)
+    ttl = s.settings.train_time_limit + s.settings.visibility_timeout
+    holder = s.jobs.acquire(lock, rec["id"], ttl)
+    if holder != rec["id"]:
+        s.jobs.discard(rec["id"])
+        existing = s.jobs.get(holder)
+        if existing is None:  # it expired between the lock check and now: let the client retry
+            raise ApiError(409, "TRAINING_BUSY", "a training of this dataset just ended; retry")
+        resp = _accepted(existing)
+        resp.headers["X-Single-Flight"] = "joined"
+        return resp
+    try:
+        _send(TASK_TRAIN, rec, params)
+    except Exception:
+        s.jobs.release(lock, rec["id"])
+        raise
+    return _accepted(rec)
+
+
+# -- predict ----------------------------------------------------------------------------------
+def _clean_name(name: str) -> str:
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return re.sub(r"[\x00-\x1f\x7f]", "", name)[:255] or "upload"
+
+
+@bp.route("/predict", methods=["POST"])
+def predict():
+    """Queue a prediction of an uploaded clip or a file under the data root."""
+    s = svc()
+    wait = _wait_arg()
+    upload = None
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            raise ApiError(400, "MALFORMED_BODY", "multipart requests need a 'file' part")
+        filename = None
+    else:
+        body = _json_body()
+        filename = _str_field(body, "filename")
+        if not filename:
+            raise ApiError(
+                400,
+                "MALFORMED_BODY",
+                'send JSON {"filename": "<path under the data root>"} or multipart file=@clip',
+            )
+    if s.registry.current() is None:
+        raise NoModelError(message="no model has been trained yet: POST /train first")
+    limit = int(s.settings.max_upload_mb * 1024 * 1024)
+    if upload is not None:
+        data = upload.stream.read(limit + 1)
+        if len(data) > limit:
+            raise ApiError(
+                413, "UPLOAD_TOO_LARGE", f"the upload exceeds {s.settings.max_upload_mb:g} MB"
+            )
+        if not data:
+            raise AudioError("AUDIO_EMPTY", "the uploaded file is empty")
+        if not looks_like_audio(data[:16]):
+            raise AudioError(
+                "AUDIO_UNREADABLE",
+                "the upload is not a recognised audio file (WAV, FLAC, OGG, AIFF, AU, CAF, MP3)",
+            )
+        blob = uuid.uuid4().hex
+        s.redis.set(f"{s.settings.key_prefix}blob:{blob}", data, ex=s.settings.blob_ttl)
+        params = {"blob": blob, "name": _clean_name(upload.filename or "upload")}
+    else:
+        path = confine(s.settings.data_dir, filename, kind="file")
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+        if not head:
+            raise AudioError("AUDIO_EMPTY", f"{filename} is empty")
+        if not looks_like_audio(head):
+            raise AudioError("AUDIO_UNREADABLE", f"{filename} is not a recognised audio file")
+        params = {"filename": relative(s.settings.data_dir, path)}
+    rec = s.jobs.create("predict", params, total=1)
+    try:
+        _send(TASK_PREDICT, rec, params)
+    except Exception:
+        if "blob" in params:
+            s.redis.delete(f"{s.settings.key_prefix}blob:{params['blob']}")
+        raise
+    return _finished_or_accepted(rec, wait)
+
+
+# -- jobs -------------------------------------------------------------------------------------
+def _job_or_404(job_id: str) -> dict:
+    rec = svc().jobs.get(job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id) else None
+    if rec is None:
+        raise ApiError(404, "JOB_NOT_FOUND", f"no job {job_id} (unknown or expired)")
+    return rec
+
+
+@bp.route("/jobs/<job_id>", methods=["GET"])
+def get_job(job_id: str):
+    """A job's state; ``?wait=s`` holds until it ends (at most 30 s)."""
+    wait = _wait_arg()
+    rec = _job_or_404(job_id)
+    if wait > 0 and rec["status"] in J.ACTIVE:
+        rec = svc().jobs.wait(job_id, wait) or rec
+    return jsonify(job_body(rec))
+
+
+@bp.route("/jobs/<job_id>", methods=["DELETE"])
+def cancel_job(job_id: str):
+    """Cancel a queued or running job."""
+    rec = _job_or_404(job_id)
+    if rec["status"] == J.CANCELLED:
+        return jsonify(job_body(rec))
+    changed, rec = svc().jobs.cancel(job_id)
+    if not changed:
+        raise ApiError(
+            409, "JOB_FINISHED", f"job {job_id} already finished ({rec['status'] if rec else '?'})"
+        )
+    return jsonify(job_body(rec))
+
+
+@bp.route("/jobs", methods=["GET"])
+def list_jobs():
+    """Recent jobs, newest first: ``?kind=train|predict&status=...&limit=50``."""
+    kind = request.args.get("kind") or None
+    status = (request.args.get("status") or "").upper() or None
+    if kind is not None and kind not in J.KINDS:
+        raise ApiError(400, "INVALID_KIND", f"kind must be one of {', '.join(J.KINDS)}")
+    if status is not None and status not in J.STATUSES:
+        raise ApiError(400, "INVALID_STATUS", f"status must be one of {', '.join(J.STATUSES)}")
+    try:
+        limit = int(request.args.get("limit", "50"))
+    except ValueError:
+        limit = -1
+    if not 1 <= limit <= MAX_LIST:
+        raise ApiError(400, "INVALID_LIMIT", f"limit must be an integer from 1 to {MAX_LIST}")
+    found = svc().jobs.list(kind=kind, status=status, limit=limit)
+    return jsonify({"JOBS": [job_body(r) for r in found], "COUNT": len(found)})
+
+
+# -- models -----------------------------------------------------------------------------------
+def model_body(meta: dict, current: str | None) -> dict:
+    """The public JSON of a model version."""
+    metrics = meta.get("metrics") or {}
+    return {
+        "MODEL_VERSION": meta["version"],
+        "CURRENT": meta["version"] == current,
+        "CREATED_AT": meta.get("created_at"),
+        "DATASET": meta.get("dataset"),
+        "PROTOCOL": meta.get("protocol"),
+        "FEATURE_SPEC": meta.get("feature_spec"),
+        "CLASSES": meta.get("classes"),
+        "F1_MACRO_MEAN": metrics.get("f1_macro_mean"),
+        "F1_MACRO_STD": metrics.get("f1_macro_std"),
+        "N_SAMPLES": metrics.get("n_samples"),
+        "FINGERPRINT": meta.get("fingerprint"),
+        "SIZE_BYTES": meta.get("size_bytes"),
+        "SHA256": meta.get("sha256"),
+        "JOB_ID": meta.get("job_id"),
+    }
+
+
+@bp.route("/models", methods=["GET"])
+def list_models():
+    """Every model version, newest first, and the current one."""
+    reg = svc().registry
+    current = reg.current()
+    models = [model_body(m, current) for m in reg.all_meta()]
+    return jsonify({"CURRENT": current, "MODELS": models, "COUNT": len(models)})
+
+
+@bp.route("/models/<version>", methods=["GET"])
+def get_model(version: str):
+    """Metadata and full metrics of one version."""
+    reg = svc().registry
+    meta = reg.meta(version)
+    body = model_body(meta, reg.current())
+    body["METRICS"] = meta.get("metrics")
+    body["VERSIONS"] = meta.get("versions")
+    body["CONFUSION_PNG"] = f"/models/{version}/confusion.png"
+    return jsonify(body)
+
+
+@bp.route("/models/<version>/confusion.png", methods=["GET"])
+def confusion_png(version: str):
+    """The cross-validated confusion matrix of one version as a PNG."""
+    png = svc().registry.confusion_png(version)
+    return Response(png, mimetype="image/png", headers={"Cache-Control": "max-age=3600"})
+
+
+@bp.route("/models/<version>/activate", methods=["POST"])
+def activate_model(version: str):
+    """Make ``version`` the model every worker serves (roll back or forward)."""
+    s = svc()
+    key = s.settings.secret_key.encode() if s.settings.secret_key else None
+    meta = s.registry.activate(version, key)
+    return jsonify(model_body(meta, s.registry.current()))
+
+
+# -- health and spec --------------------------------------------------------------------------
+def _workers() -> list[dict]:
+    s = svc()
+    pattern = f"{s.settings.key_prefix}worker:*"
+    keys = list(s.redis.scan_iter(match=pattern, count=200))
+    values = s.redis.mget(keys) if keys else []
+    return [json.loads(v) for v in values if v]
+
+
+@bp.route("/health", methods=["GET"])
+def health():
+    """200 when Redis answers and a worker is online; 503 otherwise (with the reason)."""
+    s = svc()
+    body: dict = {"STATUS": "OK", "REDIS": False, "WORKERS": 0, "MODEL_VERSION": None}
+    try:
+        s.redis.ping()
+        body["REDIS"] = True
+        workers = _workers()
+        body["WORKERS"] = len(workers)
+        body["QUEUES"] = {
+            q: {
+                "WORKERS": sum(q in (w.get("queues") or []) for w in workers),
+                "WAITING": int(s.redis.llen(q)),
+            }
+            for q in QUEUES
+        }
+        body["MODEL_VERSION"] = s.registry.current()
+    except Exception as exc:  # any Redis failure is "unavailable", not a 500
+        body["STATUS"] = "UNAVAILABLE"
+        body["ERROR"] = {"CODE": "BROKER_UNAVAILABLE", "MESSAGE": f"Redis: {type(exc).__name__}"}
+        return jsonify(body), 503
+    if not body["WORKERS"]:
+        body["STATUS"] = "UNAVAILABLE"
+        body["ERROR"] = {"CODE": "NO_WORKERS", "MESSAGE": "no worker is online"}
+        return jsonify(body), 503
+    return jsonify(body)
+
+
+@bp.route("/openapi.json", methods=["GET"])
+def openapi():
+    """The OpenAPI 3 document of this API."""
+    from api.openapi import spec
+
+    return jsonify(spec(bool(svc().settings.api_key)))

@@ -1,0 +1,301 @@
+"""Job records in Redis, shared by the API (creates, reads, cancels) and the workers (run).
+
+A job is a hash ``<prefix>job:<id>`` (kind, status, progress, timestamps, params, result or
+error) that expires ``ttl`` seconds after its last change; ``<prefix>jobs`` indexes them by
+creation time. Status changes are atomic Lua transitions, so a late worker can never turn a
+CANCELLED job into SUCCEEDED. A finished job pushes a token on ``<prefix>job:<id>:done``,
+which waiters watch with a blocking BLMOVE that leaves the token in place for other waiters.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+QUEUED = "QUEUED"
+RUNNING = "RUNNING"
+SUCCEEDED = "SUCCEEDED"
+FAILED = "FAILED"
+CANCELLED = "CANCELLED"
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+ACTIVE = (QUEUED, RUNNING)
+TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
+KINDS = ("train", "predict")
+
+MAX_ATTEMPTS = 3  # deliveries of one job (a worker killed mid-task redelivers it)
+DEADLINE_MARGIN = 30  # seconds past the hard time limit before a RUNNING job counts as lost
+LIST_SCAN_MAX = 5000  # index entries examined by one listing
+
+# KEYS: job, done. ARGV: allowed statuses (",A,B,"), new status, ttl, terminal (0/1), fields...
+_TRANSITION = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return false end
+if not string.find(ARGV[1], ',' .. st .. ',', 1, true) then return st end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 5))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('RPUSH', KEYS[2], '1')
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+return 'OK'
+"""
+
+# KEYS: lock. ARGV: job id, lock ttl, job key prefix. Returns the id of the job holding it.
+_ACQUIRE = """
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then
+  local st = redis.call('HGET', ARGV[3] .. cur, 'status')
+  if st == 'QUEUED' or st == 'RUNNING' then return cur end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return ARGV[1]
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 with milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def new_id() -> str:
+    """A fresh job id (also the Celery task id)."""
+    return uuid.uuid4().hex
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class JobStore:
+    """Job records under ``prefix`` in the Redis behind ``client`` (a redis-py client)."""
+
+    def __init__(self, client, prefix: str = "ser:", ttl: int = 7 * 24 * 3600) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl = int(ttl)
+        self._transition = client.register_script(_TRANSITION)
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
+
+    # -- keys ---------------------------------------------------------------------------------
+    def key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def done_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:done"
+
+    @property
+    def index_key(self) -> str:
+        return f"{self.prefix}jobs"
+
+    def lock_key(self, name: str) -> str:
+        return f"{self.prefix}lock:{name}"
+
+    # -- writes -------------------------------------------------------------------------------
+    def create(
+        self, kind: str, params: dict | None = None, job_id: str | None = None, total: int = 0
+    ) -> dict:
+        """A new QUEUED job record (``total``: its known amount of work); returns it."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown job kind {kind!r}")
+        job_id = job_id or new_id()
+        now = time.time()
+        fields = {
+            "id": job_id,
+            "kind": kind,
+            "status": QUEUED,
+            "created_at": now_iso(),
+            "created_ts": repr(now),
+            "progress_done": "0",
+            "progress_total": str(int(total)),
+            "attempts": "0",
+            "params": json.dumps(params or {}),
+        }
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.key(job_id), mapping=fields)
+        pipe.expire(self.key(job_id), self.ttl)
+        pipe.zadd(self.index_key, {job_id: now})
+        pipe.zremrangebyscore(self.index_key, "-inf", now - self.ttl)
+        pipe.execute()
+        return self._decode(fields)
+
+    def discard(self, job_id: str) -> None:
+        """Remove a record that was never enqueued (e.g. lost a single-flight race)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self.key(job_id), self.done_key(job_id))
+        pipe.zrem(self.index_key, job_id)
+        pipe.execute()
+
+    def _move(
+        self, job_id: str, allowed: tuple[str, ...], status: str, **fields: Any
+    ) -> str | None:
+        """Atomically set ``status`` (and fields) if the current status is in ``allowed``.
+
+        Returns "OK", the blocking current status, or None for an unknown job.
+        """
+        flat: list[str] = []
+        for name, value in fields.items():
+            flat += [name, value if isinstance(value, str) else json.dumps(value)]
+        terminal = "1" if status in TERMINAL else "0"
+        args = ["," + ",".join(allowed) + ",", status, str(self.ttl), terminal, *flat]
+        res = self._transition(keys=[self.key(job_id), self.done_key(job_id)], args=args)
+        return None if res is None else _s(res)
+
+    def start(self, job_id: str, time_limit: float, worker: str = "") -> dict | None:
+        """Mark a job RUNNING for a worker; None when it must not run (cancelled, finished,
+        unknown or delivered too often: the last case fails it)."""
+        rec = self.get(job_id)
+        if rec is None or rec["status"] not in ACTIVE:
+            return None
+        attempts = int(rec.get("attempts", 0)) + 1
+        if attempts > MAX_ATTEMPTS:
+            self.fail(
+                job_id,
+                {
+                    "CODE": "WORKER_LOST",
+                    "MESSAGE": f"the job's worker process died {MAX_ATTEMPTS} times; giving up",
+                },
+            )
+            return None
+        deadline = time.time() + time_limit + DEADLINE_MARGIN
+        res = self._move(
+            job_id,
+            ACTIVE,
+            RUNNING,
+            started_at=now_iso(),
+            attempts=str(attempts),
+            deadline_ts=repr(deadline),
+            worker=worker,
+        )
+        return self.get(job_id) if res == "OK" else None
+
+    def progress(self, job_id: str, done: int, total: int) -> str | None:
+        """Record progress of a RUNNING job; returns its current status (CANCELLED: stop)."""
+        res = self._move(
+            job_id,
+            (RUNNING,),
+            RUNNING,
+            progress_done=str(int(done)),
+            progress_total=str(int(total)),
+        )
+        return RUNNING if res == "OK" else res
+
+    def succeed(self, job_id: str, result: dict) -> bool:
+        """RUNNING -> SUCCEEDED with ``result``; False if the job was cancelled meanwhile."""
+        res = self._move(
+            job_id, (RUNNING,), SUCCEEDED, finished_at=now_iso(), result=json.dumps(result)
+        )
+        return res == "OK"
+
+    def fail(self, job_id: str, error: dict, http_status: int = 500) -> bool:
+        """QUEUED/RUNNING -> FAILED with ``error`` = {"CODE", "MESSAGE"}."""
+        res = self._move(
+            job_id,
+            ACTIVE,
+            FAILED,
+            finished_at=now_iso(),
+            error=json.dumps(error),
+            http_status=str(int(http_status)),
+        )
+        return res == "OK"
+
+    def cancel(self, job_id: str) -> tuple[bool, dict | None]:
+        """QUEUED/RUNNING -> CANCELLED; returns (changed, record after the attempt)."""
+        res = self._move(job_id, ACTIVE, CANCELLED, finished_at=now_iso())
+        return res == "OK", self.get(job_id)
+
+    # -- reads --------------------------------------------------------------------------------
+    def get(self, job_id: str) -> dict | None:
+        """The decoded record, or None for an unknown (or expired) id."""
+        if not job_id or len(job_id) > 64:
+            return None
+        raw = self.client.hgetall(self.key(job_id))
+        if not raw:
+            return None
+        rec = self._decode({_s(k): _s(v) for k, v in raw.items()})
+        if rec["status"] == RUNNING and rec.get("deadline_ts") and time.time() > rec["deadline_ts"]:
+            # The worker died or hit its hard time limit without reporting: say so, once.
+            self.fail(
+                job_id,
+                {
+                    "CODE": "JOB_TIMEOUT",
+                    "MESSAGE": "the job exceeded its time limit or its worker was lost",
+                },
+            )
+            return self.get(job_id)
+        return rec
+
+    def wait(self, job_id: str, timeout: float) -> dict | None:
+        """The record once the job has finished, or as it is after ``timeout`` seconds."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            rec = self.get(job_id)
+            if rec is None or rec["status"] in TERMINAL:
+                return rec
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return rec
+            # Wake up at the finish token, but at least every 5 s to notice lost workers.
+            key = self.done_key(job_id)
+            self.client.blmove(key, key, min(left, 5.0), "RIGHT", "LEFT")
+
+    def list(self, kind: str | None = None, status: str | None = None, limit: int = 50) -> list:
+        """Recent jobs, newest first, optionally filtered by kind and status."""
+        out: list[dict] = []
+        start, page = 0, 200
+        while len(out) < limit and start < LIST_SCAN_MAX:
+            ids = [_s(i) for i in self.client.zrevrange(self.index_key, start, start + page - 1)]
+            if not ids:
+                break
+            pipe = self.client.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hgetall(self.key(job_id))
+            gone = []
+            for job_id, raw in zip(ids, pipe.execute()):
+                if not raw:
+                    gone.append(job_id)
+                    continue
+                rec = self._decode({_s(k): _s(v) for k, v in raw.items()})
+                if (kind is None or rec["kind"] == kind) and (
+                    status is None or rec["status"] == status
+                ):
+                    out.append(rec)
+            if gone:
+                self.client.zrem(self.index_key, *gone)
+            start += page
+        return out[:limit]
+
+    # -- single flight ------------------------------------------------------------------------
+    def acquire(self, name: str, job_id: str, ttl: int) -> str:
+        """Take lock ``name`` for ``job_id`` unless an active job holds it; returns the holder."""
+        res = self._acquire(
+            keys=[self.lock_key(name)], args=[job_id, str(int(ttl)), f"{self.prefix}job:"]
+        )
+        return _s(res)
+
+    def release(self, name: str, job_id: str) -> None:
+        """Free lock ``name`` if ``job_id`` holds it."""
+        self._release(keys=[self.lock_key(name)], args=[job_id])
+
+    # -- decoding -----------------------------------------------------------------------------
+    @staticmethod
+    def _decode(fields: dict[str, str]) -> dict:
+        rec: dict[str, Any] = dict(fields)
+        for name in ("params", "result", "error"):
+            if name in rec:
+                rec[name] = json.loads(rec[name])
+        for name in ("progress_done", "progress_total", "attempts", "http_status"):
+            if name in rec:
+                rec[name] = int(rec[name])
+        for name in ("created_ts", "deadline_ts"):
+            if name in rec:
+                rec[name] = float(rec[name])
+        return rec

@@ -1,0 +1,185 @@
+"""Model versions in Redis: signed bundle bytes, metadata, a confusion PNG, a `current` pointer.
+
+Layout under the key prefix:
+
+- ``model:<version>`` hash: ``meta`` (JSON), ``bundle`` (bytes), ``sig`` (hex HMAC), ``png``
+- ``models`` sorted set of versions by sequence number; ``model:seq`` the counter
+- ``model:current`` the version served by every worker
+
+Artifacts are signed with HMAC-SHA256 under SER_SECRET_KEY over the version and the bytes;
+a bundle is only unpickled after its signature verifies. Metadata reads never load a bundle,
+so the API can use this module without scikit-learn (``ser.model`` is imported lazily).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import threading
+from typing import Any
+
+from ser.errors import ModelIntegrityError, NoModelError, SerError
+
+VERSION_RE = re.compile(r"^v[0-9]{1,9}$")
+_SIG_CONTEXT = b"ser-model-bundle/1\n"
+
+
+def sign(key: bytes, version: str, data: bytes) -> str:
+    """Hex HMAC-SHA256 of ``data`` bound to ``version``."""
+    mac = hmac.new(key, _SIG_CONTEXT + version.encode() + b"\n", hashlib.sha256)
+    mac.update(data)
+    return mac.hexdigest()
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class UnknownVersion(SerError):
+    """A model version that is not in the registry."""
+
+    code = "MODEL_NOT_FOUND"
+    http_status = 404
+
+
+class Registry:
+    """The model registry under ``prefix`` in the Redis behind ``client`` (binary-safe)."""
+
+    def __init__(self, client, prefix: str = "ser:") -> None:
+        self.client = client
+        self.prefix = prefix
+
+    def _key(self, version: str) -> str:
+        return f"{self.prefix}model:{version}"
+
+    @property
+    def current_key(self) -> str:
+        return f"{self.prefix}model:current"
+
+    @property
+    def index_key(self) -> str:
+        return f"{self.prefix}models"
+
+    # -- writes -------------------------------------------------------------------------------
+    def publish(
+        self,
+        data: bytes,
+        meta: dict,
+        key: bytes,
+        *,
+        png: bytes | None = None,
+        activate: bool = True,
+    ) -> str:
+        """Store signed bundle bytes with ``meta``; returns the new version (e.g. "v3")."""
+        seq = int(self.client.incr(f"{self.prefix}model:seq"))
+        version = f"v{seq}"
+        meta = dict(
+            meta,
+            version=version,
+            size_bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+        fields: dict[str, Any] = {
+            "meta": json.dumps(meta),
+            "bundle": data,
+            "sig": sign(key, version, data),
+        }
+        if png:
+            fields["png"] = png
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self._key(version), mapping=fields)
+        pipe.zadd(self.index_key, {version: seq})
+        if activate:
+            pipe.set(self.current_key, version)
+        pipe.execute()
+        return version
+
+    def activate(self, version: str, key: bytes | None = None) -> dict:
+        """Point `current` at ``version`` (verifying its signature when ``key`` is given)."""
+        meta = self.meta(version)
+        if key is not None:
+            self._verified_bytes(version, key)
+        self.client.set(self.current_key, version)
+        return meta
+
+    # -- reads --------------------------------------------------------------------------------
+    def current(self) -> str | None:
+        """The version every worker serves, or None before the first training."""
+        value = self.client.get(self.current_key)
+        return _s(value) if value else None
+
+    def versions(self) -> list[str]:
+        """Every stored version, oldest first."""
+        return [_s(v) for v in self.client.zrange(self.index_key, 0, -1)]
+
+    def meta(self, version: str) -> dict:
+        """Metadata and metrics of ``version`` (raises UnknownVersion)."""
+        raw = self.client.hget(self._key(version), "meta") if VERSION_RE.match(version) else None
+        if not raw:
+            raise UnknownVersion(message=f"no model version {version!r}")
+        return json.loads(raw)
+
+    def all_meta(self) -> list[dict]:
+        """Metadata of every version, newest first."""
+        versions = self.versions()[::-1]
+        pipe = self.client.pipeline(transaction=False)
+        for v in versions:
+            pipe.hget(self._key(v), "meta")
+        return [json.loads(raw) for raw in pipe.execute() if raw]
+
+    def confusion_png(self, version: str) -> bytes:
+        """The stored confusion-matrix PNG of ``version``."""
+        self.meta(version)
+        png = self.client.hget(self._key(version), "png")
+        if not png:
+            raise UnknownVersion("NO_CONFUSION_PNG", f"no confusion matrix stored for {version}")
+        return png if isinstance(png, bytes) else png.encode()
+
+    def _verified_bytes(self, version: str, key: bytes) -> bytes:
+        data, sig = self.client.hmget(self._key(version), ["bundle", "sig"])
+        if data is None:
+            raise UnknownVersion(message=f"no model version {version!r}")
+        expected = sign(key, version, data)
+        if not sig or not hmac.compare_digest(_s(sig), expected):
+            raise ModelIntegrityError(
+                message=f"model {version}: signature does not verify; the artifact is refused"
+            )
+        return data
+
+    def load(self, version: str, key: bytes):
+        """The Bundle of ``version``, unpickled only after its signature verifies."""
+        from ser.model import Bundle  # lazy: the API uses this module without scikit-learn
+
+        return Bundle.from_bytes(self._verified_bytes(version, key))
+
+
+class BundleCache:
+    """Per-process cache of the loaded current bundle, keyed by version.
+
+    ``get()`` reads the `current` pointer (one GET) per call, so a new or re-activated version
+    is served by the next task in every process without a restart.
+    """
+
+    def __init__(self, registry: Registry, key: bytes) -> None:
+        self.registry = registry
+        self.key = key
+        self._version: str | None = None
+        self._bundle = None
+        self._lock = threading.Lock()
+
+    def get(self) -> tuple[str, Any]:
+        """(version, bundle) of the current model; raises NoModelError before any training."""
+        version = self.registry.current()
+        if version is None:
+            raise NoModelError(message="no model has been trained yet: POST /train first")
+        with self._lock:
+            if version != self._version:
+                bundle = self.registry.load(version, self.key)
+                self._version, self._bundle = version, bundle
+            return self._version, self._bundle
+
+    def clear(self) -> None:
+        with self._lock:
+            self._version, self._bundle = None, None

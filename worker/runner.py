@@ -1,0 +1,206 @@
+"""The work behind the tasks, as plain functions of a :class:`Context` (testable without Celery).
+
+Each function moves the job record QUEUED -> RUNNING -> SUCCEEDED/FAILED, reports progress,
+and never raises for a domain error: the error lands in the job record with its code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from ser import config, jobs
+from ser.errors import SerError
+from ser.paths import confine, relative
+from ser.registry import BundleCache, Registry
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 0.25  # seconds between progress writes (and cancellation checks)
+
+
+class JobCancelled(Exception):
+    """The job was cancelled while it ran."""
+
+
+def redis_client(url: str, **kwargs):
+    """A binary-safe redis-py client with short connect timeouts."""
+    import redis
+
+    kwargs.setdefault("socket_connect_timeout", 3)
+    kwargs.setdefault("health_check_interval", 30)
+    return redis.Redis.from_url(url, **kwargs)
+
+
+@dataclass
+class Context:
+    """What a worker process needs: settings and its Redis-backed stores (built per process)."""
+
+    settings: config.Settings = field(default_factory=config.load)
+
+    @cached_property
+    def redis(self):
+        return redis_client(self.settings.redis_url)
+
+    @cached_property
+    def jobs(self) -> jobs.JobStore:
+        return jobs.JobStore(self.redis, self.settings.key_prefix, self.settings.job_ttl)
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry(self.redis, self.settings.key_prefix)
+
+    @cached_property
+    def models(self) -> BundleCache:
+        return BundleCache(self.registry, self.settings.require_secret_key())
+
+    @cached_property
+    def feature_cache(self):
+        from ser.features.cache import RedisCache
+
+        # Shared by every replica: a recording is featurized once per feature-spec version.
+        return RedisCache(self.redis, self.settings.key_prefix)
+
+    def blob_key(self, blob_id: str) -> str:
+        return f"{self.settings.key_prefix}blob:{blob_id}"
+
+
+def _fail(ctx: Context, job_id: str, exc: Exception) -> None:
+    if isinstance(exc, SerError):
+        ctx.jobs.fail(job_id, exc.to_dict(), exc.http_status)
+        return
+    try:
+        from celery.exceptions import SoftTimeLimitExceeded
+    except ImportError:  # pragma: no cover - unit use without celery
+        SoftTimeLimitExceeded = ()  # noqa: N806
+    if SoftTimeLimitExceeded and isinstance(exc, SoftTimeLimitExceeded):
+        err = {"CODE": "JOB_TIMEOUT", "MESSAGE": "the job exceeded its time limit"}
+        ctx.jobs.fail(job_id, err, 504)
+        return
+    log.exception("job %s failed unexpectedly", job_id)
+    err = {"CODE": "INTERNAL_ERROR", "MESSAGE": f"{type(exc).__name__}: {exc}"[:500]}
+    ctx.jobs.fail(job_id, err, 500)
+
+
+def train_lock_name(dataset: str, protocol: str) -> str:
+    """The single-flight lock of a training request: one per (dataset, protocol)."""
+    return f"train:{protocol}:{dataset}"
+
+
+def run_train(ctx: Context, job_id: str, params: dict, worker: str = "") -> dict:
+    """Train on ``params["dataset"]`` (relative to the data root), publish, activate."""
+    from ser import model, report
+
+    settings = ctx.settings
+    rec = ctx.jobs.start(job_id, settings.train_time_limit, worker=worker or _host())
+    if rec is None:
+        return {"job_id": job_id, "ran": False}
+    dataset = params.get("dataset") or settings.train_dataset
+    protocol = params.get("protocol") or "stratified"
+    features = params.get("features") or "default"
+    lock = params.get("lock") or train_lock_name(dataset, protocol)
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - last[0] < PROGRESS_EVERY:
+            return
+        last[0] = now
+        if ctx.jobs.progress(job_id, done, total) == jobs.CANCELLED:
+            raise JobCancelled(job_id)
+
+    try:
+        root = confine(settings.data_dir, dataset, kind="dir")
+        bundle = model.train(
+            root,
+            protocol=protocol,
+            features=features,
+            cache=ctx.feature_cache,
+            n_jobs=settings.n_jobs,
+            progress=progress,
+        )
+        if (ctx.jobs.get(job_id) or {}).get("status") != jobs.RUNNING:
+            raise JobCancelled(job_id)
+        metrics = bundle.metrics
+        png = report.confusion_png(metrics["confusion_matrix"], bundle.classes)
+        meta = {
+            "created_at": bundle.created_at,
+            "dataset": relative(settings.data_dir, root),
+            "protocol": protocol,
+            "feature_spec": bundle.feature_spec,
+            "classes": list(bundle.classes),
+            "fingerprint": bundle.fingerprint,
+            "metrics": metrics,
+            "versions": bundle.versions,
+            "job_id": job_id,
+        }
+        version = ctx.registry.publish(
+            bundle.to_bytes(), meta, settings.require_secret_key(), png=png
+        )
+        result = {
+            "STATUS": "FITTED",
+            "F1_MACRO_MEAN": metrics["f1_macro_mean"],
+            "F1_MACRO_STD": metrics["f1_macro_std"],
+            "UAR": metrics.get("uar"),
+            "ACCURACY": metrics.get("accuracy"),
+            "LOG_LOSS": metrics.get("log_loss"),
+            "ECE": metrics.get("ece"),
+            "N_SAMPLES": metrics.get("n_samples"),
+            "CLASSES": list(bundle.classes),
+            "PROTOCOL": protocol,
+            "DATASET": meta["dataset"],
+            "FEATURE_SPEC": bundle.feature_spec,
+            "FAILED_FILES": len(metrics.get("failed_files") or {}),
+            "MODEL_VERSION": version,
+            "CONFUSION_PNG": f"/models/{version}/confusion.png",
+        }
+        ctx.jobs.succeed(job_id, result)
+        return {"job_id": job_id, "model_version": version}
+    except JobCancelled:
+        log.info("training job %s cancelled", job_id)
+        return {"job_id": job_id, "cancelled": True}
+    except Exception as exc:  # SystemExit etc. pass: the job is redelivered, not failed
+        _fail(ctx, job_id, exc)
+        return {"job_id": job_id, "failed": True}
+    finally:
+        ctx.jobs.release(lock, job_id)
+
+
+def run_predict(ctx: Context, job_id: str, params: dict, worker: str = "") -> dict:
+    """Predict one recording: an uploaded blob or a file under the data root."""
+    settings = ctx.settings
+    blob = params.get("blob")
+    try:
+        if ctx.jobs.start(job_id, settings.predict_time_limit, worker=worker or _host()) is None:
+            return {"job_id": job_id, "ran": False}
+        try:
+            version, bundle = ctx.models.get()
+            if blob:
+                source = ctx.redis.get(ctx.blob_key(blob))
+                if source is None:
+                    raise SerError("UPLOAD_EXPIRED", "the uploaded clip expired before its turn")
+            else:
+                source = confine(settings.data_dir, params.get("filename", ""), kind="file")
+            res = bundle.predict(source, max_seconds=settings.max_audio_seconds)
+            result = {
+                "FILENAME": params.get("name") or params.get("filename"),
+                "EMOTION": res["emotion"],
+                "PROBABILITY": res["probability"],
+                "PROBABILITIES": res["probabilities"],
+                "MODEL_VERSION": version,
+            }
+            ctx.jobs.succeed(job_id, result)
+            return {"job_id": job_id, "model_version": version}
+        except Exception as exc:
+            _fail(ctx, job_id, exc)
+            return {"job_id": job_id, "failed": True}
+    finally:
+        if blob:
+            ctx.redis.delete(ctx.blob_key(blob))
+
+
+def _host() -> str:
+    return f"{os.uname().nodename}:{os.getpid()}"
