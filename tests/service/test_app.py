@@ -1,0 +1,141 @@
+"""The app factory in process (Flask test client) against the real Redis: configurations the
+shared API process does not have (no model yet, Redis down), and the import layering."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+import api as api_pkg
+from tests.service.conftest import ROOT, free_port
+
+pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
+
+
+def make_client(service_env, **overrides):
+    config = {k: v for k, v in service_env.items() if k.startswith("SER_")}
+    config.update(overrides)
+    config["TESTING"] = True
+    return api_pkg.create_app(config).test_client()
+
+
+def test_predict_before_any_training_is_409(service_env):
+    client = make_client(
+        service_env, SER_KEY_PREFIX=f"fresh{uuid.uuid4().hex[:6]}:", SER_API_KEY=""
+    )
+    resp = client.post("/predict", json={"filename": "clips/calm.wav"})
+    assert resp.status_code == 409
+    assert resp.get_json()["ERROR"]["CODE"] == "NO_MODEL"
+    assert "train" in resp.get_json()["ERROR"]["MESSAGE"].lower()
+    assert client.get("/models").get_json() == {"CURRENT": None, "MODELS": [], "COUNT": 0}
+
+
+def test_redis_down_is_503_everywhere(service_env):
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    client = make_client(service_env, SER_REDIS_URL=url, SER_API_KEY="")
+    health = client.get("/health")
+    assert health.status_code == 503 and health.get_json()["REDIS"] is False
+    for resp in (
+        client.post("/train", json={"dataset": "ds"}),
+        client.post("/predict", json={"filename": "clips/calm.wav"}),
+        client.get("/jobs/" + "0" * 32),
+        client.get("/models"),
+    ):
+        assert resp.status_code == 503, resp.get_data(as_text=True)
+        assert resp.get_json()["ERROR"]["CODE"] == "BROKER_UNAVAILABLE"
+
+
+def test_health_without_workers_is_503(service_env):
+    client = make_client(service_env, SER_KEY_PREFIX=f"noworkers{uuid.uuid4().hex[:6]}:")
+    resp = client.get("/health")
+    assert resp.status_code == 503
+    body = resp.get_json()
+    assert body["REDIS"] is True and body["WORKERS"] == 0 and body["ERROR"]["CODE"] == "NO_WORKERS"
+
+
+def test_openapi_without_key_has_no_global_security(service_env):
+    client = make_client(service_env, SER_API_KEY="")
+    doc = client.get("/openapi.json").get_json()
+    assert "security" not in doc
+
+
+def test_api_never_imports_audio_or_learning_libraries(service_env):
+    code = (
+        "import json, sys, api\n"
+        "app = api.create_app({'SER_REDIS_URL': 'redis://127.0.0.1:1/0'})\n"
+        "app.test_client().get('/health')\n"
+        "heavy = ['librosa', 'sklearn', 'soundfile', 'soxr', 'numba', 'ser.features',"
+        " 'ser.model', 'ser.audio', 'worker.tasks', 'worker.runner']\n"
+        "print(json.dumps([m for m in heavy if m in sys.modules]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=service_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_library_never_imports_service_frameworks():
+    code = (
+        "import json, sys\n"
+        "import ser.cli, ser.registry, ser.jobs, ser.paths, ser.service_cli, ser.config\n"
+        "ser.cli.build_parser()\n"
+        "bad = ['flask', 'celery', 'kombu', 'api', 'worker']\n"
+        "print(json.dumps([m for m in bad if m in sys.modules]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_celery_config_refuses_pickle_and_keeps_limits_below_visibility(settings):
+    from worker.celeryconfig import make_config
+
+    conf = make_config(settings)
+    assert conf["accept_content"] == ["json"] and conf["task_serializer"] == "json"
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["worker_prefetch_multiplier"] == 1
+    vis = conf["broker_transport_options"]["visibility_timeout"]
+    train = conf["task_annotations"]["ser.train"]
+    assert train["soft_time_limit"] < train["time_limit"] < vis
+    assert conf["task_soft_time_limit"] < conf["task_time_limit"] < vis
+    assert conf["task_routes"]["ser.train"]["queue"] != conf["task_routes"]["ser.predict"]["queue"]
+    import dataclasses
+
+    with pytest.raises(ValueError, match="VISIBILITY"):
+        make_config(dataclasses.replace(settings, visibility_timeout=10))
+
+
+def test_pickle_message_is_refused_by_the_worker(redis_client, settings, worker1, api, trained):
+    """A pickle-serialized task sent to the queue is rejected, never executed."""
+    from ser.jobs import JobStore
+    from worker.celeryconfig import make_celery
+
+    app = make_celery(settings)
+    app.conf.task_serializer = "pickle"
+    app.conf.accept_content = ["pickle", "json"]
+    jobs = JobStore(redis_client, settings.key_prefix, 600)
+    rec = jobs.create("predict", {"filename": "clips/calm.wav"})
+    app.send_task(
+        "ser.predict",
+        args=[rec["id"], {"filename": "clips/calm.wav"}],
+        task_id=rec["id"],
+        serializer="pickle",
+        ignore_result=True,
+    )
+    # a JSON prediction sent after it finishes; the pickle one must still be QUEUED
+    resp = api.post("/predict?wait=30", json={"filename": "clips/calm.wav"})
+    assert resp.status_code == 200
+    assert jobs.get(rec["id"])["status"] == "QUEUED"
+    assert "untrusted content of type pickle" in worker1.log.read_text(errors="replace")

@@ -1,0 +1,275 @@
+"""ser.paths, ser.jobs, ser.registry and worker.runner against the real Redis (no broker)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from ser import jobs as J
+from ser.errors import ModelIntegrityError, NoModelError, PathError
+from ser.paths import confine
+from ser.registry import BundleCache, Registry, UnknownVersion
+
+pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"unit{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+def store(redis_client, prefix) -> J.JobStore:
+    return J.JobStore(redis_client, prefix, ttl=600)
+
+
+# -- paths ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../x",
+        "/etc/passwd",
+        "a/../../b",
+        "escape.wav",
+        "escape_dir/secret.wav",
+        "a\x00b",
+        "",
+        " ",
+        "~/x",
+        "escape_dir",
+    ],
+)
+def test_confine_refuses_escapes(data_dir, name):
+    with pytest.raises(PathError) as err:
+        confine(data_dir, name, must_exist=False)
+    assert err.value.http_status == 400 and err.value.code == "INVALID_PATH"
+
+
+def test_confine_accepts_paths_and_inside_symlinks(data_dir):
+    assert (
+        confine(data_dir, "clips/calm.wav", kind="file") == (data_dir / "clips/calm.wav").resolve()
+    )
+    assert confine(data_dir, "inside_link.wav", kind="file").name == "calm.wav"
+    assert confine(data_dir, ".", kind="dir") == data_dir.resolve()
+    assert confine(data_dir, "./ds/", kind="dir") == (data_dir / "ds").resolve()
+    with pytest.raises(PathError, match="not a file"):
+        confine(data_dir, "ds", kind="file")
+    with pytest.raises(PathError) as err:
+        confine(data_dir, "nope.wav")
+    assert err.value.code == "PATH_NOT_FOUND"
+
+
+# -- jobs -------------------------------------------------------------------------------------
+def test_job_lifecycle_and_ttl(store, redis_client):
+    rec = store.create("predict", {"filename": "a.wav"})
+    assert rec["status"] == J.QUEUED and rec["params"] == {"filename": "a.wav"}
+    assert 0 < redis_client.ttl(store.key(rec["id"])) <= 600
+    started = store.start(rec["id"], time_limit=60, worker="w")
+    assert started["status"] == J.RUNNING and started["attempts"] == 1
+    assert store.progress(rec["id"], 1, 2) == J.RUNNING
+    assert store.get(rec["id"])["progress_done"] == 1
+    assert store.succeed(rec["id"], {"EMOTION": "calm"})
+    done = store.get(rec["id"])
+    assert done["status"] == J.SUCCEEDED and done["result"] == {"EMOTION": "calm"}
+    assert done["finished_at"] >= done["started_at"] >= done["created_at"]
+    # terminal states are final
+    assert not store.fail(rec["id"], {"CODE": "X", "MESSAGE": "y"})
+    assert store.cancel(rec["id"])[0] is False
+    assert store.get("0" * 32) is None
+
+
+def test_cancel_wins_over_a_late_worker(store):
+    rec = store.create("train")
+    store.start(rec["id"], 60)
+    changed, after = store.cancel(rec["id"])
+    assert changed and after["status"] == J.CANCELLED
+    assert store.progress(rec["id"], 5, 10) == J.CANCELLED
+    assert not store.succeed(rec["id"], {"STATUS": "FITTED"})
+    assert store.get(rec["id"])["status"] == J.CANCELLED
+    assert store.start(rec["id"], 60) is None
+
+
+def test_wait_wakes_up_when_the_job_ends(store):
+    rec = store.create("predict")
+    store.start(rec["id"], 60)
+    timer = threading.Timer(0.3, store.succeed, args=(rec["id"], {"EMOTION": "calm"}))
+    timer.start()
+    t0 = time.monotonic()
+    done = store.wait(rec["id"], 10)
+    assert done["status"] == J.SUCCEEDED and time.monotonic() - t0 < 3
+    # several waiters all see the end (the finish token is not consumed)
+    assert store.wait(rec["id"], 1)["status"] == J.SUCCEEDED
+    t0 = time.monotonic()
+    pending = store.create("predict")
+    assert store.wait(pending["id"], 0.3)["status"] == J.QUEUED
+    assert 0.25 < time.monotonic() - t0 < 3
+
+
+def test_lost_worker_and_redelivery_limits(store):
+    rec = store.create("train")
+    store.start(rec["id"], time_limit=-J.DEADLINE_MARGIN - 1)  # deadline already passed
+    lost = store.get(rec["id"])
+    assert lost["status"] == J.FAILED and lost["error"]["CODE"] == "JOB_TIMEOUT"
+    again = store.create("predict")
+    for _ in range(J.MAX_ATTEMPTS):
+        assert store.start(again["id"], 60) is not None  # redelivered after a worker loss
+    assert store.start(again["id"], 60) is None
+    assert store.get(again["id"])["error"]["CODE"] == "WORKER_LOST"
+
+
+def test_list_filters_and_skips_expired(store, redis_client):
+    a = store.create("train")
+    b = store.create("predict")
+    c = store.create("predict")
+    store.start(c["id"], 60)
+    store.succeed(c["id"], {})
+    redis_client.delete(store.key(a["id"]))  # expired
+    ids = [r["id"] for r in store.list()]
+    assert ids == [c["id"], b["id"]]
+    assert [r["id"] for r in store.list(status=J.QUEUED)] == [b["id"]]
+    assert [r["id"] for r in store.list(kind="predict", limit=1)] == [c["id"]]
+    assert store.list(kind="train") == []
+
+
+def test_single_flight_lock(store):
+    a = store.create("train")
+    assert store.acquire("train:x", a["id"], 60) == a["id"]
+    b = store.create("train")
+    assert store.acquire("train:x", b["id"], 60) == a["id"]  # a is queued: joined
+    store.cancel(a["id"])
+    assert store.acquire("train:x", b["id"], 60) == b["id"]  # a is over: taken over
+    store.release("train:x", a["id"])  # a no longer holds it: no effect
+    c = store.create("train")
+    assert store.acquire("train:x", c["id"], 60) == b["id"]
+    store.release("train:x", b["id"])
+    assert store.acquire("train:x", c["id"], 60) == c["id"]
+
+
+# -- registry ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bundle_bytes(tmp_path_factory):
+    from ser import model
+    from tests import audiogen
+
+    root = audiogen.make_dataset(tmp_path_factory.mktemp("tiny"), "folders", n_per_class=6)
+    return model.train(root, features="seed").to_bytes()
+
+
+def test_registry_publish_activate_and_load(redis_client, prefix, bundle_bytes):
+    reg = Registry(redis_client, prefix)
+    key = b"k" * 32
+    assert reg.current() is None and reg.all_meta() == []
+    v1 = reg.publish(bundle_bytes, {"dataset": "a", "metrics": {}}, key, png=b"\x89PNG")
+    v2 = reg.publish(bundle_bytes, {"dataset": "b", "metrics": {}}, key, activate=False)
+    assert (v1, v2) == ("v1", "v2") and reg.current() == "v1"
+    assert [m["version"] for m in reg.all_meta()] == ["v2", "v1"]
+    assert reg.meta("v2")["dataset"] == "b" and reg.meta("v2")["size_bytes"] == len(bundle_bytes)
+    assert reg.confusion_png("v1") == b"\x89PNG"
+    reg.activate("v2", key)
+    assert reg.current() == "v2"
+    assert reg.load("v2", key).classes == ["calm", "excited", "tense"]
+    with pytest.raises(UnknownVersion):
+        reg.meta("v3")
+    with pytest.raises(UnknownVersion):
+        reg.activate("../v1")
+
+
+def test_registry_refuses_tampered_or_foreign_bytes(redis_client, prefix, bundle_bytes):
+    import ser.model
+
+    reg = Registry(redis_client, prefix)
+    key = b"k" * 32
+    v = reg.publish(bundle_bytes, {"metrics": {}}, key)
+    redis_client.hset(f"{prefix}model:{v}", "bundle", bundle_bytes + b"!")
+    calls = []
+    original = ser.model.Bundle.from_bytes
+    ser.model.Bundle.from_bytes = classmethod(lambda cls, data: calls.append(data))
+    try:
+        with pytest.raises(ModelIntegrityError):
+            reg.load(v, key)
+        with pytest.raises(ModelIntegrityError):
+            reg.activate(v, key)
+        w = reg.publish(bundle_bytes, {"metrics": {}}, b"other key")
+        with pytest.raises(ModelIntegrityError):
+            reg.load(w, key)
+        # a signature is bound to its version: copying a good one onto another fails
+        good = reg.publish(bundle_bytes, {"metrics": {}}, key)
+        sig = redis_client.hget(f"{prefix}model:{good}", "sig")
+        redis_client.hset(f"{prefix}model:{w}", "sig", sig)
+        with pytest.raises(ModelIntegrityError):
+            reg.load(w, key)
+    finally:
+        ser.model.Bundle.from_bytes = original
+    assert calls == [], "nothing may be unpickled before the signature verifies"
+
+
+def test_bundle_cache_follows_the_current_pointer(redis_client, prefix, bundle_bytes):
+    reg = Registry(redis_client, prefix)
+    key = b"k" * 32
+    cache = BundleCache(reg, key)
+    with pytest.raises(NoModelError):
+        cache.get()
+    v1 = reg.publish(bundle_bytes, {"metrics": {}}, key)
+    ver, first = cache.get()
+    assert ver == v1 and cache.get()[1] is first  # cached by version
+    v2 = reg.publish(bundle_bytes, {"metrics": {}}, key)
+    assert cache.get()[0] == v2
+    reg.activate(v1)
+    ver, again = cache.get()
+    assert ver == v1 and again is not first  # reloaded after a roll back
+
+
+# -- runner (the task bodies, no broker) ------------------------------------------------------
+def test_runner_train_cancelled_midway_publishes_nothing(settings, prefix, data_dir, tmp_path):
+    import dataclasses
+
+    from tests import audiogen
+    from worker.runner import Context, run_train, train_lock_name
+
+    audiogen.make_dataset(data_dir / "ds_unit_cancel", "folders", n_per_class=30, seconds=1.5)
+    ctx = Context(dataclasses.replace(settings, key_prefix=prefix))
+    rec = ctx.jobs.create("train", {"dataset": "ds_unit_cancel"})
+    lock = train_lock_name("ds_unit_cancel", "stratified")
+    ctx.jobs.acquire(lock, rec["id"], 600)
+
+    def cancel_when_running():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            r = ctx.jobs.get(rec["id"])
+            if r["status"] == J.RUNNING and r["progress_done"] > 0:
+                ctx.jobs.cancel(rec["id"])
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=cancel_when_running)
+    thread.start()
+    out = run_train(ctx, rec["id"], {"dataset": "ds_unit_cancel", "lock": lock})
+    thread.join()
+    assert out.get("cancelled"), out
+    assert ctx.jobs.get(rec["id"])["status"] == J.CANCELLED
+    assert ctx.registry.current() is None
+    assert not ctx.redis.exists(ctx.jobs.lock_key(lock))
+
+
+def test_runner_records_domain_errors(settings, prefix, bundle_bytes):
+    import dataclasses
+
+    from worker.runner import Context, run_predict, run_train
+
+    ctx = Context(dataclasses.replace(settings, key_prefix=prefix))
+    rec = ctx.jobs.create("predict", {"filename": "clips/calm.wav"})
+    run_predict(ctx, rec["id"], {"filename": "clips/calm.wav"})
+    err = ctx.jobs.get(rec["id"])
+    assert err["status"] == J.FAILED and err["error"]["CODE"] == "NO_MODEL"
+    assert err["http_status"] == 409
+    rec = ctx.jobs.create("train", {"dataset": "clips"})
+    run_train(ctx, rec["id"], {"dataset": "clips"})
+    failed = ctx.jobs.get(rec["id"])
+    assert failed["status"] == J.FAILED and failed["http_status"] == 400
+    blob = ctx.jobs.create("predict", {"blob": "gone"})
+    ctx.registry.publish(bundle_bytes, {"metrics": {}}, settings.require_secret_key())
+    run_predict(ctx, blob["id"], {"blob": "gone", "name": "x.wav"})
+    assert ctx.jobs.get(blob["id"])["error"]["CODE"] == "UPLOAD_EXPIRED"
