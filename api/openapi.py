@@ -55,7 +55,7 @@ SCHEMAS: dict = {
         "required": ["JOB_ID", "KIND", "JOB_STATUS"],
         "properties": {
             "JOB_ID": {"type": "string"},
-            "KIND": {"type": "string", "enum": ["train", "predict"]},
+            "KIND": {"type": "string", "enum": ["train", "predict", "score"]},
             "JOB_STATUS": {
                 "type": "string",
                 "enum": ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"],
@@ -67,7 +67,7 @@ SCHEMAS: dict = {
             "ERROR": {"type": "object"},
             "DATASET": {"type": "string"},
             "PROTOCOL": {"type": "string"},
-            "STATUS": {"type": "string", "enum": ["FITTED"]},
+            "STATUS": {"type": "string", "enum": ["FITTED", "SCORED"]},
             "F1_MACRO_MEAN": {"type": "number"},
             "F1_MACRO_STD": {"type": "number"},
             "UAR": {"type": "number"},
@@ -81,6 +81,64 @@ SCHEMAS: dict = {
             "EMOTION": {"type": "string"},
             "PROBABILITY": {"type": "number"},
             "PROBABILITIES": {"type": "object", "additionalProperties": {"type": "number"}},
+            "FEATURES_COMPUTED": {"type": "integer", "description": "recordings decoded"},
+            "FEATURES_CACHED": {"type": "integer", "description": "feature-cache hits"},
+            "FOLDER": {"type": "string"},
+            "COUNT": {"type": "integer", "description": "files in the folder"},
+            "SUCCEEDED": {"type": "integer", "description": "files scored"},
+            "FAILED": {"type": "integer", "description": "files with an ERROR row"},
+            "SUMMARY": {
+                "type": "object",
+                "description": "emotion -> number of files",
+                "additionalProperties": {"type": "integer"},
+            },
+            "RESULTS": {"type": "string", "description": "URL of the per-file rows"},
+        },
+    },
+    "ScoreRequest": {
+        "type": "object",
+        "required": ["folder"],
+        "properties": {
+            "folder": {"type": "string", "description": "directory under SER_DATA_DIR"},
+            "recursive": {"type": "boolean", "default": True},
+            "patterns": {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 1,
+                "maxItems": 20,
+                "default": ["*.wav", "*.flac", "*.ogg"],
+                "description": "file-name globs, case-insensitive",
+            },
+            "chunk_size": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 1000,
+                "description": "files per chunk (default: about 8 chunks per worker process)",
+            },
+        },
+    },
+    "Row": {
+        "type": "object",
+        "description": "One file: its emotion and probability, or its ERROR.",
+        "required": ["FILENAME"],
+        "properties": {
+            "FILENAME": {"type": "string", "description": "path under SER_DATA_DIR"},
+            "EMOTION": {"type": "string"},
+            "PROBABILITY": {"type": "number"},
+            "ERROR": {"type": "object"},
+        },
+    },
+    "ResultsPage": {
+        "type": "object",
+        "properties": {
+            "JOB_ID": {"type": "string"},
+            "JOB_STATUS": {"type": "string"},
+            "COUNT": {"type": "integer", "description": "files in the job"},
+            "DONE": {"type": "integer"},
+            "OFFSET": {"type": "integer"},
+            "LIMIT": {"type": "integer"},
+            "ROWS": {"type": "array", "items": _ref("Row")},
+            "NEXT": {"type": "string", "nullable": True},
         },
     },
     "JobList": {
@@ -210,6 +268,65 @@ def spec(with_auth: bool = False) -> dict:
                 },
             }
         },
+        "/score": {
+            "post": {
+                "summary": "Queue the scoring of every recording in a folder under the data root",
+                "operationId": "score",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("ScoreRequest")}},
+                },
+                "responses": {
+                    "202": {
+                        "description": "queued; poll the job, then GET its results",
+                        "headers": LOCATION,
+                        "content": {"application/json": {"schema": _ref("Job")}},
+                    },
+                    "400": _err("malformed body or a folder outside the data root"),
+                    "401": _err("missing or wrong API key"),
+                    "409": _err("no model has been trained yet"),
+                    "503": _err("broker unavailable"),
+                },
+            }
+        },
+        "/jobs/{job_id}/results": {
+            "parameters": [JOB_ID],
+            "get": {
+                "summary": "Per-file rows of a score job: paged JSON, or streamed CSV / JSONL",
+                "operationId": "getJobResults",
+                "parameters": [
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["json", "csv", "jsonl"]},
+                    },
+                    {
+                        "name": "offset",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "rows in file order (files not done yet left out)",
+                        "content": {
+                            "application/json": {"schema": _ref("ResultsPage")},
+                            "text/csv": {"schema": {"type": "string"}},
+                            "application/x-ndjson": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "400": _err("bad format, offset or limit"),
+                    "401": _err("missing or wrong API key"),
+                    "404": _err("unknown or expired job"),
+                    "409": _err("not a score job"),
+                },
+            },
+        },
         "/jobs": {
             "get": {
                 "summary": "Recent jobs, newest first",
@@ -218,7 +335,7 @@ def spec(with_auth: bool = False) -> dict:
                     {
                         "name": "kind",
                         "in": "query",
-                        "schema": {"type": "string", "enum": ["train", "predict"]},
+                        "schema": {"type": "string", "enum": ["train", "predict", "score"]},
                     },
                     {
                         "name": "status",

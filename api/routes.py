@@ -1,4 +1,4 @@
-"""The routes: train, predict, jobs, models, health, openapi."""
+"""The routes: train, predict, score, jobs (and their results), models, health, openapi."""
 
 from __future__ import annotations
 
@@ -14,12 +14,17 @@ from api.errors import ApiError
 from ser import jobs as J
 from ser.errors import AudioError, NoModelError
 from ser.paths import confine, relative
-from worker.celeryconfig import QUEUES, TASK_PREDICT, TASK_TRAIN
+from ser.results import ResultStore, stream_csv, stream_jsonl
+from worker.celeryconfig import QUEUES, TASK_PREDICT, TASK_SCORE, TASK_TRAIN
 
 bp = Blueprint("ser", __name__)
 
 MAX_WAIT = 30.0
 MAX_LIST = 500
+MAX_PAGE = 1000  # rows per page of /jobs/<id>/results
+MAX_PATTERNS = 20
+MAX_CHUNK = 1000  # files per chunk when a client sets it (default: ser.bulk.chunk_size)
+SCORE_PATTERNS = ["*.wav", "*.flac", "*.ogg"]
 PROTOCOLS = ("stratified", "speaker")
 FEATURES = ("default", "seed")
 PUBLIC = {"ser.health"}  # endpoints open without the API key
@@ -59,7 +64,7 @@ def _json_body() -> dict:
         return {}
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...]]]]
         raise ApiError(400, "MALFORMED_BODY", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "MALFORMED_BODY", "the body must be a JSON object")
@@ -93,6 +98,8 @@ def job_body(rec: dict) -> dict:
     if rec["kind"] == "train":
         body["DATASET"] = params.get("dataset")
         body["PROTOCOL"] = params.get("protocol")
+    elif rec["kind"] == "score":
+        body["FOLDER"] = params.get("folder")
     else:
         body["FILENAME"] = params.get("name") or params.get("filename")
     if rec["status"] in J.ACTIVE:
@@ -245,6 +252,103 @@ def predict():
     return _finished_or_accepted(rec, wait)
 
 
+# -- bulk scoring -----------------------------------------------------------------------------
+@bp.route("/score", methods=["POST"])
+def score():
+    """Queue the scoring of every recording in a folder under the data root."""
+    s = svc()
+    body = _json_body()
+    folder = _str_field(body, "folder")
+    if not folder:
+        raise ApiError(400, "MALFORMED_BODY", 'send JSON {"folder": "<dir under the data root>"}')
+    recursive = body.get("recursive", True)
+    if not isinstance(recursive, bool):
+        raise ApiError(400, "MALFORMED_BODY", "'recursive' must be true or false")
+    patterns = body.get("patterns", SCORE_PATTERNS)
+    if (
+        not isinstance(patterns, list)
+        or not 1 <= len(patterns) <= MAX_PATTERNS
+        or not all(isinstance(p, str) and 0 < len(p) <= 100 and "/" not in p for p in patterns)
+    ):
+        raise ApiError(
+            400,
+            "MALFORMED_BODY",
+            f"'patterns' must be 1 to {MAX_PATTERNS} file-name globs such as \"*.wav\"",
+        )
+    chunk = body.get("chunk_size")
+    if chunk is not None and (
+        isinstance(chunk, bool) or not isinstance(chunk, int) or not 1 <= chunk <= MAX_CHUNK
+    ):
+        raise ApiError(400, "MALFORMED_BODY", f"'chunk_size' must be an integer 1..{MAX_CHUNK}")
+    root = confine(s.settings.data_dir, folder, kind="dir")
+    version = s.registry.current()
+    if version is None:
+        raise NoModelError(message="no model has been trained yet: POST /train first")
+    # The model is pinned here: every chunk scores with it, whatever training ends meanwhile.
+    params = {
+        "folder": relative(s.settings.data_dir, root),
+        "recursive": recursive,
+        "patterns": patterns,
+        "model_version": version,
+    }
+    if chunk:
+        params["chunk_size"] = chunk
+    rec = s.jobs.create("score", params)
+    _send(TASK_SCORE, rec, params)
+    return _accepted(rec)
+
+
+def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = lo - 1
+    if not lo <= value <= hi:
+        raise ApiError(400, f"INVALID_{name.upper()}", f"{name} must be an integer {lo}..{hi}")
+    return value
+
+
+@bp.route("/jobs/<job_id>/results", methods=["GET"])
+def job_results(job_id: str):
+    """Per-file rows of a score job: paged JSON, or everything as ``?format=csv|jsonl``."""
+    rec = _job_or_404(job_id)
+    if rec["kind"] != "score":
+        raise ApiError(409, "NOT_A_SCORE_JOB", f"job {job_id} is a {rec['kind']} job")
+    s = svc()
+    store = ResultStore(s.redis, s.settings.key_prefix, s.settings.job_ttl)
+    total = int(rec.get("progress_total") or 0)
+    fmt = request.args.get("format", "json")
+    if fmt in ("csv", "jsonl"):
+        raw = store.iter_raw(job_id, total)
+        if fmt == "csv":
+            gen, mimetype = stream_csv(raw), "text/csv"
+        else:
+            gen, mimetype = stream_jsonl(raw), "application/x-ndjson"
+        headers = {"Content-Disposition": f'attachment; filename="{job_id}.{fmt}"'}
+        return Response(gen, mimetype=mimetype, headers=headers)
+    if fmt != "json":
+        raise ApiError(400, "INVALID_FORMAT", "format must be json, csv or jsonl")
+    offset = _int_arg("offset", 0, 0, 10_000_000)
+    limit = _int_arg("limit", 100, 1, MAX_PAGE)
+    rows = store.page(job_id, offset, min(limit, max(0, total - offset)))
+    nxt = offset + limit if offset + limit < total else None
+    return jsonify(
+        {
+            "JOB_ID": job_id,
+            "JOB_STATUS": rec["status"],
+            "COUNT": total,
+            "DONE": rec.get("progress_done", 0),
+            "OFFSET": offset,
+            "LIMIT": limit,
+            "ROWS": rows,
+            "NEXT": f"/jobs/{job_id}/results?offset={nxt}&limit={limit}" if nxt else None,
+        }
+    )
+
+
 # -- jobs -------------------------------------------------------------------------------------
 def _job_or_404(job_id: str) -> dict:
     rec = svc().jobs.get(job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id) else None
@@ -279,7 +383,7 @@ def cancel_job(job_id: str):
 
 @bp.route("/jobs", methods=["GET"])
 def list_jobs():
-    """Recent jobs, newest first: ``?kind=train|predict&status=...&limit=50``."""
+    """Recent jobs, newest first: ``?kind=train|predict|score&status=...&limit=50``."""
     kind = request.args.get("kind") or None
     status = (request.args.get("status") or "").upper() or None
     if kind is not None and kind not in J.KINDS:

@@ -51,20 +51,31 @@ def chunks(items: Sequence, size: int) -> Iterable[Sequence]:
         yield items[start : start + size]
 
 
-def score_rows(bundle, root: Path, relpaths: Sequence[str], *, cache=None) -> list[dict]:
+def score_rows(
+    bundle,
+    root: Path,
+    relpaths: Sequence[str],
+    *,
+    cache=None,
+    max_seconds: float | None = 600.0,
+) -> list[dict]:
     """Score files named relative to ``root``; one row per file, errors included."""
     root_resolved = root.resolve()
     sources: list[Path] = []
     rows: list[dict | None] = []
     for rel in relpaths:
         path = root / rel
-        if not path.resolve().is_relative_to(root_resolved):
+        try:
+            inside = path.resolve().is_relative_to(root_resolved)
+        except (OSError, RuntimeError):  # a symlink loop
+            inside = False
+        if not inside:
             err = PathError(message=f"{rel} points outside the data root")
             rows.append({"FILENAME": rel, "ERROR": err.to_dict()})
         else:
             rows.append(None)
             sources.append(path)
-    results = iter(bundle.predict_many(sources, cache=cache))
+    results = iter(bundle.predict_many(sources, cache=cache, max_seconds=max_seconds))
     out = []
     for rel, row in zip(relpaths, rows):
         if row is None:

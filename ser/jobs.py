@@ -23,7 +23,7 @@ CANCELLED = "CANCELLED"
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 ACTIVE = (QUEUED, RUNNING)
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
-KINDS = ("train", "predict")
+KINDS = ("train", "predict", "score")
 
 MAX_ATTEMPTS = 3  # deliveries of one job (a worker killed mid-task redelivers it)
 DEADLINE_MARGIN = 30  # seconds past the hard time limit before a RUNNING job counts as lost

@@ -20,6 +20,10 @@ def confine(root: Path | str, name: str, *, must_exist: bool = True, kind: str =
         raise PathError("INVALID_PATH", "a path must be a string")
     if "\x00" in name:
         raise PathError("INVALID_PATH", "the path contains a NUL byte")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON) is no file name
+        raise PathError("INVALID_PATH", "the path is not valid Unicode text") from None
     if len(name) > MAX_PATH_CHARS:
         raise PathError("INVALID_PATH", "the path is too long")
     if not name.strip():

@@ -167,10 +167,14 @@ class BundleCache:
         self.key = key
         self._version: str | None = None
         self._bundle = None
+        self._others: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def get(self) -> tuple[str, Any]:
-        """(version, bundle) of the current model; raises NoModelError before any training."""
+    def get(self, version: str | None = None) -> tuple[str, Any]:
+        """(version, bundle) of the current model, or of ``version`` when given (a bulk job
+        pinned to one version); raises NoModelError before any training."""
+        if version is not None:
+            return version, self._pinned(version)
         version = self.registry.current()
         if version is None:
             raise NoModelError(message="no model has been trained yet: POST /train first")
@@ -180,6 +184,17 @@ class BundleCache:
                 self._version, self._bundle = version, bundle
             return self._version, self._bundle
 
+    def _pinned(self, version: str):
+        with self._lock:
+            if version == self._version:
+                return self._bundle
+            if version not in self._others:
+                # A second slot: a bulk job pinned to an older version does not evict the
+                # current model that single predictions keep using.
+                self._others = {version: self.registry.load(version, self.key)}
+            return self._others[version]
+
     def clear(self) -> None:
         with self._lock:
             self._version, self._bundle = None, None
+            self._others = {}

@@ -1,5 +1,5 @@
-"""The service commands of ``ser``: up, api, worker (servers) and train, predict, jobs, models
-(HTTP clients of SER_API_URL).
+"""The service commands of ``ser``: up, api, worker (servers) and train, predict, score, jobs,
+models (HTTP clients of SER_API_URL).
 
 Servers are started as processes (gunicorn, celery, redis-server), so this module never imports
 Flask or Celery: the library stays free of the service frameworks.
@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from ser import config
@@ -63,9 +64,21 @@ def register(subparsers) -> None:
     _client_flags(pr)
     pr.set_defaults(func=cmd_predict)
 
+    sc = subparsers.add_parser("score", help="score every recording of a folder on the server")
+    sc.add_argument("folder", help="folder under the server's SER_DATA_DIR")
+    sc.add_argument(
+        "-o", "--output", type=Path, help="write the rows here (.csv, or .jsonl); implies --wait"
+    )
+    sc.add_argument("--no-recursive", action="store_true", help="only the folder's own files")
+    sc.add_argument(
+        "--pattern", action="append", help="file-name glob, repeatable (default *.wav *.flac *.ogg)"
+    )
+    _client_flags(sc)
+    sc.set_defaults(func=cmd_score)
+
     jb = subparsers.add_parser("jobs", help="list recent jobs, or show (and cancel) one")
     jb.add_argument("job_id", nargs="?")
-    jb.add_argument("--kind", choices=["train", "predict"])
+    jb.add_argument("--kind", choices=["train", "predict", "score"])
     jb.add_argument("--status")
     jb.add_argument("--limit", type=int, default=20)
     jb.add_argument("--cancel", action="store_true", help="cancel JOB_ID")
@@ -433,6 +446,101 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_FAILED if any(_exit_for(j) for j in results) else 0
 
 
+SCORE_POLL = 0.5  # seconds between progress polls of a score job
+
+
+@contextmanager
+def files_progress(description: str, enabled: bool = True):
+    """A rich progress bar counting files, with files/s and ETA; yields update(done, total)."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.1f} files/s" if speed else "- files/s", style="cyan")
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        Rate(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), speed_estimate_period=30) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total or None)
+
+        yield update
+
+
+def _download(client: Client, job_id: str, path: Path) -> int:
+    """Stream a score job's rows into ``path`` (CSV, or JSON Lines for .jsonl); returns bytes."""
+    import requests
+
+    fmt = "jsonl" if path.suffix.lower() in (".jsonl", ".ndjson") else "csv"
+    url = f"{client.settings.api_url}/jobs/{job_id}/results?format={fmt}"
+    try:
+        resp = client.session.get(url, stream=True, timeout=60)
+    except requests.ConnectionError:
+        where = client.settings.api_url
+        raise SerError("API_UNAVAILABLE", f"cannot reach the API at {where}") from None
+    if resp.status_code != 200:
+        raise SerError(f"HTTP_{resp.status_code}", resp.text[:200])
+    tmp = path.with_name(path.name + ".part")
+    size = 0
+    with open(tmp, "wb") as fh:
+        for block in resp.iter_content(65536):
+            fh.write(block)
+            size += len(block)
+    os.replace(tmp, path)  # never a half-written results file under the final name
+    return size
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    client = Client()
+    body: dict = {"folder": args.folder, "recursive": not args.no_recursive}
+    if args.pattern:
+        body["patterns"] = args.pattern
+    job = client.request("POST", "/score", json=body)
+    if args.wait or args.output:
+        deadline = time.monotonic() + args.timeout if args.timeout else None
+        enabled = not args.json and sys.stderr.isatty()
+        with files_progress(f"scoring {args.folder}", enabled=enabled) as bar:
+            while job["JOB_STATUS"] in ("QUEUED", "RUNNING"):
+                if deadline and time.monotonic() > deadline:
+                    break
+                time.sleep(SCORE_POLL)
+                job = client.request("GET", f"/jobs/{job['JOB_ID']}")
+                if bar and "PROGRESS" in job:
+                    bar(job["PROGRESS"].get("DONE", 0), job["PROGRESS"].get("TOTAL", 0))
+                elif bar and job.get("COUNT") is not None:
+                    bar(job["COUNT"], job["COUNT"])
+    if args.output and job["JOB_STATUS"] == "SUCCEEDED":
+        _download(client, job["JOB_ID"], args.output)
+        job = dict(job, OUTPUT=str(args.output))
+    _print(job, args.json)
+    if args.output and job["JOB_STATUS"] in ("QUEUED", "RUNNING"):
+        return EXIT_FAILED  # timed out before there was anything to write
+    return _exit_for(job)
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
     client = Client()
     if args.job_id:
@@ -454,7 +562,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         print(json.dumps(listing))
         return 0
     for job in listing["JOBS"]:
-        what = job.get("DATASET") if job["KIND"] == "train" else job.get("FILENAME")
+        what = {"train": job.get("DATASET"), "score": job.get("FOLDER")}.get(
+            job["KIND"], job.get("FILENAME")
+        )
         print(
             f"{job['JOB_ID']}  {job['KIND']:<7} {job['JOB_STATUS']:<9} "
             f"{job.get('CREATED_AT', '')}  {what}"

@@ -9,10 +9,25 @@ from __future__ import annotations
 from ser.config import Settings
 
 TRAIN_QUEUE = "ser.train"
-PREDICT_QUEUE = "ser.predict"  # prediction and (later) bulk scoring chunks
+PREDICT_QUEUE = "ser.predict"  # predictions, bulk scoring and featurization chunks
 QUEUES = (TRAIN_QUEUE, PREDICT_QUEUE)
 TASK_TRAIN = "ser.train"
 TASK_PREDICT = "ser.predict"
+TASK_SCORE = "ser.score"  # lists a folder and fans out score chunks
+TASK_SCORE_CHUNK = "ser.score_chunk"
+TASK_FEATURIZE_CHUNK = "ser.featurize_chunk"  # fills the feature cache for a training
+
+
+def restore_interval(visibility_timeout: int) -> tuple[int, int]:
+    """(seconds between sweeps, scan every Nth sweep) for kombu's unacked-message restore.
+
+    A message whose worker node died comes back after the visibility timeout plus up to one
+    sweep period (interval x throttle): keep that period about a tenth of the timeout, so a
+    short timeout (tests: seconds) is not undone by kombu's 100 s default period.
+    """
+    interval = max(1, min(10, visibility_timeout // 20))
+    throttle = 1 if visibility_timeout < 1200 else 10
+    return interval, throttle
 
 
 def soft_limit(hard: int) -> int:
@@ -28,10 +43,16 @@ def make_config(settings: Settings) -> dict:
             f"SER_VISIBILITY_TIMEOUT ({settings.visibility_timeout}s) must exceed every task "
             f"time limit ({longest}s), or Redis redelivers tasks that are still running"
         )
+    interval, throttle = restore_interval(settings.visibility_timeout)
     transport = {
         # Redis redelivers an unacknowledged message after this; above every time limit,
         # or a long training would be started a second time while the first still runs.
+        # It is also how long the chunks of a whole replica that died wait before another
+        # replica takes them (README: "Bulk scoring").
         "visibility_timeout": settings.visibility_timeout,
+        # Sweep for such abandoned messages often enough that the timeout is what counts.
+        "unacked_restore_interval": interval,
+        "unacked_restore_throttle": throttle,
         # Fail fast when Redis is down (the API answers 503 instead of hanging).
         "socket_connect_timeout": 3,
     }
@@ -72,7 +93,10 @@ def make_config(settings: Settings) -> dict:
         "task_routes": {
             TASK_TRAIN: {"queue": TRAIN_QUEUE},
             TASK_PREDICT: {"queue": PREDICT_QUEUE},
-            "ser.score_*": {"queue": PREDICT_QUEUE},
+            # Bulk work spreads over every replica that serves predictions.
+            TASK_SCORE: {"queue": PREDICT_QUEUE},
+            TASK_SCORE_CHUNK: {"queue": PREDICT_QUEUE},
+            TASK_FEATURIZE_CHUNK: {"queue": PREDICT_QUEUE},
         },
         "task_default_queue": PREDICT_QUEUE,
         "broker_transport_options": transport,
@@ -88,9 +112,12 @@ def make_config(settings: Settings) -> dict:
         "broker_connection_timeout": 3,
         # Workers keep retrying the broker at start-up (compose starts them with Redis).
         "broker_connection_retry_on_startup": True,
-        # On a lost broker connection, acks_late tasks will be redelivered anyway: cancel them
-        # instead of finishing work whose acknowledgement can no longer be sent.
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # On a lost broker connection, let running tasks finish: cancelling them lost the
+        # message when Redis came back before the cancellation's acknowledgement
+        # (tests/reliability). A task whose Redis writes fail requeues itself (Reject), an
+        # ack that cannot be sent leaves the message to be redelivered, and job records make
+        # a second run of a finished job a no-op.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         # librosa/numba warm-up runs in worker_process_init; the default 4 s would kill
         # a child that is still compiling on a busy machine.
         "worker_proc_alive_timeout": 120,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -58,6 +59,12 @@ class Context:
         return BundleCache(self.registry, self.settings.require_secret_key())
 
     @cached_property
+    def results(self):
+        from ser.results import ResultStore
+
+        return ResultStore(self.redis, self.settings.key_prefix, self.settings.job_ttl)
+
+    @cached_property
     def feature_cache(self):
         from ser.features.cache import RedisCache
 
@@ -69,6 +76,15 @@ class Context:
 
 
 def _fail(ctx: Context, job_id: str, exc: Exception) -> None:
+    import redis
+
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        # Redis (broker and job store) went away mid-job: not the job's fault, and the job
+        # record cannot be written anyway. Requeue the message instead of failing the job
+        # (or acknowledging it once Redis is back): job records make a re-run harmless.
+        from celery.exceptions import Reject
+
+        raise Reject(f"Redis unavailable: {exc}", requeue=True) from exc
     if isinstance(exc, SerError):
         ctx.jobs.fail(job_id, exc.to_dict(), exc.http_status)
         return
@@ -90,9 +106,14 @@ def train_lock_name(dataset: str, protocol: str) -> str:
     return f"train:{protocol}:{dataset}"
 
 
-def run_train(ctx: Context, job_id: str, params: dict, worker: str = "") -> dict:
-    """Train on ``params["dataset"]`` (relative to the data root), publish, activate."""
+def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=None) -> dict:
+    """Train on ``params["dataset"]`` (relative to the data root), publish, activate.
+
+    With ``send`` (publish a task by name), recordings missing from the feature cache are
+    featurized in chunks by the predict processes first (worker.fanout); without it, here.
+    """
     from ser import model, report
+    from ser.features.cache import CountingCache
 
     settings = ctx.settings
     rec = ctx.jobs.start(job_id, settings.train_time_limit, worker=worker or _host())
@@ -114,11 +135,17 @@ def run_train(ctx: Context, job_id: str, params: dict, worker: str = "") -> dict
 
     try:
         root = confine(settings.data_dir, dataset, kind="dir")
+        feats = {"cached": None, "computed": 0}
+        if send is not None:
+            from worker.fanout import featurize_training_set
+
+            feats = featurize_training_set(ctx, job_id, root, features, send, progress)
+        counter = CountingCache(ctx.feature_cache)  # what is still missing is decoded here
         bundle = model.train(
             root,
             protocol=protocol,
             features=features,
-            cache=ctx.feature_cache,
+            cache=counter,
             n_jobs=settings.n_jobs,
             progress=progress,
         )
@@ -154,6 +181,9 @@ def run_train(ctx: Context, job_id: str, params: dict, worker: str = "") -> dict
             "DATASET": meta["dataset"],
             "FEATURE_SPEC": bundle.feature_spec,
             "FAILED_FILES": len(metrics.get("failed_files") or {}),
+            # Recordings decoded for this training, and found in the shared feature cache.
+            "FEATURES_COMPUTED": feats["computed"] + counter.misses,
+            "FEATURES_CACHED": counter.hits if feats["cached"] is None else feats["cached"],
             "MODEL_VERSION": version,
             "CONFUSION_PNG": f"/models/{version}/confusion.png",
         }
@@ -198,8 +228,14 @@ def run_predict(ctx: Context, job_id: str, params: dict, worker: str = "") -> di
             _fail(ctx, job_id, exc)
             return {"job_id": job_id, "failed": True}
     finally:
-        if blob:
+        if blob and not _requeued():  # a requeued job still needs its upload
             ctx.redis.delete(ctx.blob_key(blob))
+
+
+def _requeued() -> bool:
+    """Whether the exception being raised (in a ``finally``) requeues the task."""
+    exc = sys.exc_info()[1]
+    return exc is not None and bool(getattr(exc, "requeue", False))
 
 
 def _host() -> str:

@@ -2,18 +2,48 @@
 
 from __future__ import annotations
 
-from worker import runner
+from worker import fanout, runner
 from worker.app import app, context
-from worker.celeryconfig import TASK_PREDICT, TASK_TRAIN
+from worker.celeryconfig import (
+    TASK_FEATURIZE_CHUNK,
+    TASK_PREDICT,
+    TASK_SCORE,
+    TASK_SCORE_CHUNK,
+    TASK_TRAIN,
+)
+
+
+def send(name: str, args: list) -> None:
+    """Publish task ``name`` (routed by celeryconfig) with JSON ``args``."""
+    app.send_task(name, args=args, ignore_result=True)
 
 
 @app.task(name=TASK_TRAIN, bind=True)
 def train(self, job_id: str, params: dict) -> dict:
     """Train a model on a dataset under the data root and make it current."""
-    return runner.run_train(context(), job_id, params, worker=self.request.hostname or "")
+    host = self.request.hostname or ""
+    return runner.run_train(context(), job_id, params, worker=host, send=send)
 
 
 @app.task(name=TASK_PREDICT, bind=True)
 def predict(self, job_id: str, params: dict) -> dict:
     """Predict the emotion of one recording (an upload blob or a file under the data root)."""
     return runner.run_predict(context(), job_id, params, worker=self.request.hostname or "")
+
+
+@app.task(name=TASK_SCORE, bind=True)
+def score(self, job_id: str, params: dict) -> dict:
+    """List a folder under the data root and send its score chunks."""
+    return fanout.run_score(context(), job_id, params, send, worker=self.request.hostname or "")
+
+
+@app.task(name=TASK_SCORE_CHUNK, bind=True)
+def score_chunk(self, job_id: str, params: dict) -> dict:
+    """Score one chunk of a folder; the chunk that completes the last file ends the job."""
+    return fanout.run_score_chunk(context(), job_id, params, worker=self.request.hostname or "")
+
+
+@app.task(name=TASK_FEATURIZE_CHUNK, bind=True)
+def featurize_chunk(self, job_id: str, params: dict) -> dict:
+    """Fill the shared feature cache for one chunk of a training set."""
+    return fanout.run_featurize_chunk(context(), job_id, params, worker=self.request.hostname or "")

@@ -59,6 +59,13 @@ class RedisCache:
     def _key(self, version: str, key: str) -> str:
         return f"{self.prefix}feat:{version}:{key}"
 
+    def contains_many(self, version: str, keys: list[str]) -> list[bool]:
+        """Whether each key is cached, in one round trip without fetching the vectors."""
+        pipe = self.client.pipeline(transaction=False)
+        for k in keys:
+            pipe.exists(self._key(version, k))
+        return [bool(n) for n in pipe.execute()]
+
     def get(self, version: str, key: str) -> np.ndarray | None:
         return self.get_many(version, [key])[0]
 
@@ -81,3 +88,35 @@ class RedisCache:
             data = np.asarray(v, dtype=np.float32).tobytes()
             pipe.set(self._key(version, k), data, ex=self.ttl)
         pipe.execute()
+
+
+class CountingCache:
+    """Wraps a cache and counts its hits and misses (how many recordings were decoded)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, version: str, key: str) -> np.ndarray | None:
+        return self.get_many(version, [key])[0]
+
+    def put(self, version: str, key: str, vector: np.ndarray) -> None:
+        self.put_many(version, {key: vector})
+
+    def get_many(self, version: str, keys: list[str]) -> list[np.ndarray | None]:
+        if hasattr(self.inner, "get_many"):
+            found = self.inner.get_many(version, keys)
+        else:
+            found = [self.inner.get(version, k) for k in keys]
+        hits = sum(v is not None for v in found)
+        self.hits += hits
+        self.misses += len(found) - hits
+        return found
+
+    def put_many(self, version: str, vectors: dict[str, np.ndarray]) -> None:
+        if hasattr(self.inner, "put_many"):
+            self.inner.put_many(version, vectors)
+        else:
+            for k, v in vectors.items():
+                self.inner.put(version, k, v)

