@@ -1,0 +1,413 @@
+"""Prediction latency of the embedded stack (`ser up`, one prediction process), by upload.
+
+    python bench/service_latency.py            # 500 sequential POST /predict?wait=10
+    python bench/service_latency.py --quick    # a short dry run (50 requests)
+
+Starts `ser up` on free loopback ports with SER_STATE_DIR and SER_DATA_DIR in a temp dir,
+trains through the API (on a copy of EMO-DB when present, else on a generated dataset), warms
+up, then times sequential uploads of one 3-second clip. Beside it: Bundle.predict of the same
+clip bytes in this process, with the same bundle fetched (signature-verified) from the registry.
+
+Also the home of :class:`Stack`, which bench/service_throughput.py and bench/train_api.py use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import requests
+import soundfile as sf
+from common import dump, print_table
+
+from ser.config import emodb_dir
+from tests import audiogen
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIP_SECONDS = 3.0
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+# -- the embedded stack -----------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (from /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def blas_env(threads: int) -> dict:
+    """Environment capping OpenBLAS/OpenMP pools at ``threads`` per process (0: no cap)."""
+    if not threads:
+        return {}
+    return {k: str(threads) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+
+
+def _terminate_on_sigterm() -> None:
+    """SIGTERM to the bench behaves like Ctrl-C, so the finally blocks stop the stack."""
+
+    def handler(signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+class Stack:
+    """`ser up` as a subprocess in a temp dir: bundled Redis, train x1 + predict xN, gunicorn.
+
+    ``with Stack(concurrency=1) as st:`` starts it and waits for /health; leaving the block
+    (also on an exception or Ctrl-C) sends SIGTERM to `ser up`, which stops its parts in order;
+    whatever is still alive after that (by pid, recorded at start-up) is killed.
+    """
+
+    def __init__(self, concurrency: int = 1, env: dict | None = None) -> None:
+        self.concurrency = concurrency
+        self.tmp = Path(tempfile.mkdtemp(prefix="ser-bench-"))
+        self.state = self.tmp / "state"
+        self.data = self.tmp / "data"
+        self.data.mkdir()
+        self.port = free_port()
+        self.redis_port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = self.tmp / "ser-up.log"
+        self.extra_env = env or {}
+        self.proc: subprocess.Popen | None = None
+        self._pids: set[int] = set()
+        self._redis = None
+
+    # lifecycle
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 120) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SER_")}
+        env.update(
+            SER_STATE_DIR=str(self.state),
+            SER_DATA_DIR=str(self.data),
+            SER_JOB_TTL="3600",
+            PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        )
+        env.update(self.extra_env)
+        argv = [sys.executable, "-m", "ser.cli", "up", "--port", str(self.port)]
+        argv += ["--redis-port", str(self.redis_port), "--concurrency", str(self.concurrency)]
+        with open(self.log, "wb") as fh:
+            # Own session: a Ctrl-C in the terminal reaches the bench, which stops `ser up`.
+            self.proc = subprocess.Popen(
+                argv, env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            self._pids.update(_descendants(self.proc.pid))
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ser up exited ({self.proc.returncode}):\n{self.tail()}")
+            try:
+                body = requests.get(self.base + "/health", timeout=2).json()
+                # train node + predict node online
+                if body.get("STATUS") == "OK" and body.get("WORKERS", 0) >= 2:
+                    break
+            except (requests.ConnectionError, requests.Timeout, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"ser up not healthy after {timeout}s:\n{self.tail()}")
+            time.sleep(0.2)
+        self._pids.update(_descendants(self.proc.pid))
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self._pids.update(_descendants(self.proc.pid))
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            for pid in self._pids:  # only what this stack started, by id
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            self.proc = None
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    # access
+    def pids(self) -> list[int]:
+        """The live processes of the stack (`ser up` and its descendants)."""
+        if self.proc is None:
+            return []
+        return [self.proc.pid, *_descendants(self.proc.pid)]
+
+    @property
+    def redis(self):
+        if self._redis is None:
+            import redis
+
+            pw = (self.state / "redis.password").read_text().strip()
+            self._redis = redis.Redis.from_url(f"redis://:{pw}@127.0.0.1:{self.redis_port}/0")
+        return self._redis
+
+    def session(self) -> requests.Session:
+        return requests.Session()
+
+    def wait_job(self, session: requests.Session, job_id: str, timeout: float = 600) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            body = session.get(f"{self.base}/jobs/{job_id}?wait=30", timeout=60).json()
+            if body["JOB_STATUS"] not in ("QUEUED", "RUNNING"):
+                return body
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {body['JOB_STATUS']} after {timeout}s")
+
+    def train(self, dataset: str, **extra) -> tuple[dict, float]:
+        """POST /train and wait: (final job body, seconds from POST to the terminal state)."""
+        with self.session() as s:
+            t0 = time.perf_counter()
+            resp = s.post(f"{self.base}/train", json={"dataset": dataset, **extra}, timeout=60)
+            if resp.status_code != 202:
+                raise RuntimeError(f"POST /train: {resp.status_code} {resp.text[:300]}")
+            body = self.wait_job(s, resp.json()["JOB_ID"])
+            return body, time.perf_counter() - t0
+
+    def bundle(self):
+        """The current bundle, fetched from the registry and signature-verified."""
+        from ser.registry import Registry
+
+        key = (self.state / "secret_key").read_text().strip().encode()
+        reg = Registry(self.redis, "ser:")
+        return reg.current(), reg.load(reg.current(), key)
+
+
+def copy_emodb(dst: Path) -> Path | None:
+    """EMO-DB's wav files copied under ``dst`` (a temp data root), or None when absent.
+
+    A symlink would be simpler, but ser.paths.confine refuses a dataset whose resolved path
+    leaves the data root (the README's "escaping symlinks"), so the bench copies (~40 MB).
+    """
+    src = emodb_dir()
+    if src is None:
+        return None
+    dst.mkdir(parents=True, exist_ok=True)
+    for wav in sorted(src.glob("*.wav")):
+        shutil.copyfile(wav, dst / wav.name)
+    return dst
+
+
+def prepare_model(stack: Stack, quick: bool) -> dict:
+    """Train the stack's first model: on EMO-DB when present, else on a generated dataset."""
+    if copy_emodb(stack.data / "emodb") is not None:
+        dataset = "emodb"
+    else:
+        n = 8 if quick else 24
+        audiogen.make_dataset(stack.data / "gen", "labels_csv", n_per_class=n, seconds=1.5)
+        dataset = "gen"
+    body, seconds = stack.train(dataset)
+    if body["JOB_STATUS"] != "SUCCEEDED":
+        raise RuntimeError(f"training failed: {body}")
+    return {"dataset": dataset, "train_seconds": round(seconds, 2), "model": body["MODEL_VERSION"]}
+
+
+def make_clip(dst: Path) -> tuple[bytes, str]:
+    """A 3.0-second 16 kHz PCM-16 WAV: the EMO-DB file closest to 3 s (cut), else generated."""
+    src = emodb_dir()
+    if src is not None:
+        wavs = sorted(src.glob("*.wav"))
+        best = min(wavs, key=lambda p: (abs(sf.info(str(p)).duration - CLIP_SECONDS), p.name))
+        y, sr = sf.read(str(best), dtype="float32")
+        y = y[: int(CLIP_SECONDS * sr)]
+        if len(y) < int(CLIP_SECONDS * sr):
+            y = np.pad(y, (0, int(CLIP_SECONDS * sr) - len(y)))
+        origin = f"EMO-DB {best.name}, first {CLIP_SECONDS:g} s"
+    else:
+        sr = 16000
+        y = audiogen.voice_like("excited", CLIP_SECONDS, sr=sr, seed=7)
+        origin = f"generated voice_like, {CLIP_SECONDS:g} s"
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format="WAV", subtype="PCM_16")
+    data = buf.getvalue()
+    dst.write_bytes(data)
+    return data, origin
+
+
+# -- measurements -----------------------------------------------------------------------------
+def percentiles(values_s: list[float]) -> dict:
+    """p50/p90/p99/max/mean in milliseconds."""
+    ms = np.asarray(values_s) * 1000.0
+    return {
+        "n": int(ms.size),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p90_ms": round(float(np.percentile(ms, 90)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "max_ms": round(float(ms.max()), 2),
+        "mean_ms": round(float(ms.mean()), 2),
+    }
+
+
+def _ts(value: str | None) -> float | None:
+    return datetime.fromisoformat(value).timestamp() if value else None
+
+
+def upload(session: requests.Session, base: str, clip: bytes, wait: float = 10) -> dict:
+    resp = session.post(
+        f"{base}/predict?wait={wait:g}",
+        files={"file": ("clip.wav", clip, "audio/wav")},
+        timeout=wait + 30,
+    )
+    body = resp.json()
+    if resp.status_code != 200 or body.get("JOB_STATUS") != "SUCCEEDED":
+        raise RuntimeError(f"prediction: HTTP {resp.status_code} {str(body)[:300]}")
+    return body
+
+
+def timed_predict(bundle, clip: bytes, out: list[float], blas_threads: int = 0) -> None:
+    """One Bundle.predict of the clip bytes (what a worker runs), its seconds appended."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(blas_threads or None):
+        t0 = time.perf_counter()
+        bundle.predict(clip)
+        out.append(time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="short dry run (50 requests)")
+    ap.add_argument("--requests", type=int, default=0, help="timed requests (default 500)")
+    ap.add_argument(
+        "--blas-threads",
+        type=int,
+        default=0,
+        help="start the stack with OPENBLAS/OMP_NUM_THREADS=N (default: as shipped, no cap)",
+    )
+    args = ap.parse_args()
+    n_req = args.requests or (50 if args.quick else 500)
+    n_warm = 10 if args.quick else 30
+    _terminate_on_sigterm()
+    load_before = os.getloadavg()
+
+    with Stack(concurrency=1, env=blas_env(args.blas_threads)) as stack:
+        setup = prepare_model(stack, args.quick)
+        clip, origin = make_clip(stack.tmp / "clip.wav")
+        version, bundle = stack.bundle()
+        local, local1, scratch = [], [], []
+        for _ in range(5):  # librosa/numba first-call costs, as a worker pays at start-up
+            timed_predict(bundle, clip, scratch)
+            timed_predict(bundle, clip, scratch, 1)
+        with stack.session() as s:
+            for _ in range(n_warm):
+                upload(s, stack.base, clip)
+            lat, queued, ran = [], [], []
+            for _ in range(n_req):
+                # Interleaved, so both sides see the same machine load; sequential, so the
+                # in-process calls never overlap the worker's.
+                timed_predict(bundle, clip, local)
+                timed_predict(bundle, clip, local1, 1)
+                t0 = time.perf_counter()
+                body = upload(s, stack.base, clip)
+                lat.append(time.perf_counter() - t0)
+                c, st, f = (_ts(body.get(k)) for k in ("CREATED_AT", "STARTED_AT", "FINISHED_AT"))
+                if c and st and f:
+                    queued.append(st - c)
+                    ran.append(f - st)
+            emotion = body["EMOTION"]
+
+    svc, loc, loc1 = percentiles(lat), percentiles(local), percentiles(local1)
+    rows = [
+        {"what": f"service: POST /predict?wait=10 (upload, {version})", **svc},
+        {"what": "in-process: Bundle.predict(clip bytes), default BLAS threads", **loc},
+        {"what": "in-process: Bundle.predict(clip bytes), 1 BLAS/OpenMP thread", **loc1},
+    ]
+    breakdown = [
+        {"what": "job record: created -> started (API + queue + dispatch)", **percentiles(queued)},
+        {"what": "job record: started -> finished (worker task)", **percentiles(ran)},
+    ]
+    cols = ["what", "n", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms"]
+    print(
+        f"clip: {origin} ({len(clip)} bytes); model {version} trained on {setup['dataset']} "
+        f"in {setup['train_seconds']} s; stack: ser up --concurrency 1"
+        f"{f' with OPENBLAS/OMP_NUM_THREADS={args.blas_threads}' if args.blas_threads else ''}; "
+        f"{n_warm} warm-up requests; predicted {emotion}"
+    )
+    print_table(rows, cols)
+    print()
+    print_table(breakdown, cols)
+    print()
+    verdict = {
+        "p50 <= 40 ms": svc["p50_ms"] <= 40,
+        "p99 <= 120 ms": svc["p99_ms"] <= 120,
+    }
+    print(
+        "targets: "
+        + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in verdict.items())
+        + f"; service p50 / in-process p50 (default threads) = {svc['p50_ms'] / loc['p50_ms']:.2f}x"
+        + f" (+{svc['p50_ms'] - loc['p50_ms']:.1f} ms)"
+    )
+    dump(
+        "service_latency"
+        + (f"_blas{args.blas_threads}" if args.blas_threads else "")
+        + ("_quick" if args.quick else ""),
+        {
+            "quick": args.quick,
+            "blas_threads": args.blas_threads,
+            "clip": origin,
+            "cores": len(os.sched_getaffinity(0)),
+            "loadavg_before": load_before,
+            "setup": setup,
+            "service": svc,
+            "in_process": loc,
+            "in_process_one_thread": loc1,
+            "breakdown": breakdown,
+            "targets_met": verdict,
+            "median_overhead_ms": round(statistics.median(lat) * 1000 - loc["p50_ms"], 2),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

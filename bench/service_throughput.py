@@ -1,0 +1,287 @@
+"""Prediction throughput of the embedded stack from 16 concurrent clients vs in-process.
+
+    python bench/service_throughput.py            # 1600 uploads (16 clients x 100)
+    python bench/service_throughput.py --quick    # a short dry run (16 x 10)
+
+`ser up --concurrency <cores>` in a temp dir (see service_latency.Stack), a model trained
+through the API (EMO-DB copy when present, else generated), one 3-second clip. Service:
+16 threads, one requests.Session each, POST /predict?wait=10 by upload until the count is
+reached (or the time cap passes). In-process, in the same run and on the same cores: a pool
+of <cores> processes, each calling Bundle.predict on the clip bytes in a loop, all started
+together behind a barrier after warm-up. Also the CPU seconds each part of the stack used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import threading
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+
+import requests
+from common import dump, print_table
+from service_latency import (
+    Stack,
+    _terminate_on_sigterm,
+    blas_env,
+    make_clip,
+    percentiles,
+    prepare_model,
+    upload,
+)
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+CLIENTS = 16
+TICK = os.sysconf("SC_CLK_TCK")
+
+# -- in-process pool --------------------------------------------------------------------------
+_bundle = None
+_clip = b""
+_barrier = None
+
+
+def _init(bundle_bytes: bytes, clip: bytes, barrier) -> None:
+    global _bundle, _clip, _barrier
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from ser.model import Bundle
+
+    _bundle, _clip, _barrier = Bundle.from_bytes(bundle_bytes), clip, barrier
+    for _ in range(5):  # librosa/numba first-call costs, as a worker pays at start-up
+        _bundle.predict(_clip)
+
+
+def _loop(n: int) -> tuple[float, float, int]:
+    _barrier.wait()  # every process starts together (and each takes exactly one loop)
+    t0 = time.monotonic()
+    for _ in range(n):
+        _bundle.predict(_clip)
+    return t0, time.monotonic(), n
+
+
+def in_process_throughput(
+    bundle_bytes: bytes, clip: bytes, procs: int, per_proc: int, env: dict
+) -> dict:
+    """Predictions/s of ``procs`` fresh processes (spawned with ``env`` added) in a loop."""
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(procs)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # read by OpenBLAS/OpenMP when the spawned children import numpy
+    try:
+        with ProcessPoolExecutor(
+            procs, mp_context=ctx, initializer=_init, initargs=(bundle_bytes, clip, barrier)
+        ) as pool:
+            parts = list(pool.map(_loop, [per_proc] * procs))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    wall = max(p[1] for p in parts) - min(p[0] for p in parts)
+    n = sum(p[2] for p in parts)
+    return {"n": n, "seconds": round(wall, 3), "per_s": round(n / wall, 2)}
+
+
+# -- CPU accounting of the stack --------------------------------------------------------------
+def _role(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    line = " ".join(argv)
+    if "redis-server" in line:
+        return "redis-server"
+    if "gunicorn" in line:
+        return "API (gunicorn)"
+    if "celery" in line:
+        return "worker " + ("train" if "ser.train" in line.split("--queues")[-1] else "predict")
+    if "ser.cli" in line:
+        return "ser up"
+    return None
+
+
+def cpu_by_role(pids) -> dict[str, float]:
+    """User+system CPU seconds so far of each live process of the stack, summed by role."""
+    out: dict[str, float] = {}
+    for pid in pids:
+        role = _role(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if role:
+            out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
+# -- service ----------------------------------------------------------------------------------
+def service_throughput(stack: Stack, clip: bytes, total: int, cap: float) -> dict:
+    lock = threading.Lock()
+    issued = [0]
+    lat: list[float] = []
+    errors: list[str] = []
+    start = threading.Barrier(CLIENTS + 1)
+    deadline = [0.0]
+
+    def client() -> None:
+        with requests.Session() as s:
+            try:
+                upload(s, stack.base, clip)  # connection + one warm request, untimed
+            except Exception as exc:  # noqa: BLE001 - counted, reported
+                errors.append(repr(exc)[:200])
+            start.wait()
+            while True:
+                with lock:
+                    if issued[0] >= total or time.monotonic() > deadline[0]:
+                        return
+                    issued[0] += 1
+                t0 = time.perf_counter()
+                try:
+                    upload(s, stack.base, clip)
+                except Exception as exc:  # noqa: BLE001
+                    errors.append(repr(exc)[:200])
+                    continue
+                with lock:
+                    lat.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    deadline[0] = time.monotonic() + cap + 120  # provisional until the barrier opens
+    start.wait()
+    pids = stack.pids()
+    cpu0, self0 = cpu_by_role(pids), os.times()
+    t0 = time.monotonic()
+    deadline[0] = t0 + cap
+    for t in threads:
+        t.join(cap + 60)
+    wall = time.monotonic() - t0
+    cpu1, self1 = cpu_by_role(pids), os.times()
+    cpu = {k: round(cpu1.get(k, 0.0) - cpu0.get(k, 0.0), 2) for k in sorted(cpu1)}
+    cpu["bench clients (16 threads)"] = round(
+        (self1.user - self0.user) + (self1.system - self0.system), 2
+    )
+    return {
+        "n": len(lat),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "seconds": round(wall, 3),
+        "per_s": round(len(lat) / wall, 2),
+        "latency": percentiles(lat) if lat else {},
+        "cpu_seconds": cpu,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="short dry run")
+    ap.add_argument("--requests", type=int, default=0, help="service requests (default 1600)")
+    ap.add_argument("--cap", type=float, default=0, help="time cap of the service run (s)")
+    ap.add_argument(
+        "--blas-threads",
+        type=int,
+        default=0,
+        help="start the stack with OPENBLAS/OMP_NUM_THREADS=N (default: as shipped, no cap)",
+    )
+    args = ap.parse_args()
+    total = args.requests or (CLIENTS * 10 if args.quick else CLIENTS * 100)
+    cap = args.cap or (60 if args.quick else 300)
+    cores = len(os.sched_getaffinity(0))
+    per_proc = 60 if args.quick else 600
+    _terminate_on_sigterm()
+    load_before = os.getloadavg()
+
+    with Stack(concurrency=cores, env=blas_env(args.blas_threads)) as stack:
+        setup = prepare_model(stack, args.quick)
+        clip, origin = make_clip(stack.tmp / "clip.wav")
+        version, bundle = stack.bundle()
+        with stack.session() as s:
+            for _ in range(4 * cores):
+                upload(s, stack.base, clip)
+        data = bundle.to_bytes()
+        local_default = in_process_throughput(data, clip, cores, per_proc, {})
+        local_one = in_process_throughput(data, clip, cores, per_proc, blas_env(1))
+        svc = service_throughput(stack, clip, total, cap)
+
+    # The reference is the better in-process figure (the stricter ratio).
+    local = max(local_default, local_one, key=lambda r: r["per_s"])
+    ratio = svc["per_s"] / local["per_s"]
+    stack_desc = f"predict x{cores}" + (
+        f", OPENBLAS/OMP_NUM_THREADS={args.blas_threads}" if args.blas_threads else ""
+    )
+    rows = [
+        {
+            "what": f"service: {CLIENTS} clients, upload + ?wait=10, {stack_desc}",
+            "requests": svc["n"],
+            "errors": svc["errors"],
+            "seconds": svc["seconds"],
+            "jobs_per_s": svc["per_s"],
+            "p50_ms": svc["latency"].get("p50_ms", "-"),
+            "p99_ms": svc["latency"].get("p99_ms", "-"),
+        },
+    ]
+    for label, res in (
+        ("default BLAS threads", local_default),
+        ("OPENBLAS/OMP_NUM_THREADS=1", local_one),
+    ):
+        rows.append(
+            {
+                "what": f"in-process: {cores} processes x Bundle.predict loop, {label}",
+                "requests": res["n"],
+                "errors": 0,
+                "seconds": res["seconds"],
+                "jobs_per_s": res["per_s"],
+                "p50_ms": "-",
+                "p99_ms": "-",
+            }
+        )
+    print(
+        f"clip: {origin}; model {version} trained on {setup['dataset']}; {cores} cores; "
+        f"load average before {load_before[0]:.2f}"
+    )
+    print_table(rows, ["what", "requests", "errors", "seconds", "jobs_per_s", "p50_ms", "p99_ms"])
+    print()
+    cpu = svc["cpu_seconds"]
+    busy = sum(cpu.values())
+    print_table(
+        [
+            {"part": k, "cpu_seconds": v, "share": f"{100 * v / busy:.0f} %" if busy else "-"}
+            for k, v in cpu.items()
+        ],
+        ["part", "cpu_seconds", "share"],
+    )
+    print()
+    print(
+        f"service / best in-process = {100 * ratio:.0f} % (target >= 50 %: "
+        f"{'met' if ratio >= 0.5 else 'MISSED'}); CPU used during the service run: "
+        f"{busy:.1f} s over {svc['seconds']:.1f} s wall on {cores} cores"
+    )
+    dump(
+        "service_throughput"
+        + (f"_blas{args.blas_threads}" if args.blas_threads else "")
+        + ("_quick" if args.quick else ""),
+        {
+            "quick": args.quick,
+            "clip": origin,
+            "cores": cores,
+            "clients": CLIENTS,
+            "loadavg_before": load_before,
+            "setup": setup,
+            "service": svc,
+            "blas_threads": args.blas_threads,
+            "in_process_default_threads": local_default,
+            "in_process_one_thread": local_one,
+            "in_process_reference": local,
+            "ratio": round(ratio, 3),
+            "target_met": ratio >= 0.5,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

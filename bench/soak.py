@@ -1,0 +1,316 @@
+"""Soak: mixed predict/score traffic for --minutes, one worker node SIGKILLed and restarted
+every minute; zero lost jobs; the RSS of every process sampled and reported (start/end/max).
+
+    python bench/soak.py --minutes 10     # the soak
+    python bench/soak.py --minutes 1      # dry run
+
+`ser up` stops everything when one of its parts exits, so the soak runs the same parts itself:
+the bundled redis-server (AOF on, as `ser up` runs it), two `ser worker` nodes (one process
+each, both queues) and `ser api` (gunicorn), on free loopback ports, state and data in a temp
+dir. Clients loop over POST /predict (uploads and file names) and POST /score (a 12-file
+folder, 1 in 10 requests); every accepted job is followed to its end. A job is LOST if it is
+not terminal once traffic has stopped and the stack has had the redelivery bound to drain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import dump, print_table  # noqa: E402
+from load import ROOT, TERMINAL, free_port, make_data, train  # noqa: E402
+
+from tests import audiogen  # noqa: E402
+
+VISIBILITY, TRAIN_LIMIT, PREDICT_LIMIT = 40, 35, 30
+
+
+class Parts:
+    """Redis, two worker nodes and the API, each a process (group) this script owns."""
+
+    def __init__(self, workdir: Path) -> None:
+        from ser.service_cli import redis_argv
+
+        self.workdir = workdir
+        self.state, self.data = workdir / "state", workdir / "data"
+        self.state.mkdir(parents=True)
+        password = secrets.token_hex(16)
+        rport = free_port()
+        self.redis_url = f"redis://:{password}@127.0.0.1:{rport}/0"
+        self.redis_cmd = redis_argv(self.state, rport, password)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SER_")}
+        self.env.update(
+            SER_REDIS_URL=self.redis_url,
+            SER_STATE_DIR=str(self.state),
+            SER_DATA_DIR=str(self.data),
+            SER_SECRET_KEY=secrets.token_hex(32),
+            SER_N_JOBS="1",
+            SER_JOB_TTL="3600",
+            SER_VISIBILITY_TIMEOUT=str(VISIBILITY),
+            SER_TRAIN_TIME_LIMIT=str(TRAIN_LIMIT),
+            SER_PREDICT_TIME_LIMIT=str(PREDICT_LIMIT),
+            PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        )
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs: list = []
+
+    def _spawn(self, role: str, argv: list[str]) -> None:
+        fh = open(self.workdir / f"{role}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.logs.append(fh)
+        self.procs[role] = subprocess.Popen(
+            argv,
+            env=self.env,
+            cwd=ROOT,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def start_node(self, name: str) -> None:
+        argv = [sys.executable, "-m", "ser.cli", "worker", "--concurrency", "1"]
+        argv += ["--hostname", f"{name}@%h", "--loglevel", "WARNING"]
+        self._spawn(name, argv)
+
+    def kill_node(self, name: str) -> None:
+        proc = self.procs[name]
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def start(self) -> None:
+        import redis
+
+        self._spawn("redis", self.redis_cmd)
+        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=1)
+        self._wait(lambda: _ping(client), 30, "redis")
+        for name in ("node_a", "node_b"):
+            self.start_node(name)
+        argv = [sys.executable, "-m", "ser.cli", "api", "--port", str(self.port)]
+        self._spawn("api", argv + ["--workers", "2", "--threads", "16"])
+        self._wait(self._healthy, 180, "API and workers")
+
+    def _healthy(self) -> bool:
+        try:
+            body = requests.get(self.base + "/health", timeout=2).json()
+            return body.get("WORKERS", 0) >= 2
+        except (requests.RequestException, ValueError):
+            return False
+
+    @staticmethod
+    def _wait(pred, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred():
+            if time.monotonic() > deadline:
+                raise TimeoutError(what)
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        for role in ("api", "node_a", "node_b", "redis"):
+            proc = self.procs.get(role)
+            if proc is None:
+                continue
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for fh in self.logs:
+            fh.close()
+
+    def rss(self) -> dict[str, int]:
+        """RSS (bytes) per process, labelled role/main or role/childN."""
+        out: dict[str, int] = {}
+        for role, proc in self.procs.items():
+            try:
+                main = psutil.Process(proc.pid)
+                out[f"{role}/main"] = main.memory_info().rss
+                for k, child in enumerate(main.children(recursive=True)):
+                    out[f"{role}/child{k}"] = child.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        out["bench/self"] = psutil.Process().memory_info().rss
+        return out
+
+
+def _ping(client) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=10)
+    ap.add_argument("--clients", type=int, default=6)
+    ap.add_argument("--kill-every", type=float, default=60, help="seconds between kills")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="ser-soak-") as tmp:
+        parts = Parts(Path(tmp))
+        clips = make_data(parts.data)
+        for i in range(12):
+            label = list(audiogen.CLASSES)[i % 3]
+            audiogen.write(
+                parts.data / "batch" / f"b{i:02d}.wav",
+                audiogen.voice_like(label, 2.0, seed=900 + i),
+            )
+        samples: list[tuple[float, dict]] = []
+        accepted: list[tuple[str, str]] = []
+        refused: Counter = Counter()
+        kills: list[str] = []
+        try:
+            parts.start()
+            train(parts.base)
+            stop = threading.Event()
+            lock = threading.Lock()
+            payloads = {c: (parts.data / c).read_bytes() for c in clips}
+
+            def client(k: int) -> None:
+                session = requests.Session()
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    clip = clips[n % len(clips)]
+                    try:
+                        if n % 10 == 0:
+                            kind = "score"
+                            resp = session.post(
+                                parts.base + "/score", json={"folder": "batch"}, timeout=30
+                            )
+                        elif n % 2:
+                            kind = "predict"
+                            resp = session.post(
+                                parts.base + "/predict",
+                                files={"file": (Path(clip).name, payloads[clip])},
+                                timeout=30,
+                            )
+                        else:
+                            kind = "predict"
+                            resp = session.post(
+                                parts.base + "/predict", json={"filename": clip}, timeout=30
+                            )
+                    except requests.RequestException as exc:
+                        with lock:
+                            refused[type(exc).__name__] += 1
+                        time.sleep(0.2)
+                        continue
+                    with lock:
+                        if resp.status_code == 202:
+                            accepted.append((resp.json()["JOB_ID"], kind))
+                        else:
+                            refused[f"HTTP {resp.status_code}"] += 1
+                    time.sleep(0.05 + 0.02 * k)  # bounded rate: a soak, not a stress test
+
+            t0 = time.monotonic()
+            end = t0 + args.minutes * 60
+            # at least two kills however short the run (a 1-minute dry run kills at 30 s)
+            kill_every = min(args.kill_every, args.minutes * 60 / 2)
+            next_kill = t0 + kill_every
+            victim = 0
+            with ThreadPoolExecutor(args.clients) as pool:
+                futures = [pool.submit(client, k) for k in range(args.clients)]
+                while time.monotonic() < end:
+                    samples.append((time.monotonic() - t0, parts.rss()))
+                    if time.monotonic() >= next_kill:
+                        name = ("node_a", "node_b")[victim % 2]
+                        victim += 1
+                        parts.kill_node(name)
+                        kills.append(f"{time.monotonic() - t0:.0f}s {name}")
+                        time.sleep(2)
+                        parts.start_node(name)
+                        next_kill += kill_every
+                    time.sleep(min(5.0, max(0.1, end - time.monotonic())))
+                stop.set()
+                for f in futures:
+                    f.result()
+            traffic_s = time.monotonic() - t0
+            # drain: every accepted job must end; a killed node's task returns after the
+            # visibility timeout (plus a sweep), a dead one past its deadline is JOB_TIMEOUT
+            drain_deadline = time.monotonic() + VISIBILITY + PREDICT_LIMIT + 60
+            final: dict[str, dict] = {}
+            session = requests.Session()
+            pending = list(accepted)
+            while pending and time.monotonic() < drain_deadline:
+                rest = []
+                for job_id, kind in pending:
+                    body = session.get(f"{parts.base}/jobs/{job_id}", timeout=30).json()
+                    if body.get("JOB_STATUS") in TERMINAL:
+                        final[job_id] = {"kind": kind, **body}
+                    else:
+                        rest.append((job_id, kind))
+                pending = rest
+                if pending:
+                    time.sleep(1)
+            samples.append((time.monotonic() - t0, parts.rss()))
+        finally:
+            parts.stop()
+    outcome: Counter = Counter()
+    for body in final.values():
+        code = body.get("ERROR", {}).get("CODE", "") if body["JOB_STATUS"] == "FAILED" else ""
+        outcome[f"{body['kind']} {body['JOB_STATUS']} {code}".strip()] += 1
+    lost = len(accepted) - len(final)
+    ids = [a[0] for a in accepted]
+    # RSS per process label: start (first sample it appears in), end, max
+    table: dict[str, dict] = {}
+    for _, snap in samples:
+        for label, rss in snap.items():
+            row = table.setdefault(label, {"start": rss, "end": rss, "max": rss})
+            row["end"], row["max"] = rss, max(row["max"], rss)
+    rows = [
+        {
+            "process": k,
+            "start_MB": v["start"] / 2**20,
+            "end_MB": v["end"] / 2**20,
+            "max_MB": v["max"] / 2**20,
+        }
+        for k, v in sorted(table.items())
+    ]
+    summary = {
+        "minutes": args.minutes,
+        "traffic_s": traffic_s,
+        "accepted": len(accepted),
+        "duplicate_ids": len(ids) - len(set(ids)),
+        "lost": lost,
+        "outcomes": dict(outcome),
+        "refused": dict(refused),
+        "kills": kills,
+        "rss": table,
+    }
+    print(f"traffic {traffic_s:.0f}s, {len(accepted)} jobs accepted, kills: {', '.join(kills)}")
+    print_table(
+        [{"outcome": k, "jobs": v} for k, v in sorted(outcome.items())], ["outcome", "jobs"]
+    )
+    print(
+        f"\nlost: {lost}   duplicate ids: {summary['duplicate_ids']}   refused: {dict(refused)}\n"
+    )
+    print_table(rows, ["process", "start_MB", "end_MB", "max_MB"])
+    print("(a killed node's processes restart: their 'start' is the first sample of the label)")
+    dump(f"soak_{args.minutes:g}min", summary)
+    return 0 if lost == 0 and summary["duplicate_ids"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

