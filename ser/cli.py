@@ -17,8 +17,8 @@ EXIT_USAGE = 2  # bad input: dataset, arguments
 
 
 @contextmanager
-def progress_bar(description: str, enabled: bool = True):
-    """A rich progress bar on stderr; yields a ``progress(done, total)`` callback."""
+def progress_bar(description: str, enabled: bool = True, unit: str = "files"):
+    """A rich progress bar on stderr with rate and ETA; yields a ``progress(done, total)``."""
     if not enabled:
         yield None
         return
@@ -27,23 +27,32 @@ def progress_bar(description: str, enabled: bool = True):
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        ProgressColumn,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.1f} {unit}/s" if speed else f"- {unit}/s", style="cyan")
 
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        Rate(),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+    with Progress(*columns, console=Console(stderr=True), speed_estimate_period=30) as bar:
         task = bar.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            bar.update(task, completed=done, total=total or None)
 
         yield update
 

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from ser import config
@@ -449,47 +448,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 SCORE_POLL = 0.5  # seconds between progress polls of a score job
 
 
-@contextmanager
-def files_progress(description: str, enabled: bool = True):
-    """A rich progress bar counting files, with files/s and ETA; yields update(done, total)."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class Rate(ProgressColumn):
-        def render(self, task) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:.1f} files/s" if speed else "- files/s", style="cyan")
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        Rate(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), speed_estimate_period=30) as bar:
-        task = bar.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total or None)
-
-        yield update
-
-
 def _download(client: Client, job_id: str, path: Path) -> int:
     """Stream a score job's rows into ``path`` (CSV, or JSON Lines for .jsonl); returns bytes."""
     import requests
@@ -514,6 +472,8 @@ def _download(client: Client, job_id: str, path: Path) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from ser.cli import progress_bar
+
     client = Client()
     body: dict = {"folder": args.folder, "recursive": not args.no_recursive}
     if args.pattern:
@@ -522,7 +482,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.wait or args.output:
         deadline = time.monotonic() + args.timeout if args.timeout else None
         enabled = not args.json and sys.stderr.isatty()
-        with files_progress(f"scoring {args.folder}", enabled=enabled) as bar:
+        with progress_bar(f"scoring {args.folder}", enabled=enabled) as bar:
             while job["JOB_STATUS"] in ("QUEUED", "RUNNING"):
                 if deadline and time.monotonic() > deadline:
                     break

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from ser import service_cli
 from tests import audiogen
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,13 +36,7 @@ def free_port() -> int:
 
 def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
     """SIGTERM, then SIGKILL after ``timeout`` (only this process, by its id)."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    service_cli._stop([proc], timeout)
 
 
 def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):
