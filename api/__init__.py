@@ -16,6 +16,7 @@ from flask import Flask
 
 from ser import config as ser_config
 from ser.jobs import JobStore
+from ser.outbox import Outbox
 from ser.registry import Registry
 
 UPLOAD_OVERHEAD = 64 * 1024  # multipart headers and boundaries around the file
@@ -30,6 +31,7 @@ class Service:
     jobs: JobStore
     registry: Registry
     celery: Any
+    outbox: Outbox  # every task message until a worker ran it (lost ones are republished)
 
 
 def _settings(config: Mapping[str, Any] | None) -> ser_config.Settings:
@@ -62,6 +64,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         jobs=JobStore(client, settings.key_prefix, settings.job_ttl),
         registry=Registry(client, settings.key_prefix),
         celery=make_celery(settings),
+        outbox=Outbox(client, settings.key_prefix),
     )
     errors.register(app)
     app.register_blueprint(routes.bp)

@@ -16,6 +16,7 @@ from ser.errors import AudioError, NoModelError
 from ser.paths import confine, relative
 from ser.results import ResultStore, stream_csv, stream_jsonl
 from worker.celeryconfig import QUEUES, TASK_PREDICT, TASK_SCORE, TASK_TRAIN
+from worker.recovery import publish
 
 bp = Blueprint("ser", __name__)
 
@@ -140,10 +141,9 @@ def _finished_or_accepted(rec: dict, wait: float) -> Response:
 
 def _send(name: str, rec: dict, params: dict) -> None:
     """Send task ``name`` for job ``rec``; on a dead broker drop the record and re-raise."""
+    s = svc()
     try:
-        svc().celery.send_task(
-            name, args=[rec["id"], params], task_id=rec["id"], ignore_result=True
-        )
+        publish(s.celery, s.outbox, name, [rec["id"], params], task_id=rec["id"])
     except Exception:
         try:
             svc().jobs.discard(rec["id"])

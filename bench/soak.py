@@ -267,6 +267,13 @@ def main(argv: list[str] | None = None) -> int:
             samples.append((time.monotonic() - t0, parts.rss()))
         finally:
             parts.stop()
+            # messages the broker lost (a node killed between BRPOP and its unacked record)
+            # that the outbox sweeper published again (worker/recovery.py)
+            republished = sum(
+                (parts.workdir / f"{n}.log").read_text(errors="replace").count("republishing ")
+                for n in ("node_a", "node_b")
+                if (parts.workdir / f"{n}.log").exists()
+            )
     outcome: Counter = Counter()
     for body in final.values():
         code = body.get("ERROR", {}).get("CODE", "") if body["JOB_STATUS"] == "FAILED" else ""
@@ -294,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         "accepted": len(accepted),
         "duplicate_ids": len(ids) - len(set(ids)),
         "lost": lost,
+        "republished": republished,
         "outcomes": dict(outcome),
         "refused": dict(refused),
         "kills": kills,
@@ -304,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         [{"outcome": k, "jobs": v} for k, v in sorted(outcome.items())], ["outcome", "jobs"]
     )
     print(
-        f"\nlost: {lost}   duplicate ids: {summary['duplicate_ids']}   refused: {dict(refused)}\n"
+        f"\nlost: {lost}   duplicate ids: {summary['duplicate_ids']}   refused: {dict(refused)}"
+        f"   lost messages republished: {republished}\n"
     )
     print_table(rows, ["process", "start_MB", "end_MB", "max_MB"])
     print("(a killed node's processes restart: their 'start' is the first sample of the label)")

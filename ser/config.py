@@ -19,6 +19,7 @@
 | SER_VISIBILITY_TIMEOUT | 7200 | seconds before an unacked task is redelivered (> limits) |
 | SER_TRAIN_TIME_LIMIT | 3600 | hard limit of a training task (soft limit: 90 % of it) |
 | SER_PREDICT_TIME_LIMIT | 120 | hard limit of a prediction task (soft limit: 90 % of it) |
+| SER_RECOVERY_INTERVAL | 10 | seconds between sweeps that republish lost task messages (0: off) |
 | SER_TRAIN_DATASET | . | dataset (under SER_DATA_DIR) when a train request names none |
 """
 
@@ -64,6 +65,7 @@ class Settings:
     train_time_limit: int = 3600
     predict_time_limit: int = 120
     train_dataset: str = "."
+    recovery_interval: int = 10
 
     def require_secret_key(self) -> bytes:
         """The artifact-signing key as bytes; a SerError when none is configured."""
@@ -105,6 +107,7 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         train_time_limit=int(get("SER_TRAIN_TIME_LIMIT", "3600")),
         predict_time_limit=int(get("SER_PREDICT_TIME_LIMIT", "120")),
         train_dataset=get("SER_TRAIN_DATASET", "."),
+        recovery_interval=int(get("SER_RECOVERY_INTERVAL", "10")),
     )
 
 

@@ -2,7 +2,8 @@
 
 - Each pool process builds its own Redis clients after the fork (``context()``), pays the
   librosa/numba warm-up once and loads the current model before taking its first task.
-- The main process keeps a heartbeat key (``<prefix>worker:<hostname>``, 30 s TTL) that
+- The main process runs the outbox sweeper (worker/recovery.py), which republishes task
+  messages the broker lost, and keeps a heartbeat key (``<prefix>worker:<hostname>``, 30 s TTL) that
   ``/health`` reads to count the workers online and the queues they serve.
 """
 
@@ -46,12 +47,31 @@ class RequeueOnRedisLoss(app.Task):
         from celery.exceptions import Reject
 
         try:
-            return super().__call__(*args, **kwargs)
+            result = super().__call__(*args, **kwargs)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise Reject(f"Redis unavailable: {exc}", requeue=True) from exc
+        except Reject:
+            raise
+        except Exception:
+            _outbox_done(self.request.id)  # acknowledged as failed: never republish it
+            raise
+        _outbox_done(self.request.id)
+        return result
 
 
 app.Task = RequeueOnRedisLoss
+
+
+def _outbox_done(task_id: str | None) -> None:
+    """The task ran: drop its outbox entry (ser.outbox). Best effort: an entry left behind
+    is dropped by the sweeper, which finds its job no longer waiting for it."""
+    if not task_id:
+        return
+    try:
+        context().outbox.done(task_id)
+    except Exception as exc:
+        log.warning("could not clear outbox entry %s: %s", task_id, exc)
+
 
 _context = None
 _stop = threading.Event()
@@ -119,6 +139,24 @@ def _start_heartbeat(sender=None, **_kwargs) -> None:
     concurrency = getattr(getattr(sender, "pool", None), "num_processes", None)
     thread = threading.Thread(
         target=_beat, args=(hostname, queues, concurrency), name="ser-heartbeat", daemon=True
+    )
+    thread.start()
+
+
+def _sweep(hostname: str) -> None:
+    from worker.recovery import Sweeper
+    from worker.runner import redis_client
+
+    Sweeper(app, redis_client(settings.redis_url), settings, hostname).run(_stop)
+
+
+@signals.worker_ready.connect
+def _start_sweeper(sender=None, **_kwargs) -> None:
+    if settings.recovery_interval <= 0:
+        return
+    hostname = getattr(sender, "hostname", None) or os.uname().nodename
+    thread = threading.Thread(
+        target=_sweep, args=(hostname,), name="ser-outbox-sweeper", daemon=True
     )
     thread.start()
 

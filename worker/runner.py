@@ -59,6 +59,12 @@ class Context:
         return BundleCache(self.registry, self.settings.require_secret_key())
 
     @cached_property
+    def outbox(self):
+        from ser.outbox import Outbox
+
+        return Outbox(self.redis, self.settings.key_prefix)
+
+    @cached_property
     def results(self):
         from ser.results import ResultStore
 

@@ -11,11 +11,13 @@ from worker.celeryconfig import (
     TASK_SCORE_CHUNK,
     TASK_TRAIN,
 )
+from worker.recovery import publish
 
 
 def send(name: str, args: list) -> None:
-    """Publish task ``name`` (routed by celeryconfig) with JSON ``args``."""
-    app.send_task(name, args=args, ignore_result=True)
+    """Publish task ``name`` (routed by celeryconfig) with JSON ``args``, via the outbox."""
+    ctx = context()
+    publish(app, ctx.outbox, name, args)
 
 
 @app.task(name=TASK_TRAIN, bind=True)

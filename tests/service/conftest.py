@@ -136,6 +136,7 @@ def service_env(redis_url, data_dir, tmp_path_factory) -> dict:
         SER_N_JOBS="1",
         SER_MAX_UPLOAD_MB=str(MAX_UPLOAD_MB),
         SER_JOB_TTL="3600",
+        SER_RECOVERY_INTERVAL="2",  # lost task messages come back within seconds
         PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
     )
     env.pop("SER_API_URL", None)

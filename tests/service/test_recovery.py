@@ -1,0 +1,200 @@
+"""Lost task messages come back (ser.outbox, worker/recovery.py).
+
+kombu's Redis transport pops a message (BRPOP) before it records it as unacknowledged, so a
+worker node killed in between loses it; so does an API killed between writing a job record
+and publishing. The unit tests here stage those losses on a Redis database no worker
+consumes; the end-to-end test leaves a job with no message to the running service.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from ser import config, jobs
+from ser.outbox import MAX_REPUBLISH, Outbox
+from worker.celeryconfig import PREDICT_QUEUE, TASK_PREDICT, TASK_SCORE_CHUNK, make_celery
+from worker.recovery import Sweeper, broker_task_ids, publish
+
+
+@pytest.fixture()
+def quiet(redis_url, service_env):
+    """Settings, a Redis client, a Celery sender and stores on a database no worker reads."""
+    import redis
+
+    url = redis_url.rsplit("/", 1)[0] + "/7"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    env = dict(service_env, SER_REDIS_URL=url, SER_KEY_PREFIX=f"rec{uuid.uuid4().hex[:6]}:")
+    env["SER_RECOVERY_INTERVAL"] = "1"
+    settings = config.load(env)
+    celery = make_celery(settings)
+    store = jobs.JobStore(client, settings.key_prefix, 600)
+    outbox = Outbox(client, settings.key_prefix)
+    sweeper = Sweeper(celery, client, settings, "test")
+    yield settings, client, celery, store, outbox, sweeper
+    client.flushdb()
+    client.close()
+
+
+def _queued_ids(client) -> list[str]:
+    return [json.loads(raw)["headers"]["id"] for raw in client.lrange(PREDICT_QUEUE, 0, -1)]
+
+
+def _predict_job(store, outbox, celery):
+    rec = store.create("predict", {"filename": "clips/calm.wav"}, total=1)
+    publish(celery, outbox, TASK_PREDICT, [rec["id"], rec["params"]], task_id=rec["id"])
+    return rec["id"]
+
+
+def _sweep_twice(sweeper):
+    """Two sweeps more than the confirmation interval apart (entries must be old enough)."""
+    time.sleep(1.1)
+    first = sweeper.sweep_once(force=True)
+    time.sleep(1.1)
+    return first, sweeper.sweep_once(force=True)
+
+
+def test_publish_records_the_message_and_the_broker_holds_it(quiet):
+    _, client, celery, store, outbox, _ = quiet
+    job_id = _predict_job(store, outbox, celery)
+    assert outbox.pending() == 1
+    assert _queued_ids(client) == [job_id]
+    assert job_id in broker_task_ids(client)
+
+
+def test_a_waiting_message_is_never_republished(quiet):
+    _, client, celery, store, outbox, sweeper = quiet
+    job_id = _predict_job(store, outbox, celery)
+    first, second = _sweep_twice(sweeper)
+    assert (first.checked, first.missing, second.missing) == (1, 0, 0)
+    assert second.republished == []
+    assert _queued_ids(client) == [job_id]
+
+
+def test_a_message_held_unacknowledged_is_not_republished(quiet):
+    """What a worker took (and may be running) sits in kombu's unacked hash: not lost."""
+    _, client, celery, store, outbox, sweeper = quiet
+    job_id = _predict_job(store, outbox, celery)
+    raw = client.rpop(PREDICT_QUEUE)
+    client.hset("unacked", "tag-1", json.dumps([json.loads(raw), "", PREDICT_QUEUE]))
+    _, second = _sweep_twice(sweeper)
+    assert second.republished == [] and second.missing == 0
+    assert job_id in broker_task_ids(client)
+
+
+def test_a_message_lost_between_pop_and_unacked_is_republished_once(quiet):
+    _, client, celery, store, outbox, sweeper = quiet
+    job_id = _predict_job(store, outbox, celery)
+    client.rpop(PREDICT_QUEUE)  # a worker popped it and died before recording it
+    assert job_id not in broker_task_ids(client)
+    first, second = _sweep_twice(sweeper)
+    assert first.missing == 1 and first.republished == []  # one miss is not enough
+    assert second.republished == [job_id]
+    assert _queued_ids(client) == [job_id]  # same task id, so job records still match
+    body = json.loads(client.lrange(PREDICT_QUEUE, 0, -1)[0])
+    assert body["headers"]["task"] == TASK_PREDICT
+    time.sleep(1.1)
+    assert sweeper.sweep_once(force=True).republished == []  # it is queued again now
+    assert store.get(job_id)["status"] == jobs.QUEUED
+
+
+def test_a_job_published_without_its_message_is_sent(quiet):
+    """The API died between recording the job (and its outbox entry) and publishing."""
+    _, client, _, store, outbox, sweeper = quiet
+    rec = store.create("predict", {"filename": "clips/calm.wav"}, total=1)
+    outbox.add(rec["id"], TASK_PREDICT, [rec["id"], rec["params"]])
+    _, second = _sweep_twice(sweeper)
+    assert second.republished == [rec["id"]]
+    assert _queued_ids(client) == [rec["id"]]
+
+
+def test_lost_messages_of_jobs_that_ended_are_dropped(quiet):
+    _, client, celery, store, outbox, sweeper = quiet
+    cancelled = _predict_job(store, outbox, celery)
+    store.cancel(cancelled)
+    client.delete(PREDICT_QUEUE)
+    _, second = _sweep_twice(sweeper)
+    assert second.republished == []
+    assert outbox.pending() == 0 and _queued_ids(client) == []
+
+
+def test_a_lost_chunk_is_republished_while_its_job_runs(quiet):
+    _, client, celery, store, outbox, sweeper = quiet
+    rec = store.create("score", {"folder": "batch"})
+    store.start(rec["id"], 600)
+    chunk = [rec["id"], {"start": 0, "files": ["batch/a.wav"], "total": 1, "model_version": "v"}]
+    task_id = publish(celery, outbox, TASK_SCORE_CHUNK, chunk)
+    client.delete(PREDICT_QUEUE)
+    _, second = _sweep_twice(sweeper)
+    assert second.republished == [task_id]
+    body = json.loads(client.lrange(PREDICT_QUEUE, 0, -1)[0])
+    assert body["headers"]["id"] == task_id and body["headers"]["task"] == TASK_SCORE_CHUNK
+    # once the job has ended, a chunk lost again is dropped
+    store.succeed(rec["id"], {"STATUS": "SCORED"})
+    client.delete(PREDICT_QUEUE)
+    _, second = _sweep_twice(sweeper)
+    assert second.republished == [] and outbox.pending() == 0
+
+
+def test_a_message_lost_again_and_again_fails_its_job(quiet):
+    _, client, celery, store, outbox, sweeper = quiet
+    job_id = _predict_job(store, outbox, celery)
+    republished = 0
+    for _ in range(MAX_REPUBLISH + 1):
+        client.delete(PREDICT_QUEUE)
+        _, second = _sweep_twice(sweeper)
+        republished += len(second.republished)
+    assert republished == MAX_REPUBLISH
+    assert [a[0] for a in second.abandoned] == [job_id]
+    rec = store.get(job_id)
+    assert rec["status"] == jobs.FAILED and rec["error"]["CODE"] == "JOB_LOST"
+    assert outbox.pending() == 0
+
+
+def test_finished_tasks_leave_the_outbox(quiet):
+    _, _, celery, store, outbox, sweeper = quiet
+    job_id = _predict_job(store, outbox, celery)
+    outbox.done(job_id)
+    time.sleep(1.1)
+    report = sweeper.sweep_once(force=True)
+    assert outbox.pending() == 0 and report.checked == 0
+
+
+def test_one_node_sweeps_per_interval(quiet):
+    settings, client, celery, _, _, sweeper = quiet
+    other = Sweeper(celery, client, settings, "other")
+    assert sweeper.sweep_once() is not None
+    assert other.sweep_once() is None  # the lock of this interval is taken
+
+
+def test_the_service_runs_a_job_whose_message_was_never_sent(
+    redis_client, settings, worker1, api, trained
+):
+    """End to end: a QUEUED job with an outbox entry and no message ends SUCCEEDED."""
+    store = jobs.JobStore(redis_client, settings.key_prefix, 600)
+    outbox = Outbox(redis_client, settings.key_prefix)
+    params = {"filename": "clips/calm.wav"}
+    rec = store.create("predict", params, total=1)
+    outbox.add(rec["id"], TASK_PREDICT, [rec["id"], params])
+    body = api.wait_job(rec["id"], timeout=60)
+    assert body["JOB_STATUS"] == "SUCCEEDED", body
+    assert body["FILENAME"] == "clips/calm.wav" and body["EMOTION"]
+    deadline = time.monotonic() + 10
+    while redis_client.zscore(outbox.index_key, rec["id"]) is not None:
+        assert time.monotonic() < deadline, "the finished task must leave the outbox"
+        time.sleep(0.2)
+
+
+def test_the_service_leaves_no_outbox_entries_behind(redis_client, settings, api, trained):
+    """Every task the API and the workers published and that ran has left the outbox."""
+    resp = api.post("/predict?wait=30", json={"filename": "clips/calm.wav"})
+    assert resp.status_code == 200, resp.text
+    outbox = Outbox(redis_client, settings.key_prefix)
+    deadline = time.monotonic() + 10
+    while redis_client.zscore(outbox.index_key, resp.json()["JOB_ID"]) is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)

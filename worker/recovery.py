@@ -1,0 +1,119 @@
+"""Publishing through the outbox (ser.outbox), and the sweeper that republishes lost messages.
+
+Light on purpose, like celeryconfig: the API imports :func:`publish`. The sweeper runs as a
+thread in every worker node's main process; a short Redis lock makes one node sweep per
+interval. It reads the broker's own keys (kombu's Redis transport: one list per queue and
+priority step, and the ``unacked`` hash of messages a worker holds).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+
+from ser import jobs
+from ser.outbox import Outbox
+from worker.celeryconfig import QUEUES, TASK_FEATURIZE_CHUNK, TASK_SCORE_CHUNK
+
+log = logging.getLogger(__name__)
+
+CHUNK_TASKS = (TASK_SCORE_CHUNK, TASK_FEATURIZE_CHUNK)  # sub-tasks of a RUNNING job
+
+
+def publish(celery, outbox: Outbox, name: str, args: list, task_id: str | None = None) -> str:
+    """Record task ``name`` in the outbox, then publish it; returns its task id."""
+    task_id = task_id or str(uuid.uuid4())
+    outbox.add(task_id, name, args)
+    try:
+        celery.send_task(name, args=args, task_id=task_id, ignore_result=True)
+    except Exception:
+        try:
+            outbox.done(task_id)
+        except Exception:  # Redis is gone too: the sweeper finds no job to run it for
+            pass
+        raise
+    return task_id
+
+
+def _message_id(raw) -> str | None:
+    try:
+        msg = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    if isinstance(msg, list):  # an unacked entry: [message, exchange, routing key]
+        msg = msg[0] if msg else {}
+    if not isinstance(msg, dict):
+        return None
+    headers = msg.get("headers") or {}
+    props = msg.get("properties") or {}
+    return headers.get("id") or props.get("correlation_id")
+
+
+def broker_task_ids(client, queues=QUEUES) -> set[str]:
+    """Task ids of every message the broker holds: waiting in a queue or unacknowledged."""
+    from kombu.transport.redis import PRIORITY_STEPS, Channel
+
+    ids: set[str] = set()
+    pipe = client.pipeline(transaction=False)
+    for queue in queues:  # queue lists first: a message only ever moves from them to unacked
+        for pri in PRIORITY_STEPS:
+            pipe.lrange(queue if pri == 0 else f"{queue}{Channel.sep}{pri}", 0, -1)
+    for batch in pipe.execute():
+        ids.update(_message_id(raw) for raw in batch)
+    ids.update(_message_id(raw) for raw in client.hvals(Channel.unacked_key))
+    ids.discard(None)
+    return ids
+
+
+class Sweeper:
+    """Republishes the messages the broker lost, for jobs that still need them."""
+
+    def __init__(self, celery, client, settings, hostname: str = "") -> None:
+        self.celery, self.client, self.settings = celery, client, settings
+        self.outbox = Outbox(client, settings.key_prefix)
+        self.jobs = jobs.JobStore(client, settings.key_prefix, settings.job_ttl)
+        self.hostname = hostname
+        self.lock_key = f"{settings.key_prefix}outbox:sweeper"
+
+    def _republish(self, task_id: str, name: str, args: list) -> bool:
+        job_id = str(args[0]) if args else ""
+        rec = self.jobs.get(job_id)
+        status = rec["status"] if rec else None
+        # A job's own message is needed while the job waits; a chunk while its job runs.
+        # (A RUNNING job whose message vanished is left to its deadline: JOB_TIMEOUT.)
+        wanted = jobs.RUNNING if name in CHUNK_TASKS else jobs.QUEUED
+        if status != wanted:
+            return False
+        log.warning("republishing %s %s of job %s: its message was lost", name, task_id, job_id)
+        self.celery.send_task(name, args=args, task_id=task_id, ignore_result=True)
+        return True
+
+    def sweep_once(self, force: bool = False):
+        """One sweep (unless another node holds this interval's lock); the report or None."""
+        interval = max(1, int(self.settings.recovery_interval))
+        if not force and not self.client.set(self.lock_key, self.hostname, nx=True, ex=interval):
+            return None
+        report = self.outbox.sweep(
+            lambda: broker_task_ids(self.client),
+            self._republish,
+            min_age=interval,
+            confirm_after=interval,
+        )
+        for task_id, name, args in report.abandoned:
+            log.error("giving up on %s %s: its message was lost again and again", name, task_id)
+            if name not in CHUNK_TASKS and args:  # chunks: the bulk job's deadline reports it
+                self.jobs.fail(
+                    str(args[0]),
+                    {"CODE": "JOB_LOST", "MESSAGE": "the job's task message was lost repeatedly"},
+                )
+        return report
+
+    def run(self, stop: threading.Event) -> None:
+        interval = max(1, int(self.settings.recovery_interval))
+        while not stop.wait(interval):
+            try:
+                self.sweep_once()
+            except Exception as exc:  # Redis down: try again next interval
+                log.warning("outbox sweep failed: %s", exc)
