@@ -76,6 +76,16 @@ def blas_env(threads: int) -> dict:
     return {k: str(threads) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
 
 
+def add_blas_threads_arg(ap: argparse.ArgumentParser) -> None:
+    """The --blas-threads option every service benchmark takes (read with blas_env)."""
+    ap.add_argument(
+        "--blas-threads",
+        type=int,
+        default=0,
+        help="start the stack with OPENBLAS/OMP_NUM_THREADS=N (default: as shipped, no cap)",
+    )
+
+
 def _terminate_on_sigterm() -> None:
     """SIGTERM to the bench behaves like Ctrl-C, so the finally blocks stop the stack."""
 
@@ -319,12 +329,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="short dry run (50 requests)")
     ap.add_argument("--requests", type=int, default=0, help="timed requests (default 500)")
-    ap.add_argument(
-        "--blas-threads",
-        type=int,
-        default=0,
-        help="start the stack with OPENBLAS/OMP_NUM_THREADS=N (default: as shipped, no cap)",
-    )
+    add_blas_threads_arg(ap)
     args = ap.parse_args()
     n_req = args.requests or (50 if args.quick else 500)
     n_warm = 10 if args.quick else 30

@@ -26,6 +26,7 @@ from common import dump, print_table
 from service_latency import (
     Stack,
     _terminate_on_sigterm,
+    add_blas_threads_arg,
     blas_env,
     make_clip,
     percentiles,
@@ -182,12 +183,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="short dry run")
     ap.add_argument("--requests", type=int, default=0, help="service requests (default 1600)")
     ap.add_argument("--cap", type=float, default=0, help="time cap of the service run (s)")
-    ap.add_argument(
-        "--blas-threads",
-        type=int,
-        default=0,
-        help="start the stack with OPENBLAS/OMP_NUM_THREADS=N (default: as shipped, no cap)",
-    )
+    add_blas_threads_arg(ap)
     args = ap.parse_args()
     total = args.requests or (CLIENTS * 10 if args.quick else CLIENTS * 100)
     cap = args.cap or (60 if args.quick else 300)

@@ -18,7 +18,13 @@ import warnings
 from datetime import datetime
 
 from common import dump, print_table, timer
-from service_latency import Stack, _terminate_on_sigterm, blas_env, copy_emodb
+from service_latency import (
+    Stack,
+    _terminate_on_sigterm,
+    add_blas_threads_arg,
+    blas_env,
+    copy_emodb,
+)
 
 from ser.config import emodb_dir
 
@@ -89,12 +95,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="short dry run (one warm run)")
     ap.add_argument("--warm", type=int, default=0, help="warm stratified runs (default 3)")
-    ap.add_argument(
-        "--blas-threads",
-        type=int,
-        default=0,
-        help="start the stack with OPENBLAS/OMP_NUM_THREADS=N (default: as shipped, no cap)",
-    )
+    add_blas_threads_arg(ap)
     args = ap.parse_args()
     name = "train_api" + (f"_blas{args.blas_threads}" if args.blas_threads else "")
     name += "_quick" if args.quick else ""

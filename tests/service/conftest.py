@@ -150,6 +150,12 @@ def settings(service_env):
     return config.load(service_env)
 
 
+def worker_cmd(name: str, queues: str) -> list[str]:
+    """`ser worker` as one node ``name`` of one pool process serving ``queues``."""
+    argv = [sys.executable, "-m", "ser.cli", "worker", "--concurrency", "1", "--queues", queues]
+    return argv + ["--hostname", f"{name}@%h", "--loglevel", "INFO"]
+
+
 class Worker:
     """A `ser worker` subprocess (a Celery node)."""
 
@@ -158,20 +164,7 @@ class Worker:
         self.log = logdir / f"{name}.log"
         self._fh = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ser.cli",
-                "worker",
-                "--concurrency",
-                "1",
-                "--queues",
-                queues,
-                "--hostname",
-                f"{name}@%h",
-                "--loglevel",
-                "INFO",
-            ],
+            worker_cmd(name, queues),
             env=env,
             cwd=ROOT,
             stdout=self._fh,

@@ -63,7 +63,9 @@ def test_tampered_artifact_is_refused(api, data_dir, redis_client, settings, tra
     key = settings.require_secret_key()
     # (1) bytes altered after signing
     tampered = reg.publish(data, meta, key, activate=False)
-    redis_client.hset(f"{settings.key_prefix}model:{tampered}", "bundle", data[:-1] + b"\x00")
+    redis_client.hset(
+        f"{settings.key_prefix}model:{tampered}", "bundle", data[:-1] + bytes([data[-1] ^ 0xFF])
+    )
     # (2) a bundle signed by someone without the key
     forged = reg.publish(data, meta, b"not-the-key", activate=False)
     for version in (tampered, forged):
