@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from tests import audiogen
-from tests.service.conftest import Api, free_port, wait_until, worker_cmd
+from tests.service.conftest import Api, free_port, stack_env, wait_until, worker_cmd
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "rel-api-key-" + uuid.uuid4().hex
@@ -263,23 +263,18 @@ def stack(tmp_path_factory, rel_data_dir):
     logdir = tmp_path_factory.mktemp("rellogs")
     server = RedisServer(workdir)
     server.start()
-    env = dict(os.environ)
-    env.update(
-        SER_REDIS_URL=server.url,
-        SER_DATA_DIR=str(rel_data_dir),
-        SER_STATE_DIR=str(tmp_path_factory.mktemp("relstate")),
+    env = stack_env(
+        server.url,
+        rel_data_dir,
+        tmp_path_factory.mktemp("relstate"),
         SER_SECRET_KEY=SECRET,
         SER_API_KEY=API_KEY,
         SER_KEY_PREFIX=f"serrel{uuid.uuid4().hex[:6]}:",
-        SER_N_JOBS="1",
         SER_MAX_UPLOAD_MB=str(MAX_UPLOAD_MB),
-        SER_JOB_TTL="3600",
         SER_VISIBILITY_TIMEOUT=str(VISIBILITY),
         SER_TRAIN_TIME_LIMIT=str(TRAIN_LIMIT),
         SER_PREDICT_TIME_LIMIT=str(PREDICT_LIMIT),
-        PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
     )
-    env.pop("SER_API_URL", None)
     settings = config.load(env)
     nodes = {name: Node(env, name, logdir) for name in ("ra", "rb")}
     api_server = ApiServer(env, logdir)

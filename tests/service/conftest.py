@@ -125,21 +125,32 @@ def data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def service_env(redis_url, data_dir, tmp_path_factory) -> dict:
     """Environment of every service process of this test session."""
-    env = dict(os.environ)
-    env.update(
-        SER_REDIS_URL=redis_url,
-        SER_DATA_DIR=str(data_dir),
-        SER_STATE_DIR=str(tmp_path_factory.mktemp("state")),
+    return stack_env(
+        redis_url,
+        data_dir,
+        tmp_path_factory.mktemp("state"),
         SER_SECRET_KEY=SECRET,
         SER_API_KEY=API_KEY,
         SER_KEY_PREFIX=f"sertest{uuid.uuid4().hex[:6]}:",
-        SER_N_JOBS="1",
         SER_MAX_UPLOAD_MB=str(MAX_UPLOAD_MB),
+    )
+
+
+def stack_env(redis_url: str, data_dir: Path, state_dir: Path, **settings: str) -> dict:
+    """The environment of a test stack's processes: this one's, plus the SER_* ``settings``
+    over test defaults (one feature process, 1 h job records, a 2 s outbox sweep)."""
+    env = dict(os.environ)
+    env.pop("SER_API_URL", None)
+    env.update(
+        SER_REDIS_URL=redis_url,
+        SER_DATA_DIR=str(data_dir),
+        SER_STATE_DIR=str(state_dir),
+        SER_N_JOBS="1",
         SER_JOB_TTL="3600",
         SER_RECOVERY_INTERVAL="2",  # lost task messages come back within seconds
-        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+        PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
     )
-    env.pop("SER_API_URL", None)
+    env.update(settings)
     return env
 
 
