@@ -139,14 +139,33 @@ def _finished_or_accepted(rec: dict, wait: float) -> Response:
     return _accepted(rec)
 
 
+def _create(kind: str, task: str, params: dict, total: int = 0) -> dict:
+    """A QUEUED job record and its task's outbox entry, in one transaction: whatever happens
+    to this process next, the message gets published (here, or by a worker's sweeper)."""
+    s = svc()
+    job_id = J.new_id()
+
+    def entry(pipe) -> None:
+        s.outbox.add(job_id, task, [job_id, params], pipe=pipe)
+
+    return s.jobs.create(kind, params, job_id=job_id, total=total, also=entry)
+
+
+def _discard(job_id: str) -> None:
+    """Drop a record that will not run (and its outbox entry)."""
+    s = svc()
+    s.jobs.discard(job_id)
+    s.outbox.done(job_id)
+
+
 def _send(name: str, rec: dict, params: dict) -> None:
-    """Send task ``name`` for job ``rec``; on a dead broker drop the record and re-raise."""
+    """Publish task ``name`` for job ``rec``; on a dead broker drop the record and re-raise."""
     s = svc()
     try:
-        publish(s.celery, s.outbox, name, [rec["id"], params], task_id=rec["id"])
+        publish(s.celery, s.outbox, name, [rec["id"], params], task_id=rec["id"], recorded=True)
     except Exception:
         try:
-            svc().jobs.discard(rec["id"])
+            _discard(rec["id"])
         except Exception:
             pass
         raise
@@ -169,11 +188,11 @@ def train():
     rel = relative(s.settings.data_dir, root)
     lock = f"train:{protocol}:{rel}"
     params = {"dataset": rel, "protocol": protocol, "features": features, "lock": lock}
-    rec = s.jobs.create("train", params)
+    rec = _create("train", TASK_TRAIN, params)
     ttl = s.settings.train_time_limit + s.settings.visibility_timeout
     holder = s.jobs.acquire(lock, rec["id"], ttl)
     if holder != rec["id"]:
-        s.jobs.discard(rec["id"])
+        _discard(rec["id"])
         existing = s.jobs.get(holder)
         if existing is None:  # it expired between the lock check and now: let the client retry
             raise ApiError(409, "TRAINING_BUSY", "a training of this dataset just ended; retry")
@@ -242,7 +261,7 @@ def predict():
         if not looks_like_audio(head):
             raise AudioError("AUDIO_UNREADABLE", f"{filename} is not a recognised audio file")
         params = {"filename": relative(s.settings.data_dir, path)}
-    rec = s.jobs.create("predict", params, total=1)
+    rec = _create("predict", TASK_PREDICT, params, total=1)
     try:
         _send(TASK_PREDICT, rec, params)
     except Exception:
@@ -293,7 +312,7 @@ def score():
     }
     if chunk:
         params["chunk_size"] = chunk
-    rec = s.jobs.create("score", params)
+    rec = _create("score", TASK_SCORE, params)
     _send(TASK_SCORE, rec, params)
     return _accepted(rec)
 

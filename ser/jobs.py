@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -101,9 +102,16 @@ class JobStore:
 
     # -- writes -------------------------------------------------------------------------------
     def create(
-        self, kind: str, params: dict | None = None, job_id: str | None = None, total: int = 0
+        self,
+        kind: str,
+        params: dict | None = None,
+        job_id: str | None = None,
+        total: int = 0,
+        also: Callable[[Any], None] | None = None,
     ) -> dict:
-        """A new QUEUED job record (``total``: its known amount of work); returns it."""
+        """A new QUEUED job record (``total``: its known amount of work); returns it.
+
+        ``also(pipe)`` adds commands to the same transaction (the job's outbox entry)."""
         if kind not in KINDS:
             raise ValueError(f"unknown job kind {kind!r}")
         job_id = job_id or new_id()
@@ -124,6 +132,8 @@ class JobStore:
         pipe.expire(self.key(job_id), self.ttl)
         pipe.zadd(self.index_key, {job_id: now})
         pipe.zremrangebyscore(self.index_key, "-inf", now - self.ttl)
+        if also is not None:
+            also(pipe)
         pipe.execute()
         return self._decode(fields)
 

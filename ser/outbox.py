@@ -4,25 +4,60 @@ Why: kombu's Redis transport takes a message off its queue with BRPOP and only t
 it as unacknowledged. A worker node killed in between (SIGKILL, OOM, power loss) loses the
 message: the job stays QUEUED forever, or a bulk job misses a chunk. The soak
 (bench/soak.py: a worker node SIGKILLed every minute under traffic) lost 1 job in 36,944 that
-way. The same gap opens when the API dies between writing a job record and publishing it.
+way. The same gap opens when the API dies between writing a job record and publishing: the
+API writes the entry in the same transaction as the job record.
 
 How: the publisher adds (task id, name, args) here before it publishes; the task removes its
 entry when it has run (whatever the outcome). A sweeper (worker/recovery.py) looks at entries
 older than a few seconds: an entry whose message is neither waiting in a queue nor held
-unacknowledged by a worker, twice in a row, is published again under the same task id. A
-second run is harmless: job records only move forward, and a bulk chunk overwrites its rows.
+unacknowledged by a worker, in two snapshots of the broker in a row, is claimed (atomically:
+one sweeper wins) and handed back to be published again under the same task id. A second run
+is harmless: job records only move forward, and a bulk chunk overwrites its rows.
 
+Times are Redis server time, so the clocks of API and worker hosts do not matter.
 Plain Redis, no Celery: the API and the workers share it.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 MAX_REPUBLISH = 3  # a message lost this many times is given up (its job fails JOB_LOST)
+PAGE = 5000  # outbox entries read per round trip by a sweep
+
+# KEYS: index, msg. ARGV: task id, entry. Score = server time.
+_ADD = """
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], t[1] + t[2] / 1000000, ARGV[1])
+return 1
+"""
+
+# KEYS: index, msg, miss. ARGV: task id, the miss mark the sweeper saw, now.
+# Claims a confirmed-missing entry for one sweeper: returns its entry and re-ages it, or
+# nothing when another sweeper claimed it first or the task finished meanwhile.
+_CLAIM = """
+if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return false end
+redis.call('HDEL', KEYS[3], ARGV[1])
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if not raw then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return false
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return raw
+"""
+
+# KEYS: msg. ARGV: task id, entry. Updates an entry that still exists (never recreates one).
+_UPDATE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
 
 
 def _s(value) -> str:
@@ -47,16 +82,19 @@ class Outbox:
         self.index_key = f"{prefix}outbox"
         self.msg_key = f"{prefix}outbox:msg"
         self.miss_key = f"{prefix}outbox:miss"
+        self._add = client.register_script(_ADD)
+        self._claim = client.register_script(_CLAIM)
+        self._update = client.register_script(_UPDATE)
 
     def add(self, task_id: str, name: str, args: list, pipe=None) -> None:
-        """Record a message about to be published (in ``pipe`` when given, not executed)."""
-        own = pipe is None
-        p = self.client.pipeline(transaction=True) if own else pipe
+        """Record a message about to be published (queued in ``pipe`` when given, e.g. the
+        transaction that writes its job record; executed at once otherwise)."""
         entry = json.dumps({"name": name, "args": args, "republished": 0})
-        p.hset(self.msg_key, task_id, entry)
-        p.zadd(self.index_key, {task_id: time.time()})
-        if own:
-            p.execute()
+        keys, argv = [self.index_key, self.msg_key], [task_id, entry]
+        if pipe is None:
+            self._add(keys=keys, args=argv)
+        else:
+            self._add(keys=keys, args=argv, client=pipe)
 
     def done(self, task_id: str) -> None:
         """The task ran (or will never need to): forget its message."""
@@ -70,6 +108,21 @@ class Outbox:
         """How many messages are outstanding."""
         return int(self.client.zcard(self.index_key))
 
+    def now(self) -> float:
+        """Redis server time (what entry ages are measured in)."""
+        sec, usec = self.client.time()
+        return sec + usec / 1e6
+
+    def _old(self, before: float) -> list[str]:
+        out: list[str] = []
+        while True:
+            page = self.client.zrangebyscore(
+                self.index_key, "-inf", before, start=len(out), num=PAGE
+            )
+            out += [_s(x) for x in page]
+            if len(page) < PAGE:
+                return out
+
     def sweep(
         self,
         present: Callable[[], Iterable[str]],
@@ -77,65 +130,65 @@ class Outbox:
         min_age: float,
         confirm_after: float,
         now: float | None = None,
-        limit: int = 10_000,
     ) -> SweepReport:
         """Publish again what the broker lost.
 
-        ``present()`` returns the task ids the broker still holds (queued or unacknowledged);
-        it is called only when some entry is older than ``min_age`` seconds. An entry missing
-        from it in two sweeps at least ``confirm_after`` seconds apart (a message is briefly
-        in neither place while a worker takes it) is handed to ``republish(id, name, args)``,
-        which publishes it again (True) or says it is no longer needed (False: the entry is
-        dropped, e.g. its job has ended). After MAX_REPUBLISH republications an entry is
+        ``present()`` returns the task ids the broker holds (queued or unacknowledged, read as
+        one snapshot); it is called only when some entry is older than ``min_age`` seconds.
+        An entry missing from two snapshots at least ``confirm_after`` seconds apart (a message
+        is briefly in neither place while a worker takes it) is claimed and handed to
+        ``republish(id, name, args)``, which publishes it again (True) or says it is no longer
+        needed (False: the entry is dropped, e.g. its job has ended). An exception from it
+        leaves the entry to the next sweep. After MAX_REPUBLISH republications an entry is
         dropped and returned as abandoned.
         """
-        now = time.time() if now is None else now
+        now = self.now() if now is None else now
         report = SweepReport()
-        old = [
-            _s(x)
-            for x in self.client.zrangebyscore(
-                self.index_key, "-inf", now - min_age, start=0, num=limit
-            )
-        ]
-        misses = {_s(k): float(v) for k, v in self.client.hgetall(self.miss_key).items()}
-        stale = [k for k in misses if k not in set(old)]
+        old = self._old(now - min_age)
+        misses = {_s(k): _s(v) for k, v in self.client.hgetall(self.miss_key).items()}
+        old_set = set(old)
+        stale = [k for k in misses if k not in old_set]
         if stale:
             self.client.hdel(self.miss_key, *stale)
         if not old:
             return report
         held = set(present())
-        # Entries that finished while the broker was being read are not candidates.
-        scores = self.client.zmscore(self.index_key, old)
         report.checked = len(old)
-        for task_id, score in zip(old, scores, strict=True):
-            if score is None or task_id in held:
-                if task_id in misses:
-                    self.client.hdel(self.miss_key, task_id)
+        lost = [t for t in old if t not in held]
+        found = [t for t in old_set & held if t in misses]
+        if found:
+            self.client.hdel(self.miss_key, *found)
+        if not lost:
+            return report
+        # Entries that finished while the broker was being read are not missing.
+        lost = [t for t, s in zip(lost, self.client.zmscore(self.index_key, lost)) if s is not None]
+        report.missing = len(lost)
+        for task_id in lost:
+            mark = misses.get(task_id)
+            if mark is None:  # first miss: remember when (only if nobody marked it first)
+                self.client.hsetnx(self.miss_key, task_id, repr(now))
                 continue
-            report.missing += 1
-            first = misses.get(task_id)
-            if first is None:
-                self.client.hset(self.miss_key, task_id, repr(now))
+            if now - float(mark) < confirm_after:
                 continue
-            if now - first < confirm_after:
-                continue
-            raw = self.client.hget(self.msg_key, task_id)
-            if raw is None:  # finished a moment ago
-                self.client.hdel(self.miss_key, task_id)
+            raw = self._claim(
+                keys=[self.index_key, self.msg_key, self.miss_key], args=[task_id, mark, now]
+            )
+            if raw is None:  # another sweeper took it, or it finished
                 continue
             entry = json.loads(raw)
-            if int(entry.get("republished", 0)) >= MAX_REPUBLISH:
+            count = int(entry.get("republished", 0))
+            if count >= MAX_REPUBLISH:
                 self.done(task_id)
                 report.abandoned.append((task_id, entry["name"], entry["args"]))
                 continue
-            entry["republished"] = int(entry.get("republished", 0)) + 1
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hset(self.msg_key, task_id, json.dumps(entry))
-            pipe.zadd(self.index_key, {task_id: now})  # ages again from now
-            pipe.hdel(self.miss_key, task_id)
-            pipe.execute()
-            if republish(task_id, entry["name"], entry["args"]):
-                report.republished.append(task_id)
-            else:
+            try:
+                again = republish(task_id, entry["name"], entry["args"])
+            except Exception:  # e.g. Redis went away: the entry (re-aged) waits for a sweep
+                continue
+            if not again:
                 self.done(task_id)
+                continue
+            entry["republished"] = count + 1
+            self._update(keys=[self.msg_key], args=[task_id, json.dumps(entry)])
+            report.republished.append(task_id)
         return report

@@ -15,17 +15,28 @@ import uuid
 
 from ser import jobs
 from ser.outbox import Outbox
-from worker.celeryconfig import QUEUES, TASK_FEATURIZE_CHUNK, TASK_SCORE_CHUNK
+from worker.celeryconfig import (
+    QUEUES,
+    TASK_FEATURIZE_CHUNK,
+    TASK_PREDICT,
+    TASK_SCORE,
+    TASK_SCORE_CHUNK,
+    TASK_TRAIN,
+)
 
 log = logging.getLogger(__name__)
 
-CHUNK_TASKS = (TASK_SCORE_CHUNK, TASK_FEATURIZE_CHUNK)  # sub-tasks of a RUNNING job
+OWN_TASKS = (TASK_TRAIN, TASK_PREDICT, TASK_SCORE)  # the one message of a job
 
 
-def publish(celery, outbox: Outbox, name: str, args: list, task_id: str | None = None) -> str:
-    """Record task ``name`` in the outbox, then publish it; returns its task id."""
+def publish(
+    celery, outbox: Outbox, name: str, args: list, task_id: str | None = None, recorded=False
+) -> str:
+    """Record task ``name`` in the outbox (unless ``recorded`` already, with its job record),
+    then publish it; returns its task id."""
     task_id = task_id or str(uuid.uuid4())
-    outbox.add(task_id, name, args)
+    if not recorded:
+        outbox.add(task_id, name, args)
     try:
         celery.send_task(name, args=args, task_id=task_id, ignore_result=True)
     except Exception:
@@ -51,20 +62,33 @@ def _message_id(raw) -> str | None:
     return headers.get("id") or props.get("correlation_id")
 
 
-def broker_task_ids(client, queues=QUEUES) -> set[str]:
-    """Task ids of every message the broker holds: waiting in a queue or unacknowledged."""
+def broker_keys(transport_options: dict | None = None, queues=QUEUES) -> tuple[list[str], str]:
+    """(queue list keys, unacked hash key) of kombu's Redis transport with these options."""
     from kombu.transport.redis import PRIORITY_STEPS, Channel
 
-    ids: set[str] = set()
-    pipe = client.pipeline(transaction=False)
-    for queue in queues:  # queue lists first: a message only ever moves from them to unacked
-        for pri in PRIORITY_STEPS:
-            pipe.lrange(queue if pri == 0 else f"{queue}{Channel.sep}{pri}", 0, -1)
+    opts = transport_options or {}
+    prefix = opts.get("global_keyprefix", "")
+    sep = opts.get("sep", Channel.sep)
+    steps = opts.get("priority_steps", PRIORITY_STEPS)
+    lists = [
+        prefix + (queue if pri == 0 else f"{queue}{sep}{pri}") for queue in queues for pri in steps
+    ]
+    return lists, prefix + opts.get("unacked_key", Channel.unacked_key)
+
+
+def broker_task_ids(client, transport_options: dict | None = None, queues=QUEUES) -> set[str]:
+    """Task ids of every message the broker holds, waiting in a queue or unacknowledged, read
+    in one transaction: a message moving between a list and the unacked hash is seen once."""
+    lists, unacked = broker_keys(transport_options, queues)
+    pipe = client.pipeline(transaction=True)
+    for key in lists:
+        pipe.lrange(key, 0, -1)
+    pipe.hvals(unacked)
+    ids: set[str | None] = set()
     for batch in pipe.execute():
         ids.update(_message_id(raw) for raw in batch)
-    ids.update(_message_id(raw) for raw in client.hvals(Channel.unacked_key))
     ids.discard(None)
-    return ids
+    return ids  # type: ignore[return-value]
 
 
 class Sweeper:
@@ -78,12 +102,14 @@ class Sweeper:
         self.lock_key = f"{settings.key_prefix}outbox:sweeper"
 
     def _republish(self, task_id: str, name: str, args: list) -> bool:
+        if name == TASK_FEATURIZE_CHUNK:  # the training takes unclaimed chunks over itself
+            return False
         job_id = str(args[0]) if args else ""
         rec = self.jobs.get(job_id)
         status = rec["status"] if rec else None
-        # A job's own message is needed while the job waits; a chunk while its job runs.
-        # (A RUNNING job whose message vanished is left to its deadline: JOB_TIMEOUT.)
-        wanted = jobs.RUNNING if name in CHUNK_TASKS else jobs.QUEUED
+        # A job's own message is needed while the job waits; a score chunk while its job
+        # runs. (A RUNNING job whose message vanished is left to its deadline: JOB_TIMEOUT.)
+        wanted = jobs.RUNNING if name == TASK_SCORE_CHUNK else jobs.QUEUED
         if status != wanted:
             return False
         log.warning("republishing %s %s of job %s: its message was lost", name, task_id, job_id)
@@ -95,17 +121,21 @@ class Sweeper:
         interval = max(1, int(self.settings.recovery_interval))
         if not force and not self.client.set(self.lock_key, self.hostname, nx=True, ex=interval):
             return None
+        options = dict(self.celery.conf.broker_transport_options or {})
         report = self.outbox.sweep(
-            lambda: broker_task_ids(self.client),
+            lambda: broker_task_ids(self.client, options),
             self._republish,
             min_age=interval,
             confirm_after=interval,
         )
         for task_id, name, args in report.abandoned:
             log.error("giving up on %s %s: its message was lost again and again", name, task_id)
-            if name not in CHUNK_TASKS and args:  # chunks: the bulk job's deadline reports it
+            job_id = str(args[0]) if args else ""
+            rec = self.jobs.get(job_id) if name in OWN_TASKS else None
+            if rec is not None and rec["status"] == jobs.QUEUED:
+                # (chunks: the bulk job's liveness deadline reports it)
                 self.jobs.fail(
-                    str(args[0]),
+                    job_id,
                     {"CODE": "JOB_LOST", "MESSAGE": "the job's task message was lost repeatedly"},
                 )
         return report

@@ -16,8 +16,14 @@ import pytest
 
 from ser import config, jobs
 from ser.outbox import MAX_REPUBLISH, Outbox
-from worker.celeryconfig import PREDICT_QUEUE, TASK_PREDICT, TASK_SCORE_CHUNK, make_celery
-from worker.recovery import Sweeper, broker_task_ids, publish
+from worker.celeryconfig import (
+    PREDICT_QUEUE,
+    TASK_FEATURIZE_CHUNK,
+    TASK_PREDICT,
+    TASK_SCORE_CHUNK,
+    make_celery,
+)
+from worker.recovery import Sweeper, broker_keys, broker_task_ids, publish
 
 
 @pytest.fixture()
@@ -162,6 +168,96 @@ def test_finished_tasks_leave_the_outbox(quiet):
     time.sleep(1.1)
     report = sweeper.sweep_once(force=True)
     assert outbox.pending() == 0 and report.checked == 0
+
+
+def test_overlapping_sweeps_republish_a_message_once(quiet):
+    """Two sweepers confirming the same loss at the same time: one claim wins."""
+    import threading
+
+    _, client, _, store, outbox, _ = quiet
+    rec = store.create("predict", {"filename": "clips/calm.wav"}, total=1)
+    outbox.add(rec["id"], TASK_PREDICT, [rec["id"], rec["params"]])
+    t0 = outbox.now()
+    outbox.sweep(lambda: [], lambda *a: True, 0, 1, now=t0 + 5)  # first miss
+    sent: list[str] = []
+    gate = threading.Barrier(2)
+
+    def slow_broker():
+        gate.wait()  # both sweeps hold the same view before either claims
+        return []
+
+    def sweep():
+        outbox.sweep(slow_broker, lambda tid, n, a: sent.append(tid) or True, 0, 1, now=t0 + 20)
+
+    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sent == [rec["id"]]
+    assert json.loads(client.hget(outbox.msg_key, rec["id"]))["republished"] == 1
+
+
+def test_a_task_finishing_during_the_republish_is_not_brought_back(quiet):
+    _, _, _, store, outbox, _ = quiet
+    rec = store.create("predict", {"filename": "clips/calm.wav"}, total=1)
+    outbox.add(rec["id"], TASK_PREDICT, [rec["id"], rec["params"]])
+    t0 = outbox.now()
+    outbox.sweep(lambda: [], lambda *a: True, 0, 1, now=t0 + 5)
+
+    def republish_then_the_task_ends(task_id, name, args):
+        outbox.done(task_id)  # the republished (or the late original) message ran at once
+        return True
+
+    outbox.sweep(lambda: [], republish_then_the_task_ends, 0, 1, now=t0 + 20)
+    assert outbox.pending() == 0
+
+
+def test_a_failing_republish_costs_no_attempt_and_is_retried(quiet):
+    _, client, _, store, outbox, _ = quiet
+    rec = store.create("predict", {"filename": "clips/calm.wav"}, total=1)
+    outbox.add(rec["id"], TASK_PREDICT, [rec["id"], rec["params"]])
+    t0 = outbox.now()
+
+    def broken(*_args):
+        raise ConnectionError("broker gone")
+
+    outbox.sweep(lambda: [], broken, 0, 1, now=t0 + 5)
+    assert outbox.sweep(lambda: [], broken, 0, 1, now=t0 + 20).republished == []
+    outbox.sweep(lambda: [], lambda *a: True, 0, 1, now=t0 + 40)
+    report = outbox.sweep(lambda: [], lambda *a: True, 0, 1, now=t0 + 60)
+    assert report.republished == [rec["id"]]
+    assert json.loads(client.hget(outbox.msg_key, rec["id"]))["republished"] == 1
+
+
+def test_lost_featurization_chunks_are_left_to_the_training(quiet):
+    """A training takes unclaimed featurization chunks over itself: no republication."""
+    _, client, celery, store, outbox, sweeper = quiet
+    rec = store.create("train", {"dataset": "ds"})
+    store.start(rec["id"], 600)
+    task_id = publish(celery, outbox, TASK_FEATURIZE_CHUNK, [rec["id"], {"index": 0}])
+    client.delete(PREDICT_QUEUE)
+    _, second = _sweep_twice(sweeper)
+    assert second.republished == [] and outbox.pending() == 0
+    assert task_id not in broker_task_ids(client)
+
+
+def test_a_job_record_and_its_outbox_entry_are_written_together(quiet):
+    _, client, _, store, outbox, _ = quiet
+    job_id = jobs.new_id()
+
+    def entry(pipe):
+        outbox.add(job_id, TASK_PREDICT, [job_id, {}], pipe=pipe)
+
+    store.create("predict", {}, job_id=job_id, also=entry)
+    assert store.get(job_id)["status"] == jobs.QUEUED
+    assert client.zscore(outbox.index_key, job_id) is not None
+
+
+def test_broker_keys_follow_the_transport_options():
+    lists, unacked = broker_keys({"global_keyprefix": "p:", "unacked_key": "u"}, ["q"])
+    assert lists[0] == "p:q" and all(k.startswith("p:q") for k in lists) and len(lists) == 4
+    assert unacked == "p:u"
 
 
 def test_one_node_sweeps_per_interval(quiet):
