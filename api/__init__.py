@@ -18,6 +18,8 @@ from ser import config as ser_config
 from ser.jobs import JobStore
 from ser.outbox import Outbox
 from ser.registry import Registry
+from ser.results import ResultStore
+from ser.store import redis_client
 
 UPLOAD_OVERHEAD = 64 * 1024  # multipart headers and boundaries around the file
 
@@ -32,6 +34,7 @@ class Service:
     registry: Registry
     celery: Any
     outbox: Outbox  # every task message until a worker ran it (lost ones are republished)
+    results: ResultStore  # rows of bulk jobs
 
 
 def _settings(config: Mapping[str, Any] | None) -> ser_config.Settings:
@@ -42,8 +45,6 @@ def _settings(config: Mapping[str, Any] | None) -> ser_config.Settings:
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; ``config`` overrides the environment (SER_* keys) and Flask settings."""
-    import redis
-
     from api import errors, routes
     from worker.celeryconfig import make_celery
 
@@ -52,11 +53,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update({k: v for k, v in (config or {}).items() if not k.startswith("SER_")})
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_upload_mb * 1024 * 1024) + UPLOAD_OVERHEAD
     app.json.sort_keys = False
-    client = redis.Redis.from_url(
+    client = redis_client(
         settings.redis_url,
         socket_connect_timeout=2,
         socket_timeout=40,  # above the longest ?wait (30 s) held in a blocking command
-        health_check_interval=30,
     )
     app.extensions["ser"] = Service(
         settings=settings,
@@ -65,6 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         registry=Registry(client, settings.key_prefix),
         celery=make_celery(settings),
         outbox=Outbox(client, settings.key_prefix),
+        results=ResultStore(client, settings.key_prefix, settings.job_ttl),
     )
     errors.register(app)
     app.register_blueprint(routes.bp)

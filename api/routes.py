@@ -12,9 +12,11 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from api.errors import ApiError
 from ser import jobs as J
+from ser.bulk import DEFAULT_PATTERNS
 from ser.errors import AudioError, NoModelError
 from ser.paths import confine, relative
-from ser.results import ResultStore, stream_csv, stream_jsonl
+from ser.results import stream_csv, stream_jsonl
+from ser.store import blob_key, heartbeats
 from worker.celeryconfig import QUEUES, TASK_PREDICT, TASK_SCORE, TASK_TRAIN
 from worker.recovery import publish
 
@@ -25,7 +27,6 @@ MAX_LIST = 500
 MAX_PAGE = 1000  # rows per page of /jobs/<id>/results
 MAX_PATTERNS = 20
 MAX_CHUNK = 1000  # files per chunk when a client sets it (default: ser.bulk.chunk_size)
-SCORE_PATTERNS = ["*.wav", "*.flac", "*.ogg"]
 PROTOCOLS = ("stratified", "speaker")
 FEATURES = ("default", "seed")
 PUBLIC = {"ser.health"}  # endpoints open without the API key
@@ -130,7 +131,7 @@ def _accepted(rec: dict, status: int = 202) -> Response:
 def _finished_or_accepted(rec: dict, wait: float) -> Response:
     """After enqueuing: 202, or with ?wait the finished body (200, or the error's status)."""
     if wait > 0:
-        rec = svc().jobs.wait(rec["id"], wait) or rec
+        rec = svc().jobs.wait(rec["id"], wait, rec) or rec
         if rec["status"] in J.TERMINAL:
             status = 200
             if rec["status"] == J.FAILED:
@@ -165,7 +166,7 @@ def _send(name: str, rec: dict, params: dict) -> None:
         publish(s.celery, s.outbox, name, [rec["id"], params], task_id=rec["id"], recorded=True)
     except Exception:
         try:
-            _discard(rec["id"])
+            s.jobs.discard(rec["id"])  # (publish dropped the outbox entry)
         except Exception:
             pass
         raise
@@ -186,7 +187,7 @@ def train():
         raise ApiError(400, "INVALID_FEATURES", f"features must be one of {', '.join(FEATURES)}")
     root = confine(s.settings.data_dir, dataset, kind="dir")
     rel = relative(s.settings.data_dir, root)
-    lock = f"train:{protocol}:{rel}"
+    lock = J.train_lock_name(rel, protocol)
     params = {"dataset": rel, "protocol": protocol, "features": features, "lock": lock}
     rec = _create("train", TASK_TRAIN, params)
     ttl = s.settings.train_time_limit + s.settings.visibility_timeout
@@ -250,7 +251,7 @@ def predict():
                 "the upload is not a recognised audio file (WAV, FLAC, OGG, AIFF, AU, CAF, MP3)",
             )
         blob = uuid.uuid4().hex
-        s.redis.set(f"{s.settings.key_prefix}blob:{blob}", data, ex=s.settings.blob_ttl)
+        s.redis.set(blob_key(s.settings.key_prefix, blob), data, ex=s.settings.blob_ttl)
         params = {"blob": blob, "name": _clean_name(upload.filename or "upload")}
     else:
         path = confine(s.settings.data_dir, filename, kind="file")
@@ -266,7 +267,7 @@ def predict():
         _send(TASK_PREDICT, rec, params)
     except Exception:
         if "blob" in params:
-            s.redis.delete(f"{s.settings.key_prefix}blob:{params['blob']}")
+            s.redis.delete(blob_key(s.settings.key_prefix, params["blob"]))
         raise
     return _finished_or_accepted(rec, wait)
 
@@ -283,7 +284,7 @@ def score():
     recursive = body.get("recursive", True)
     if not isinstance(recursive, bool):
         raise ApiError(400, "MALFORMED_BODY", "'recursive' must be true or false")
-    patterns = body.get("patterns", SCORE_PATTERNS)
+    patterns = body.get("patterns", list(DEFAULT_PATTERNS))
     if (
         not isinstance(patterns, list)
         or not 1 <= len(patterns) <= MAX_PATTERNS
@@ -337,7 +338,7 @@ def job_results(job_id: str):
     if rec["kind"] != "score":
         raise ApiError(409, "NOT_A_SCORE_JOB", f"job {job_id} is a {rec['kind']} job")
     s = svc()
-    store = ResultStore(s.redis, s.settings.key_prefix, s.settings.job_ttl)
+    store = s.results
     total = int(rec.get("progress_total") or 0)
     fmt = request.args.get("format", "json")
     if fmt in ("csv", "jsonl"):
@@ -382,7 +383,7 @@ def get_job(job_id: str):
     wait = _wait_arg()
     rec = _job_or_404(job_id)
     if wait > 0 and rec["status"] in J.ACTIVE:
-        rec = svc().jobs.wait(job_id, wait) or rec
+        rec = svc().jobs.wait(job_id, wait, rec) or rec
     return jsonify(job_body(rec))
 
 
@@ -481,10 +482,7 @@ def activate_model(version: str):
 # -- health and spec --------------------------------------------------------------------------
 def _workers() -> list[dict]:
     s = svc()
-    pattern = f"{s.settings.key_prefix}worker:*"
-    keys = list(s.redis.scan_iter(match=pattern, count=200))
-    values = s.redis.mget(keys) if keys else []
-    return [json.loads(v) for v in values if v]
+    return heartbeats(s.redis, s.settings.key_prefix)
 
 
 @bp.route("/health", methods=["GET"])

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,12 +28,14 @@ from pathlib import Path
 import numpy as np
 import requests
 import soundfile as sf
-from common import corpus, dump, print_table
+from common import corpus, dump, print_table, wait_for
+from service_latency import _descendants
 
 from ser import config, model
 from ser.datasets import load_dataset
 from ser.features.batch import warm_pool
 from ser.registry import Registry
+from ser.service_cli import _stop, _wait_redis, free_port
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,27 +55,6 @@ def build_folder(src: Path, dest: Path, copies: int, limit: int | None) -> list[
             sf.write(str(path), np.clip(y * gain, -1, 1), sr, subtype="PCM_16")
             out.append(path)
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.2)
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -101,7 +81,7 @@ class Stack:
         )
         url = f"redis://127.0.0.1:{port}/0"
         self.redis = redis.Redis.from_url(url)
-        wait_for(self._ping, 20, "redis")
+        _wait_redis(url, self.redis_proc)
         self.prefix = f"bench{uuid.uuid4().hex[:6]}:"
         self.secret = uuid.uuid4().hex
         self.env = dict(
@@ -122,12 +102,6 @@ class Stack:
         )
         wait_for(self._api_up, 60, "API")
         self.worker: subprocess.Popen | None = None
-
-    def _ping(self) -> bool:
-        try:
-            return bool(self.redis.ping())
-        except Exception:
-            return False
 
     def _api_up(self) -> bool:
         try:
@@ -163,9 +137,8 @@ class Stack:
         wait_for(lambda: log.read_bytes().count(b"warm in") >= processes, 180, "worker warm-up")
 
     def stop_worker(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.terminate()
-            self.worker.wait(60)
+        if self.worker is not None:
+            _stop([self.worker], 60)
         self.worker = None
 
     def clear_features(self) -> None:
@@ -192,15 +165,7 @@ class Stack:
         return job_id, elapsed
 
     def close(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-        self.redis_proc.terminate()
-        self.redis_proc.wait(10)
+        _stop([self.redis_proc, *self.procs], 30)  # (in reverse: the API first, Redis last)
 
 
 def main() -> None:
@@ -249,7 +214,7 @@ def main() -> None:
                     stack.clear_features()
                     job_id, secs = stack.score("bulk", chunk or None)
                     rate = len(files) / secs
-                    rss = max(peak_rss_mb(p) for p in children(stack.worker.pid))
+                    rss = max(peak_rss_mb(p) for p in _descendants(stack.worker.pid))
                     rows.append(
                         dict(mode="service (POST /score to SUCCEEDED)", processes=n,
                              chunk=chunk or "auto", files=len(files), seconds=round(secs, 2),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,22 +26,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
+from common import dump, print_table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import dump, print_table  # noqa: E402
-
-from tests import audiogen  # noqa: E402
+from ser.service_cli import free_port
+from tests import audiogen
 
 ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_data(root: Path) -> list[str]:

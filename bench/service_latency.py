@@ -18,7 +18,6 @@ import io
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import soundfile as sf
 from common import dump, print_table
 
 from ser.config import emodb_dir
+from ser.service_cli import free_port
 from tests import audiogen
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,10 +42,6 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 # -- the embedded stack -----------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _descendants(pid: int) -> list[int]:

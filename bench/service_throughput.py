@@ -20,6 +20,7 @@ import threading
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from unittest.mock import patch
 
 import requests
 from common import dump, print_table
@@ -68,19 +69,14 @@ def in_process_throughput(
     """Predictions/s of ``procs`` fresh processes (spawned with ``env`` added) in a loop."""
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(procs)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # read by OpenBLAS/OpenMP when the spawned children import numpy
-    try:
-        with ProcessPoolExecutor(
+    # read by OpenBLAS/OpenMP when the spawned children import numpy
+    with (
+        patch.dict(os.environ, env),
+        ProcessPoolExecutor(
             procs, mp_context=ctx, initializer=_init, initargs=(bundle_bytes, clip, barrier)
-        ) as pool:
-            parts = list(pool.map(_loop, [per_proc] * procs))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        ) as pool,
+    ):
+        parts = list(pool.map(_loop, [per_proc] * procs))
     wall = max(p[1] for p in parts) - min(p[0] for p in parts)
     n = sum(p[2] for p in parts)
     return {"n": n, "seconds": round(wall, 3), "per_s": round(n / wall, 2)}

@@ -29,14 +29,11 @@ from pathlib import Path
 
 import psutil
 import requests
+from common import dump, print_table, wait_for
+from load import ROOT, TERMINAL, make_data, train
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import dump, print_table  # noqa: E402
-from load import ROOT, TERMINAL, free_port, make_data, train  # noqa: E402
-
-from tests import audiogen  # noqa: E402
+from ser.service_cli import _wait_redis, free_port
+from tests import audiogen
 
 VISIBILITY, TRAIN_LIMIT, PREDICT_LIMIT = 40, 35, 30
 
@@ -96,16 +93,13 @@ class Parts:
             proc.wait()
 
     def start(self) -> None:
-        import redis
-
         self._spawn("redis", self.redis_cmd)
-        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=1)
-        self._wait(lambda: _ping(client), 30, "redis")
+        _wait_redis(self.redis_url, self.procs["redis"], 30)
         for name in ("node_a", "node_b"):
             self.start_node(name)
         argv = [sys.executable, "-m", "ser.cli", "api", "--port", str(self.port)]
         self._spawn("api", argv + ["--workers", "2", "--threads", "16"])
-        self._wait(self._healthy, 180, "API and workers")
+        wait_for(self._healthy, 180, "API and workers")
 
     def _healthy(self) -> bool:
         try:
@@ -113,14 +107,6 @@ class Parts:
             return body.get("WORKERS", 0) >= 2
         except (requests.RequestException, ValueError):
             return False
-
-    @staticmethod
-    def _wait(pred, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not pred():
-            if time.monotonic() > deadline:
-                raise TimeoutError(what)
-            time.sleep(0.3)
 
     def stop(self) -> None:
         for role in ("api", "node_a", "node_b", "redis"):
@@ -153,13 +139,6 @@ class Parts:
                 continue
         out["bench/self"] = psutil.Process().memory_info().rss
         return out
-
-
-def _ping(client) -> bool:
-    try:
-        return bool(client.ping())
-    except Exception:
-        return False
 
 
 def main(argv: list[str] | None = None) -> int:

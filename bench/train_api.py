@@ -15,12 +15,12 @@ import argparse
 import os
 import statistics
 import warnings
-from datetime import datetime
 
 from common import dump, print_table, timer
 from service_latency import (
     Stack,
     _terminate_on_sigterm,
+    _ts,
     add_blas_threads_arg,
     blas_env,
     copy_emodb,
@@ -30,10 +30,6 @@ from ser.config import emodb_dir
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 TARGET_WARM_S = 10.0
-
-
-def _ts(value: str | None) -> float | None:
-    return datetime.fromisoformat(value).timestamp() if value else None
 
 
 def symlink_check(stack: Stack) -> dict:

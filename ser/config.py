@@ -35,7 +35,8 @@ def _env(name: str, default: str) -> str:
     return value if value.strip() else default
 
 
-def _cpu_count() -> int:
+def cpu_count() -> int:
+    """Cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux
@@ -94,7 +95,7 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         state_dir=state,
         cache_dir=Path(get("SER_CACHE_DIR", str(state / "cache"))).expanduser(),
         max_audio_seconds=float(get("SER_MAX_AUDIO_SECONDS", "600")),
-        n_jobs=int(get("SER_N_JOBS", str(_cpu_count()))),
+        n_jobs=int(get("SER_N_JOBS", str(cpu_count()))),
         redis_url=get("SER_REDIS_URL", "redis://127.0.0.1:6379/0"),
         secret_key=secret,
         api_key=env.get("SER_API_KEY", "").strip(),
@@ -123,18 +124,25 @@ def _read_secret(state_dir: Path) -> str:
 
 def ensure_secret_key(state_dir: Path) -> str:
     """The key in ``state_dir/secret_key``, generated (mode 0600) when absent."""
+    return ensure_token(state_dir / SECRET_KEY_FILE, 32)
+
+
+def ensure_token(path: Path, nbytes: int) -> str:
+    """The random hex token in ``path``, generated (``nbytes``, mode 0600) when absent."""
     import secrets
 
-    path = state_dir / SECRET_KEY_FILE
-    existing = _read_secret(state_dir)
+    try:
+        existing = path.read_text().strip()
+    except OSError:
+        existing = ""
     if existing:
         return existing
-    state_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(nbytes)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(key + "\n")
-    return key
+        fh.write(token + "\n")
+    return token
 
 
 def emodb_dir() -> Path | None:

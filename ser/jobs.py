@@ -16,6 +16,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from ser.store import as_str
+
 QUEUED = "QUEUED"
 RUNNING = "RUNNING"
 SUCCEEDED = "SUCCEEDED"
@@ -66,13 +68,14 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def train_lock_name(dataset: str, protocol: str) -> str:
+    """The single-flight lock of a training: one per (dataset, protocol)."""
+    return f"train:{protocol}:{dataset}"
+
+
 def new_id() -> str:
     """A fresh job id (also the Celery task id)."""
     return uuid.uuid4().hex
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class JobStore:
@@ -157,7 +160,7 @@ class JobStore:
         terminal = "1" if status in TERMINAL else "0"
         args = ["," + ",".join(allowed) + ",", status, str(self.ttl), terminal, *flat]
         res = self._transition(keys=[self.key(job_id), self.done_key(job_id)], args=args)
-        return None if res is None else _s(res)
+        return None if res is None else as_str(res)
 
     def start(self, job_id: str, time_limit: float, worker: str = "") -> dict | None:
         """Mark a job RUNNING for a worker; None when it must not run (cancelled, finished,
@@ -176,16 +179,26 @@ class JobStore:
             )
             return None
         deadline = time.time() + time_limit + DEADLINE_MARGIN
+        started = now_iso()
         res = self._move(
             job_id,
             ACTIVE,
             RUNNING,
-            started_at=now_iso(),
+            started_at=started,
             attempts=str(attempts),
             deadline_ts=repr(deadline),
             worker=worker,
         )
-        return self.get(job_id) if res == "OK" else None
+        if res != "OK":
+            return None
+        rec.update(
+            status=RUNNING,
+            started_at=started,
+            attempts=attempts,
+            deadline_ts=deadline,
+            worker=worker,
+        )
+        return rec
 
     def progress(self, job_id: str, done: int, total: int) -> str | None:
         """Record progress of a RUNNING job; returns its current status (CANCELLED: stop)."""
@@ -230,7 +243,7 @@ class JobStore:
         raw = self.client.hgetall(self.key(job_id))
         if not raw:
             return None
-        rec = self._decode({_s(k): _s(v) for k, v in raw.items()})
+        rec = self._decode({as_str(k): as_str(v) for k, v in raw.items()})
         if rec["status"] == RUNNING and rec.get("deadline_ts") and time.time() > rec["deadline_ts"]:
             # The worker died or hit its hard time limit without reporting: say so, once.
             self.fail(
@@ -243,11 +256,17 @@ class JobStore:
             return self.get(job_id)
         return rec
 
-    def wait(self, job_id: str, timeout: float) -> dict | None:
-        """The record once the job has finished, or as it is after ``timeout`` seconds."""
+    def status(self, job_id: str) -> str | None:
+        """Just the status (None for an unknown job): one field, no decoding."""
+        raw = self.client.hget(self.key(job_id), "status")
+        return None if raw is None else as_str(raw)
+
+    def wait(self, job_id: str, timeout: float, rec: dict | None = None) -> dict | None:
+        """The record once the job has finished, or as it is after ``timeout`` seconds
+        (``rec``: the record as the caller just read it, saving the first read)."""
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
-            rec = self.get(job_id)
+            rec = rec or self.get(job_id)
             if rec is None or rec["status"] in TERMINAL:
                 return rec
             left = deadline - time.monotonic()
@@ -256,13 +275,16 @@ class JobStore:
             # Wake up at the finish token, but at least every 5 s to notice lost workers.
             key = self.done_key(job_id)
             self.client.blmove(key, key, min(left, 5.0), "RIGHT", "LEFT")
+            rec = None
 
     def list(self, kind: str | None = None, status: str | None = None, limit: int = 50) -> list:
         """Recent jobs, newest first, optionally filtered by kind and status."""
         out: list[dict] = []
         start, page = 0, 200
         while len(out) < limit and start < LIST_SCAN_MAX:
-            ids = [_s(i) for i in self.client.zrevrange(self.index_key, start, start + page - 1)]
+            ids = [
+                as_str(i) for i in self.client.zrevrange(self.index_key, start, start + page - 1)
+            ]
             if not ids:
                 break
             pipe = self.client.pipeline(transaction=False)
@@ -273,7 +295,7 @@ class JobStore:
                 if not raw:
                     gone.append(job_id)
                     continue
-                rec = self._decode({_s(k): _s(v) for k, v in raw.items()})
+                rec = self._decode({as_str(k): as_str(v) for k, v in raw.items()})
                 if (kind is None or rec["kind"] == kind) and (
                     status is None or rec["status"] == status
                 ):
@@ -289,7 +311,7 @@ class JobStore:
         res = self._acquire(
             keys=[self.lock_key(name)], args=[job_id, str(int(ttl)), f"{self.prefix}job:"]
         )
-        return _s(res)
+        return as_str(res)
 
     def release(self, name: str, job_id: str) -> None:
         """Free lock ``name`` if ``job_id`` holds it."""

@@ -355,6 +355,7 @@ def evaluate_dataset(
     ds = dataset_dir if isinstance(dataset_dir, Dataset) else load_dataset(dataset_dir)
     check_protocol(ds, protocol, N_SPLITS)
     spec = get_spec(features)
+    classifier = classifier or default_classifier(features)
     if cache is None and cache_dir:
         cache = DiskCache(cache_dir)
     data = featurize_dataset(ds, spec, cache=cache, n_jobs=n_jobs, progress=progress)
@@ -371,7 +372,7 @@ def evaluate_dataset(
     metrics.update(
         protocol=protocol,
         features=spec.version,
-        classifier=classifier or default_classifier(features),
+        classifier=classifier,
         n_samples=int(len(data.y)),
         classes=list(ds.classes),
         layout=ds.layout,

@@ -24,6 +24,8 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from ser.store import as_str
+
 MAX_REPUBLISH = 3  # a message lost this many times is given up (its job fails JOB_LOST)
 PAGE = 5000  # outbox entries read per round trip by a sweep
 
@@ -60,10 +62,6 @@ return 0
 """
 
 
-def _s(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 @dataclass
 class SweepReport:
     """What one sweep saw and did."""
@@ -93,8 +91,8 @@ class Outbox:
         keys, argv = [self.index_key, self.msg_key], [task_id, entry]
         if pipe is None:
             self._add(keys=keys, args=argv)
-        else:
-            self._add(keys=keys, args=argv, client=pipe)
+        else:  # plain EVAL: a registered script in a pipeline costs a SCRIPT EXISTS per call
+            pipe.eval(_ADD, 2, *keys, *argv)
 
     def done(self, task_id: str) -> None:
         """The task ran (or will never need to): forget its message."""
@@ -119,7 +117,7 @@ class Outbox:
             page = self.client.zrangebyscore(
                 self.index_key, "-inf", before, start=len(out), num=PAGE
             )
-            out += [_s(x) for x in page]
+            out += [as_str(x) for x in page]
             if len(page) < PAGE:
                 return out
 
@@ -145,7 +143,7 @@ class Outbox:
         now = self.now() if now is None else now
         report = SweepReport()
         old = self._old(now - min_age)
-        misses = {_s(k): _s(v) for k, v in self.client.hgetall(self.miss_key).items()}
+        misses = {as_str(k): as_str(v) for k, v in self.client.hgetall(self.miss_key).items()}
         old_set = set(old)
         stale = [k for k in misses if k not in old_set]
         if stale:

@@ -21,6 +21,7 @@ import threading
 from typing import Any
 
 from ser.errors import ModelIntegrityError, NoModelError, SerError
+from ser.store import as_str
 
 VERSION_RE = re.compile(r"^v[0-9]{1,9}$")
 _SIG_CONTEXT = b"ser-model-bundle/1\n"
@@ -31,10 +32,6 @@ def sign(key: bytes, version: str, data: bytes) -> str:
     mac = hmac.new(key, _SIG_CONTEXT + version.encode() + b"\n", hashlib.sha256)
     mac.update(data)
     return mac.hexdigest()
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class UnknownVersion(SerError):
@@ -108,11 +105,11 @@ class Registry:
     def current(self) -> str | None:
         """The version every worker serves, or None before the first training."""
         value = self.client.get(self.current_key)
-        return _s(value) if value else None
+        return as_str(value) if value else None
 
     def versions(self) -> list[str]:
         """Every stored version, oldest first."""
-        return [_s(v) for v in self.client.zrange(self.index_key, 0, -1)]
+        return [as_str(v) for v in self.client.zrange(self.index_key, 0, -1)]
 
     def meta(self, version: str) -> dict:
         """Metadata and metrics of ``version`` (raises UnknownVersion)."""
@@ -142,7 +139,7 @@ class Registry:
         if data is None:
             raise UnknownVersion(message=f"no model version {version!r}")
         expected = sign(key, version, data)
-        if not sig or not hmac.compare_digest(_s(sig), expected):
+        if not sig or not hmac.compare_digest(as_str(sig), expected):
             raise ModelIntegrityError(
                 message=f"model {version}: signature does not verify; the artifact is refused"
             )
@@ -193,8 +190,3 @@ class BundleCache:
                 # current model that single predictions keep using.
                 self._others = {version: self.registry.load(version, self.key)}
             return self._others[version]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._version, self._bundle = None, None
-            self._others = {}

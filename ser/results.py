@@ -14,6 +14,8 @@ import io
 import json
 from collections.abc import Iterator
 
+from ser.store import as_str
+
 # KEYS: job, rows. ARGV: ttl, deadline_ts, index1, row1, index2, row2, ...
 # Returns {status, rows done}; rows are only written while the job is RUNNING.
 _RECORD = """
@@ -30,10 +32,6 @@ return {st, n}
 
 CSV_COLUMNS = ("FILENAME", "EMOTION", "PROBABILITY", "ERROR_CODE", "ERROR_MESSAGE")
 READ_BATCH = 1000  # rows per HMGET while streaming
-
-
-def _s(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class ResultStore:
@@ -56,20 +54,17 @@ class ResultStore:
 
     # -- the file list, fixed on the first listing so a redelivered job cuts the same chunks
     def save_files(self, job_id: str, files: list[str]) -> list[str]:
-        """Store the job's file list unless one is stored already; returns the stored one."""
+        """Store the job's file list (its first listing: the caller found none); returns it."""
         key = self.files_key(job_id)
-        existing = self.files(job_id)
-        if existing:
-            return existing
         pipe = self.client.pipeline(transaction=True)
         for start in range(0, len(files), 5000):
             pipe.rpush(key, *files[start : start + 5000])
         pipe.expire(key, self.ttl)
         pipe.execute()
-        return self.files(job_id) if files else []
+        return list(files)
 
     def files(self, job_id: str) -> list[str]:
-        return [_s(f) for f in self.client.lrange(self.files_key(job_id), 0, -1)]
+        return [as_str(f) for f in self.client.lrange(self.files_key(job_id), 0, -1)]
 
     # -- writes -------------------------------------------------------------------------------
     def record(self, job_id: str, start: int, rows: list[dict], deadline_ts: float) -> tuple:
@@ -79,7 +74,7 @@ class ResultStore:
             args += [str(start + i), json.dumps(row, separators=(",", ":"))]
         keys = [self.job_key(job_id), self.rows_key(job_id)]
         status, done = self._record(keys=keys, args=args)
-        return _s(status), int(done)
+        return as_str(status), int(done)
 
     # -- reads --------------------------------------------------------------------------------
     def count(self, job_id: str) -> int:
@@ -104,9 +99,6 @@ class ResultStore:
 
     def all_rows(self, job_id: str, total: int) -> list[dict]:
         return [json.loads(r) for r in self.iter_raw(job_id, total)]
-
-    def delete(self, job_id: str) -> None:
-        self.client.delete(self.rows_key(job_id), self.files_key(job_id))
 
 
 def summarize(rows: list[dict], classes: list[str] | None = None) -> dict:

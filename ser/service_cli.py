@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 from ser import config
+from ser.cli import EXIT_FAILED
 from ser.errors import SerError
 
-EXIT_FAILED = 1
-EXIT_UNAVAILABLE = 3  # the API (or Redis) cannot be reached
 QUEUES = "ser.train,ser.predict"
 WAIT_SLICE = 10  # seconds per ?wait request while a client waits for a job
 
@@ -98,17 +97,11 @@ def _client_flags(p: argparse.ArgumentParser) -> None:
 
 
 # -- servers ----------------------------------------------------------------------------------
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
 
 
 def api_argv(host: str, port: int, workers: int = 2, threads: int = 16) -> list[str]:
@@ -147,7 +140,7 @@ def worker_argv(concurrency: int, queues: str, hostname: str = "", loglevel: str
         "--pool",
         "prefork",
         "--concurrency",
-        str(concurrency or _cores()),
+        str(concurrency or config.cpu_count()),
         "--queues",
         queues,
         "--loglevel",
@@ -217,9 +210,7 @@ def _wait_redis(url: str, proc: subprocess.Popen | None, timeout: float = 20) ->
         try:
             if client.ping():
                 return
-        except redis.exceptions.BusyLoadingError:
-            pass
-        except redis.exceptions.ConnectionError:
+        except redis.exceptions.ConnectionError:  # (BusyLoadingError is one: AOF loading)
             pass
         if proc is not None and proc.poll() is not None:
             raise SerError(
@@ -289,21 +280,14 @@ def cmd_up(args: argparse.Namespace) -> int:
             url = settings.redis_url
             _wait_redis(url, None, timeout=10)
         else:
-            import secrets
-
-            port = args.redis_port or _free_port()
-            pw_file = state / "redis.password"
-            if not pw_file.exists():
-                fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(secrets.token_hex(24))
-            password = pw_file.read_text().strip()
+            port = args.redis_port or free_port()
+            password = config.ensure_token(state / "redis.password", 24)
             url = f"redis://:{password}@127.0.0.1:{port}/0"
             procs.append(_spawn(redis_argv(state, port, password), env))
             _wait_redis(url, procs[-1])
             redis_where = f"redis-server on 127.0.0.1:{port} (AOF under {state / 'redis'})"
         env["SER_REDIS_URL"] = url
-        concurrency = args.concurrency or _cores()
+        concurrency = args.concurrency or config.cpu_count()
         # Training on its own node (one process) so it never takes every prediction process.
         procs.append(_spawn(worker_argv(1, "ser.train", "train@%h", "WARNING"), env))
         procs.append(_spawn(worker_argv(concurrency, "ser.predict", "predict@%h", "WARNING"), env))
@@ -360,17 +344,25 @@ class Client:
             raise SerError(err.get("CODE", f"HTTP_{resp.status_code}"), err.get("MESSAGE", ""))
         return body
 
-    def wait(self, job_id: str, timeout: float = 0, progress=None) -> dict:
-        """Poll with ?wait until the job ends (or ``timeout`` seconds pass)."""
+    def wait(
+        self, job_id: str, timeout: float = 0, progress=None, poll: float = 0, job=None
+    ) -> dict:
+        """The job once it ends (or as it is after ``timeout`` seconds): long-polling with
+        ?wait, or a plain GET every ``poll`` seconds. ``job``: the body already in hand."""
         deadline = time.monotonic() + timeout if timeout else None
-        while True:
-            job = self.request("GET", f"/jobs/{job_id}?wait={WAIT_SLICE}")
+        while job is None or job["JOB_STATUS"] in ("QUEUED", "RUNNING"):
+            if job is not None and deadline and time.monotonic() > deadline:
+                break
+            if poll:
+                time.sleep(poll)
+                job = self.request("GET", f"/jobs/{job_id}")
+            else:
+                job = self.request("GET", f"/jobs/{job_id}?wait={WAIT_SLICE}")
             if progress and "PROGRESS" in job:
                 progress(job["PROGRESS"].get("DONE", 0), job["PROGRESS"].get("TOTAL", 0))
-            if job["JOB_STATUS"] not in ("QUEUED", "RUNNING"):
-                return job
-            if deadline and time.monotonic() > deadline:
-                return job
+            elif progress and job.get("COUNT") is not None:
+                progress(job["COUNT"], job["COUNT"])
+        return job
 
 
 def _print(obj, as_json: bool) -> None:
@@ -415,14 +407,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         try:
             with open(path, "rb") as fh:
                 job = client.request("POST", "/predict", files={"file": (path.name, fh)})
-        except OSError as exc:
-            job = {
-                "FILENAME": str(path),
-                "JOB_STATUS": "FAILED",
-                "ERROR": {"CODE": "FILE_UNREADABLE", "MESSAGE": str(exc)},
-            }
-        except SerError as exc:
-            job = {"FILENAME": str(path), "JOB_STATUS": "FAILED", "ERROR": exc.to_dict()}
+        except (OSError, SerError) as exc:
+            err = exc if isinstance(exc, SerError) else SerError("FILE_UNREADABLE", str(exc))
+            job = {"FILENAME": str(path), "JOB_STATUS": "FAILED", "ERROR": err.to_dict()}
         queued.append(job)
     results = []
     for job in queued:
@@ -481,18 +468,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         body["patterns"] = args.pattern
     job = client.request("POST", "/score", json=body)
     if args.wait or args.output:
-        deadline = time.monotonic() + args.timeout if args.timeout else None
         enabled = not args.json and sys.stderr.isatty()
         with progress_bar(f"scoring {args.folder}", enabled=enabled) as bar:
-            while job["JOB_STATUS"] in ("QUEUED", "RUNNING"):
-                if deadline and time.monotonic() > deadline:
-                    break
-                time.sleep(SCORE_POLL)
-                job = client.request("GET", f"/jobs/{job['JOB_ID']}")
-                if bar and "PROGRESS" in job:
-                    bar(job["PROGRESS"].get("DONE", 0), job["PROGRESS"].get("TOTAL", 0))
-                elif bar and job.get("COUNT") is not None:
-                    bar(job["COUNT"], job["COUNT"])
+            job = client.wait(job["JOB_ID"], args.timeout, bar, poll=SCORE_POLL, job=job)
     if args.output and job["JOB_STATUS"] == "SUCCEEDED":
         _download(client, job["JOB_ID"], args.output)
         job = dict(job, OUTPUT=str(args.output))

@@ -107,10 +107,10 @@ def _init_process(**_kwargs) -> None:
 
 
 def _beat(hostname: str, queues: list[str], concurrency) -> None:
-    from worker.runner import redis_client
+    from ser.store import heartbeat_key, redis_client
 
     client = redis_client(settings.redis_url)
-    key = f"{settings.key_prefix}worker:{hostname}"
+    key = heartbeat_key(settings.key_prefix, hostname)
     value = json.dumps(
         {
             "hostname": hostname,
@@ -144,8 +144,8 @@ def _start_heartbeat(sender=None, **_kwargs) -> None:
 
 
 def _sweep(hostname: str) -> None:
+    from ser.store import redis_client
     from worker.recovery import Sweeper
-    from worker.runner import redis_client
 
     Sweeper(app, redis_client(settings.redis_url), settings, hostname).run(_stop)
 

@@ -10,7 +10,6 @@ overwrite rather than duplicate.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from ser import bulk, jobs
 from ser.errors import PathError
 from ser.paths import confine
 from ser.results import summarize
+from ser.store import heartbeats
 from worker.celeryconfig import PREDICT_QUEUE, TASK_FEATURIZE_CHUNK, TASK_SCORE_CHUNK
 from worker.runner import Context, _fail, _host
 
@@ -31,14 +31,11 @@ WAIT_POLL = 0.2  # seconds between looks at the featurization chunks a training 
 
 def predict_processes(ctx: Context) -> int:
     """Pool processes online that consume the predict queue (from the worker heartbeats)."""
-    keys = list(ctx.redis.scan_iter(match=f"{ctx.settings.key_prefix}worker:*", count=200))
-    total = 0
-    for raw in ctx.redis.mget(keys) if keys else []:
-        if not raw:
-            continue
-        beat = json.loads(raw)
-        if PREDICT_QUEUE in (beat.get("queues") or []):
-            total += int(beat.get("concurrency") or 1)
+    total = sum(
+        int(beat.get("concurrency") or 1)
+        for beat in heartbeats(ctx.redis, ctx.settings.key_prefix)
+        if PREDICT_QUEUE in (beat.get("queues") or [])
+    )
     return max(1, total)
 
 
@@ -47,11 +44,6 @@ def liveness_deadline(ctx: Context) -> float:
     back after the visibility timeout, then runs for at most the task time limit."""
     s = ctx.settings
     return time.time() + s.visibility_timeout + s.predict_time_limit + jobs.DEADLINE_MARGIN
-
-
-def _status(ctx: Context, job_id: str) -> str | None:
-    raw = ctx.redis.hget(ctx.jobs.key(job_id), "status")
-    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 # -- folder scoring ---------------------------------------------------------------------------
@@ -100,7 +92,7 @@ def run_score(ctx: Context, job_id: str, params: dict, send: Send, worker: str =
 def run_score_chunk(ctx: Context, job_id: str, params: dict, worker: str = "") -> dict:
     """Score one chunk with the job's pinned model and store one row per file."""
     settings = ctx.settings
-    if _status(ctx, job_id) != jobs.RUNNING:  # cancelled, failed or finished: skip the work
+    if ctx.jobs.status(job_id) != jobs.RUNNING:  # cancelled, failed or finished: skip
         return {"job_id": job_id, "skipped": True}
     start, files, total = int(params["start"]), list(params["files"]), int(params["total"])
     try:
@@ -185,7 +177,7 @@ def _featurize_part(ctx: Context, job_id: str, index: int, files: list[str], spe
 def run_featurize_chunk(ctx: Context, job_id: str, params: dict, worker: str = "") -> dict:
     """Fill the feature cache for one chunk of a training set (unless already taken)."""
     index = int(params["index"])
-    if _status(ctx, job_id) != jobs.RUNNING:
+    if ctx.jobs.status(job_id) != jobs.RUNNING:
         return {"job_id": job_id, "skipped": True}
     if not _claim(ctx, job_id, index, worker or _host()):
         return {"job_id": job_id, "index": index, "taken": True}

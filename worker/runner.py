@@ -15,8 +15,10 @@ from functools import cached_property
 
 from ser import config, jobs
 from ser.errors import SerError
+from ser.jobs import train_lock_name
 from ser.paths import confine, relative
 from ser.registry import BundleCache, Registry
+from ser.store import blob_key, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +27,6 @@ PROGRESS_EVERY = 0.25  # seconds between progress writes (and cancellation check
 
 class JobCancelled(Exception):
     """The job was cancelled while it ran."""
-
-
-def redis_client(url: str, **kwargs):
-    """A binary-safe redis-py client with short connect timeouts."""
-    import redis
-
-    kwargs.setdefault("socket_connect_timeout", 3)
-    kwargs.setdefault("health_check_interval", 30)
-    return redis.Redis.from_url(url, **kwargs)
 
 
 @dataclass
@@ -78,7 +71,7 @@ class Context:
         return RedisCache(self.redis, self.settings.key_prefix)
 
     def blob_key(self, blob_id: str) -> str:
-        return f"{self.settings.key_prefix}blob:{blob_id}"
+        return blob_key(self.settings.key_prefix, blob_id)
 
 
 def _fail(ctx: Context, job_id: str, exc: Exception) -> None:
@@ -105,11 +98,6 @@ def _fail(ctx: Context, job_id: str, exc: Exception) -> None:
     log.exception("job %s failed unexpectedly", job_id)
     err = {"CODE": "INTERNAL_ERROR", "MESSAGE": f"{type(exc).__name__}: {exc}"[:500]}
     ctx.jobs.fail(job_id, err, 500)
-
-
-def train_lock_name(dataset: str, protocol: str) -> str:
-    """The single-flight lock of a training request: one per (dataset, protocol)."""
-    return f"train:{protocol}:{dataset}"
 
 
 def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=None) -> dict:

@@ -22,10 +22,11 @@ Progress = Callable[[int, int], None]
 
 
 class Cache(Protocol):
-    """What featurize needs of a cache (DiskCache, RedisCache)."""
+    """What featurize needs of a cache (DiskCache, RedisCache, CountingCache): batch calls,
+    one round trip per batch where the store allows it."""
 
-    def get(self, version: str, key: str) -> np.ndarray | None: ...
-    def put(self, version: str, key: str, vector: np.ndarray) -> None: ...
+    def get_many(self, version: str, keys: list[str]) -> list[np.ndarray | None]: ...
+    def put_many(self, version: str, vectors: dict[str, np.ndarray]) -> None: ...
 
 
 def _read(source: Path | str | bytes) -> bytes:
@@ -35,12 +36,6 @@ def _read(source: Path | str | bytes) -> bytes:
         return Path(source).read_bytes()
     except OSError as exc:
         raise AudioError(audio.UNREADABLE, f"cannot read {source}: {exc.strerror}") from None
-
-
-def _get_many(cache: Cache, version: str, keys: list[str]) -> list[np.ndarray | None]:
-    if hasattr(cache, "get_many"):
-        return cache.get_many(version, keys)
-    return [cache.get(version, k) for k in keys]
 
 
 def extract_one(spec_name: str, source: Path | str | bytes, max_seconds: float | None) -> Result:
@@ -106,7 +101,7 @@ def featurize(
             except AudioError as exc:
                 results[i] = exc
         hashed = [i for i in range(total) if keys[i]]
-        hits = _get_many(cache, spec.version, [keys[i] for i in hashed])
+        hits = cache.get_many(spec.version, [keys[i] for i in hashed])
         for i, hit in zip(hashed, hits):
             if hit is not None:
                 results[i] = hit
@@ -124,11 +119,7 @@ def featurize(
             if keys[i] and isinstance(res, np.ndarray):
                 fresh[keys[i]] = res
         if cache is not None and fresh:
-            if hasattr(cache, "put_many"):
-                cache.put_many(spec.version, fresh)
-            else:
-                for k, v in fresh.items():
-                    cache.put(spec.version, k, v)
+            cache.put_many(spec.version, fresh)
         done += len(pairs)
         if progress:
             progress(done, total)

@@ -31,6 +31,13 @@ class DiskCache:
         except (OSError, ValueError):
             return None
 
+    def get_many(self, version: str, keys: list[str]) -> list[np.ndarray | None]:
+        return [self.get(version, k) for k in keys]
+
+    def put_many(self, version: str, vectors: dict[str, np.ndarray]) -> None:
+        for k, v in vectors.items():
+            self.put(version, k, v)
+
     def put(self, version: str, key: str, vector: np.ndarray) -> None:
         """Store ``vector``; concurrent writers of the same key are harmless."""
         path = self._path(version, key)
@@ -66,12 +73,6 @@ class RedisCache:
             pipe.exists(self._key(version, k))
         return [bool(n) for n in pipe.execute()]
 
-    def get(self, version: str, key: str) -> np.ndarray | None:
-        return self.get_many(version, [key])[0]
-
-    def put(self, version: str, key: str, vector: np.ndarray) -> None:
-        self.put_many(version, {key: vector})
-
     def get_many(self, version: str, keys: list[str]) -> list[np.ndarray | None]:
         """Look up many keys in one round trip."""
         if not keys:
@@ -98,25 +99,12 @@ class CountingCache:
         self.hits = 0
         self.misses = 0
 
-    def get(self, version: str, key: str) -> np.ndarray | None:
-        return self.get_many(version, [key])[0]
-
-    def put(self, version: str, key: str, vector: np.ndarray) -> None:
-        self.put_many(version, {key: vector})
-
     def get_many(self, version: str, keys: list[str]) -> list[np.ndarray | None]:
-        if hasattr(self.inner, "get_many"):
-            found = self.inner.get_many(version, keys)
-        else:
-            found = [self.inner.get(version, k) for k in keys]
+        found = self.inner.get_many(version, keys)
         hits = sum(v is not None for v in found)
         self.hits += hits
         self.misses += len(found) - hits
         return found
 
     def put_many(self, version: str, vectors: dict[str, np.ndarray]) -> None:
-        if hasattr(self.inner, "put_many"):
-            self.inner.put_many(version, vectors)
-        else:
-            for k, v in vectors.items():
-                self.inner.put(version, k, v)
+        self.inner.put_many(version, vectors)

@@ -14,7 +14,7 @@ frame descriptor is derived from its power spectrum:
 
 Each descriptor is summarised over the active frames (within ``active_db`` of the loudest) by
 the statistics in ``PARAMS["stats"]`` (mean, std, percentiles, inter-quartile range, skewness,
-and the linear and quadratic trend over the utterance). Voiced frames (active, voicing above
+and the linear trend over the utterance). Voiced frames (active, voicing above
 ``voicing_thr``) add F0 statistics in semitones re 100 Hz with the mean absolute F0 change,
 voiced-frame energy statistics and voiced-frame MFCC means. Global terms: log duration, log
 active duration, voiced ratio, voiced onsets per active second, and overall level (dBFS).
@@ -110,7 +110,6 @@ def _stats(x: np.ndarray, stats: tuple[str, ...]) -> np.ndarray:
     sd = np.sqrt(var)
     s = np.sort(x, axis=1)
     t = np.linspace(-1.0, 1.0, n, dtype=np.float32)
-    p2 = 1.5 * t * t - 0.5
 
     def quantile(q: float) -> np.ndarray:
         pos = q * (n - 1)
@@ -130,12 +129,8 @@ def _stats(x: np.ndarray, stats: tuple[str, ...]) -> np.ndarray:
             out.append(quantile(0.75) - quantile(0.25))
         elif name == "skew":
             out.append((d * d * d).mean(axis=1) / np.maximum(sd, 1e-6) ** 3)
-        elif name == "kurt":
-            out.append((d * d * d * d).mean(axis=1) / np.maximum(var, 1e-12) ** 2 - 3.0)
         elif name == "slope":
             out.append(d @ t / max(float(t @ t), 1e-6))
-        elif name == "curv":
-            out.append(d @ p2 / max(float(p2 @ p2), 1e-6))
         else:
             raise ValueError(f"unknown statistic {name!r}")
     return np.stack(out, axis=1).ravel()

@@ -23,7 +23,16 @@ import pytest
 import requests
 
 from tests import audiogen
-from tests.service.conftest import Api, free_port, stack_env, wait_until, worker_cmd
+from tests.service.conftest import (
+    Api,
+    Worker,
+    free_port,
+    stack_env,
+    stop,
+    train_ok,
+    wait_until,
+    worker_cmd,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "rel-api-key-" + uuid.uuid4().hex
@@ -62,19 +71,15 @@ class RedisServer:
         except (redis.exceptions.ConnectionError, redis.exceptions.BusyLoadingError):
             return False
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
+    def stop(self) -> None:
         """Stop it (SIGTERM: Redis flushes the AOF and exits)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop(self.proc, 20)
 
 
-class Node:
-    """A `ser worker` node in its own process group (the Celery main process + its pool)."""
+class Node(Worker):
+    """A `ser worker` node in its own process group (the Celery main process + its pool),
+    restartable: each start logs to a new file."""
 
     def __init__(self, env: dict, name: str, logdir: Path, queues="ser.train,ser.predict"):
         self.env, self.name, self.queues = env, name, queues
@@ -99,18 +104,6 @@ class Node:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own group: kill() takes the pool child with it
         )
-
-    def wait_ready(self, client, prefix: str, timeout: float = 120) -> None:
-        def ready():
-            return client.get(f"{prefix}worker:{self.hostname}") and (
-                b"warm in" in self.log.read_bytes()
-            )
-
-        try:
-            wait_until(ready, timeout, f"worker {self.name} start", self.proc)
-        except Exception:
-            sys.stderr.write(self.log.read_text(errors="replace")[-4000:])
-            raise
 
     def pids(self) -> list[int]:
         import psutil
@@ -180,14 +173,9 @@ class ApiServer:
 
         wait_until(up, timeout, "API start", self.proc)
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, 40)
         self._fh.close()
 
     def logs(self) -> str:
@@ -226,6 +214,14 @@ class Stack:
                 node.start()
         for node in self.nodes.values():
             node.wait_ready(client, self.prefix)
+
+    def restore(self) -> None:
+        """Every part up again (after a fault a test injected)."""
+        if not self.redis_server.ping():
+            self.redis_server.start()
+        if self.api_server.proc.poll() is not None:
+            self.api_server.start()
+        self.ensure_nodes()
 
     def all_logs(self) -> str:
         return self.api_server.logs() + "".join(n.logs() for n in self.nodes.values())
@@ -295,27 +291,15 @@ def stack(tmp_path_factory, rel_data_dir):
 @pytest.fixture(scope="session")
 def rel_trained(stack) -> dict:
     """A finished training on the small dataset (a current model for predictions)."""
-    resp = stack.api.post("/train", json={"dataset": "ds"})
-    assert resp.status_code == 202, resp.text
-    body = stack.api.wait_job(resp.json()["JOB_ID"], timeout=120)
-    assert body["JOB_STATUS"] == "SUCCEEDED", body
-    return body
+    return train_ok(stack.api, timeout=120)
 
 
 @pytest.fixture
 def healthy(stack, rel_trained):
     """The stack with every part up before and after the test."""
-    if not stack.redis_server.ping():
-        stack.redis_server.start()
-    if stack.api_server.proc.poll() is not None:
-        stack.api_server.start()
-    stack.ensure_nodes()
+    stack.restore()
     yield stack
-    if not stack.redis_server.ping():
-        stack.redis_server.start()
-    if stack.api_server.proc.poll() is not None:
-        stack.api_server.start()
-    stack.ensure_nodes()
+    stack.restore()
 
 
 def error_of(resp, status: int) -> str:

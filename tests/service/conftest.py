@@ -20,18 +20,13 @@ import pytest
 import requests
 
 from ser import service_cli
+from ser.service_cli import free_port
 from tests import audiogen
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "test-api-key-" + uuid.uuid4().hex[:8]
 SECRET = "test-secret-" + uuid.uuid4().hex
 MAX_UPLOAD_MB = 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
@@ -161,21 +156,23 @@ def settings(service_env):
     return config.load(service_env)
 
 
-def worker_cmd(name: str, queues: str) -> list[str]:
-    """`ser worker` as one node ``name`` of one pool process serving ``queues``."""
-    argv = [sys.executable, "-m", "ser.cli", "worker", "--concurrency", "1", "--queues", queues]
-    return argv + ["--hostname", f"{name}@%h", "--loglevel", "INFO"]
+def worker_cmd(name: str, queues: str, concurrency: int = 1) -> list[str]:
+    """`ser worker` as node ``name`` with ``concurrency`` pool processes serving ``queues``."""
+    argv = [sys.executable, "-m", "ser.cli", "worker", "--concurrency", str(concurrency)]
+    return argv + ["--queues", queues, "--hostname", f"{name}@%h", "--loglevel", "INFO"]
 
 
 class Worker:
     """A `ser worker` subprocess (a Celery node)."""
 
-    def __init__(self, env: dict, name: str, queues: str, logdir: Path) -> None:
+    def __init__(
+        self, env: dict, name: str, queues: str, logdir: Path, concurrency: int = 1
+    ) -> None:
         self.name = name
         self.log = logdir / f"{name}.log"
         self._fh = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            worker_cmd(name, queues),
+            worker_cmd(name, queues, concurrency),
             env=env,
             cwd=ROOT,
             stdout=self._fh,
@@ -183,7 +180,7 @@ class Worker:
         )
         self.hostname = f"{name}@{socket.gethostname()}"
 
-    def wait_ready(self, client, prefix: str, timeout: float = 90) -> None:
+    def wait_ready(self, client, prefix: str, timeout: float = 120) -> None:
         """Until the node's heartbeat key exists and its pool process has warmed up."""
 
         def ready():
@@ -283,6 +280,34 @@ def api_url(service_env, worker1, logdir):
     assert API_KEY not in text, "the API key must never be logged"
 
 
+def make_client(service_env, **overrides):
+    """A Flask test client of the API with the session's settings (``overrides``: SER_*)."""
+    import api as api_pkg
+
+    config = {k: v for k, v in service_env.items() if k.startswith("SER_")}
+    config.update(overrides)
+    config["TESTING"] = True
+    return api_pkg.create_app(config).test_client()
+
+
+def ser(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the `ser` command line with ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "ser.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def client_env(service_env, api_url) -> dict:
+    """The environment of `ser` client commands against the session's API."""
+    return dict(service_env, SER_API_URL=api_url, SER_API_KEY=API_KEY)
+
+
 @pytest.fixture(scope="session")
 def api(api_url) -> Api:
     return Api(api_url, API_KEY)
@@ -291,9 +316,14 @@ def api(api_url) -> Api:
 @pytest.fixture(scope="session")
 def trained(api) -> dict:
     """A finished training on the small labels.csv dataset."""
-    resp = api.post("/train", json={"dataset": "ds"})
+    return train_ok(api)
+
+
+def train_ok(api: Api, dataset: str = "ds", timeout: float = 90) -> dict:
+    """Train ``dataset`` through ``api`` and wait: the finished body (asserted SUCCEEDED)."""
+    resp = api.post("/train", json={"dataset": dataset})
     assert resp.status_code == 202, resp.text
-    body = api.wait_job(resp.json()["JOB_ID"])
+    body = api.wait_job(resp.json()["JOB_ID"], timeout=timeout)
     assert body["JOB_STATUS"] == "SUCCEEDED", body
     return body
 

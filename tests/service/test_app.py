@@ -10,17 +10,9 @@ import uuid
 
 import pytest
 
-import api as api_pkg
-from tests.service.conftest import ROOT, free_port
+from tests.service.conftest import ROOT, free_port, make_client
 
 pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
-
-
-def make_client(service_env, **overrides):
-    config = {k: v for k, v in service_env.items() if k.startswith("SER_")}
-    config.update(overrides)
-    config["TESTING"] = True
-    return api_pkg.create_app(config).test_client()
 
 
 def test_predict_before_any_training_is_409(service_env):

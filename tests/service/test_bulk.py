@@ -21,7 +21,7 @@ import pytest
 
 from ser.registry import Registry
 from tests import audiogen, hostile
-from tests.service.conftest import Worker, wait_until
+from tests.service.conftest import Worker, make_client, ser, wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
 
@@ -122,16 +122,9 @@ def test_results_paging_csv_and_jsonl(api, scored):
     assert api.get(f"/jobs/{train_job}/results").status_code == 409
 
 
-def test_cli_score_writes_results(service_env, api_url, scored, mixed, tmp_path):
-    import subprocess
-    import sys
-
-    from tests.service.conftest import API_KEY, ROOT
-
-    env = dict(service_env, SER_API_URL=api_url, SER_API_KEY=API_KEY)
+def test_cli_score_writes_results(client_env, scored, mixed, tmp_path):
     out_csv = tmp_path / "rows.csv"
-    argv = [sys.executable, "-m", "ser.cli", "score", "bulk_mix", "-o", str(out_csv), "--json"]
-    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = ser(client_env, "score", "bulk_mix", "-o", str(out_csv), "--json")
     assert done.returncode == 0, done.stderr
     job = json.loads(done.stdout)
     assert job["STATUS"] == "SCORED" and job["OUTPUT"] == str(out_csv)
@@ -188,15 +181,11 @@ def test_cancel_stops_remaining_chunks(api, trained, data_dir, redis_client, set
 # -- a small cluster of its own: kill workers, fan out featurization ----------------------------
 class Cluster:
     def __init__(self, env: dict, client, nodes: dict[str, Worker]) -> None:
-        import api as api_pkg
-
         self.env = env
         self.redis = client
         self.prefix = env["SER_KEY_PREFIX"]
         self.nodes = nodes
-        config = {k: v for k, v in env.items() if k.startswith("SER_")}
-        config["TESTING"] = True
-        self.http = api_pkg.create_app(config).test_client()
+        self.http = make_client(env)
         self.auth = {"Authorization": f"Bearer {env['SER_API_KEY']}"}
 
     def post(self, path: str, body: dict) -> dict:
@@ -220,24 +209,7 @@ class Cluster:
 
 
 class ClusterWorker(Worker):
-    """A worker node with ``concurrency`` pool processes."""
-
-    def __init__(self, env, name, queues, logdir, concurrency: int) -> None:
-        import socket
-        import subprocess
-        import sys
-
-        from tests.service.conftest import ROOT
-
-        self.name = name
-        self.log = logdir / f"{name}.log"
-        self._fh = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
-        argv = [sys.executable, "-m", "ser.cli", "worker", "--concurrency", str(concurrency)]
-        argv += ["--queues", queues, "--hostname", f"{name}@%h", "--loglevel", "INFO"]
-        self.proc = subprocess.Popen(
-            argv, env=env, cwd=ROOT, stdout=self._fh, stderr=subprocess.STDOUT
-        )
-        self.hostname = f"{name}@{socket.gethostname()}"
+    """A worker node that can be lost at once."""
 
     def kill_node(self) -> None:
         """SIGKILL the node and its pool processes (by their ids): a replica lost at once."""

@@ -14,25 +14,9 @@ import time
 import pytest
 import requests
 
-from tests.service.conftest import API_KEY, ROOT, free_port, stop, wait_until
+from tests.service.conftest import ROOT, free_port, ser, stop, wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
-
-
-def ser(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ser.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-@pytest.fixture(scope="module")
-def client_env(service_env, api_url) -> dict:
-    return dict(service_env, SER_API_URL=api_url, SER_API_KEY=API_KEY)
 
 
 def test_cli_train_predict_jobs_models(client_env, data_dir, trained):
