@@ -46,6 +46,20 @@ end
 return 'OK'
 """
 
+# KEYS: job. ARGV: max attempts, ttl, started_at, deadline_ts, worker.
+# QUEUED/RUNNING -> RUNNING with one more attempt; returns the record's fields, false when the
+# job must not run (unknown, finished, cancelled), 'EXHAUSTED' past the last attempt.
+_START = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'QUEUED' and st ~= 'RUNNING' then return false end
+local n = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') + 1
+if n > tonumber(ARGV[1]) then return 'EXHAUSTED' end
+redis.call('HSET', KEYS[1], 'status', 'RUNNING', 'attempts', n, 'started_at', ARGV[3],
+           'deadline_ts', ARGV[4], 'worker', ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return redis.call('HGETALL', KEYS[1])
+"""
+
 # KEYS: lock. ARGV: job id, lock ttl, job key prefix. Returns the id of the job holding it.
 _ACQUIRE = """
 local cur = redis.call('GET', KEYS[1])
@@ -148,28 +162,46 @@ class JobStore:
         pipe.execute()
 
     def _move(
-        self, job_id: str, allowed: tuple[str, ...], status: str, **fields: Any
+        self, job_id: str, allowed: tuple[str, ...], status: str, pipe=None, **fields: Any
     ) -> str | None:
         """Atomically set ``status`` (and fields) if the current status is in ``allowed``.
 
-        Returns "OK", the blocking current status, or None for an unknown job.
+        Returns "OK", the blocking current status, or None for an unknown job; with ``pipe``
+        (a pipeline the caller executes) the transition is queued there and None returned.
         """
         flat: list[str] = []
         for name, value in fields.items():
             flat += [name, value if isinstance(value, str) else json.dumps(value)]
         terminal = "1" if status in TERMINAL else "0"
+        keys = [self.key(job_id), self.done_key(job_id)]
         args = ["," + ",".join(allowed) + ",", status, str(self.ttl), terminal, *flat]
-        res = self._transition(keys=[self.key(job_id), self.done_key(job_id)], args=args)
+        if pipe is not None:  # plain EVAL: a registered script costs a SCRIPT EXISTS per pipeline
+            pipe.eval(_TRANSITION, len(keys), *keys, *args)
+            return None
+        res = self._transition(keys=keys, args=args)
         return None if res is None else as_str(res)
 
     def start(self, job_id: str, time_limit: float, worker: str = "") -> dict | None:
         """Mark a job RUNNING for a worker; None when it must not run (cancelled, finished,
         unknown or delivered too often: the last case fails it)."""
-        rec = self.get(job_id)
-        if rec is None or rec["status"] not in ACTIVE:
-            return None
-        attempts = int(rec.get("attempts", 0)) + 1
-        if attempts > MAX_ATTEMPTS:
+        return self.start_reading(job_id, time_limit, worker)[0]
+
+    def start_reading(
+        self, job_id: str, time_limit: float, worker: str = "", reads: Callable | None = None
+    ) -> tuple[dict | None, list]:
+        """:meth:`start`, with ``reads(pipe)`` queuing more reads in the same round trip
+        (a task's model pointer and upload); returns (record or None, their results)."""
+        deadline = time.time() + time_limit + DEADLINE_MARGIN
+        pipe = self.client.pipeline(transaction=False)
+        args = [str(MAX_ATTEMPTS), str(self.ttl), now_iso(), repr(deadline), worker]
+        pipe.eval(_START, 1, self.key(job_id), *args)
+        if reads is not None:
+            reads(pipe)
+        res, *extra = pipe.execute()
+        if isinstance(res, list):
+            fields = {as_str(res[i]): as_str(res[i + 1]) for i in range(0, len(res), 2)}
+            return self._decode(fields), extra
+        if res is not None and as_str(res) == "EXHAUSTED":
             self.fail(
                 job_id,
                 {
@@ -177,28 +209,7 @@ class JobStore:
                     "MESSAGE": f"the job's worker process died {MAX_ATTEMPTS} times; giving up",
                 },
             )
-            return None
-        deadline = time.time() + time_limit + DEADLINE_MARGIN
-        started = now_iso()
-        res = self._move(
-            job_id,
-            ACTIVE,
-            RUNNING,
-            started_at=started,
-            attempts=str(attempts),
-            deadline_ts=repr(deadline),
-            worker=worker,
-        )
-        if res != "OK":
-            return None
-        rec.update(
-            status=RUNNING,
-            started_at=started,
-            attempts=attempts,
-            deadline_ts=deadline,
-            worker=worker,
-        )
-        return rec
+        return None, extra
 
     def progress(self, job_id: str, done: int, total: int) -> str | None:
         """Record progress of a RUNNING job; returns its current status (CANCELLED: stop)."""
@@ -211,10 +222,11 @@ class JobStore:
         )
         return RUNNING if res == "OK" else res
 
-    def succeed(self, job_id: str, result: dict) -> bool:
-        """RUNNING -> SUCCEEDED with ``result``; False if the job was cancelled meanwhile."""
+    def succeed(self, job_id: str, result: dict, pipe=None) -> bool:
+        """RUNNING -> SUCCEEDED with ``result``; False if the job was cancelled meanwhile
+        (or, queued in ``pipe``, not known yet)."""
         res = self._move(
-            job_id, (RUNNING,), SUCCEEDED, finished_at=now_iso(), result=json.dumps(result)
+            job_id, (RUNNING,), SUCCEEDED, pipe, finished_at=now_iso(), result=json.dumps(result)
         )
         return res == "OK"
 
@@ -240,7 +252,10 @@ class JobStore:
         """The decoded record, or None for an unknown (or expired) id."""
         if not job_id or len(job_id) > 64:
             return None
-        raw = self.client.hgetall(self.key(job_id))
+        return self._record(job_id, self.client.hgetall(self.key(job_id)))
+
+    def _record(self, job_id: str, raw: dict) -> dict | None:
+        """The record from its raw hash (a RUNNING job past its deadline is failed first)."""
         if not raw:
             return None
         rec = self._decode({as_str(k): as_str(v) for k, v in raw.items()})
@@ -272,10 +287,15 @@ class JobStore:
             left = deadline - time.monotonic()
             if left <= 0:
                 return rec
-            # Wake up at the finish token, but at least every 5 s to notice lost workers.
+            # Wake up at the finish token, but at least every 5 s to notice lost workers;
+            # the record is read in the same round trip (Redis runs it after the BLMOVE).
             key = self.done_key(job_id)
-            self.client.blmove(key, key, min(left, 5.0), "RIGHT", "LEFT")
-            rec = None
+            pipe = self.client.pipeline(transaction=False)
+            pipe.blmove(key, key, min(left, 5.0), "RIGHT", "LEFT")
+            pipe.hgetall(self.key(job_id))
+            rec = self._record(job_id, pipe.execute()[1])
+            if rec is None:
+                return None
 
     def list(self, kind: str | None = None, status: str | None = None, limit: int = 50) -> list:
         """Recent jobs, newest first, optionally filtered by kind and status."""

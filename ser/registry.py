@@ -172,7 +172,10 @@ class BundleCache:
         pinned to one version); raises NoModelError before any training."""
         if version is not None:
             return version, self._pinned(version)
-        version = self.registry.current()
+        return self.current(self.registry.current())
+
+    def current(self, version: str | None) -> tuple[str, Any]:
+        """(version, bundle) for the `current` pointer as just read (None: no model yet)."""
         if version is None:
             raise NoModelError(message="no model has been trained yet: POST /train first")
         with self._lock:

@@ -18,7 +18,7 @@ from ser.errors import SerError
 from ser.jobs import train_lock_name
 from ser.paths import confine, relative
 from ser.registry import BundleCache, Registry
-from ser.store import blob_key, redis_client
+from ser.store import as_str, blob_key, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -194,16 +194,28 @@ def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=No
 
 
 def run_predict(ctx: Context, job_id: str, params: dict, worker: str = "") -> dict:
-    """Predict one recording: an uploaded blob or a file under the data root."""
+    """Predict one recording: an uploaded blob or a file under the data root.
+
+    Two round trips to Redis besides the task's own acknowledgement: one starts the job and
+    reads the model pointer and the upload, one records the result and drops the upload."""
     settings = ctx.settings
     blob = params.get("blob")
+    end = ctx.redis.pipeline(transaction=False)  # the writes of the end, sent together
+
+    def reads(pipe) -> None:
+        pipe.get(ctx.registry.current_key)
+        if blob:
+            pipe.get(ctx.blob_key(blob))
+
     try:
-        if ctx.jobs.start(job_id, settings.predict_time_limit, worker=worker or _host()) is None:
+        limit = settings.predict_time_limit
+        rec, got = ctx.jobs.start_reading(job_id, limit, worker or _host(), reads)
+        if rec is None:
             return {"job_id": job_id, "ran": False}
         try:
-            version, bundle = ctx.models.get()
+            version, bundle = ctx.models.current(as_str(got[0]) if got[0] else None)
             if blob:
-                source = ctx.redis.get(ctx.blob_key(blob))
+                source = got[1]
                 if source is None:
                     raise SerError("UPLOAD_EXPIRED", "the uploaded clip expired before its turn")
             else:
@@ -216,14 +228,16 @@ def run_predict(ctx: Context, job_id: str, params: dict, worker: str = "") -> di
                 "PROBABILITIES": res["probabilities"],
                 "MODEL_VERSION": version,
             }
-            ctx.jobs.succeed(job_id, result)
+            ctx.jobs.succeed(job_id, result, pipe=end)
             return {"job_id": job_id, "model_version": version}
         except Exception as exc:
             _fail(ctx, job_id, exc)
             return {"job_id": job_id, "failed": True}
     finally:
         if blob and not _requeued():  # a requeued job still needs its upload
-            ctx.redis.delete(ctx.blob_key(blob))
+            end.delete(ctx.blob_key(blob))
+        if end:
+            end.execute()
 
 
 def _requeued() -> bool:

@@ -81,6 +81,20 @@ def test_job_lifecycle_and_ttl(store, redis_client):
     assert store.get("0" * 32) is None
 
 
+def test_start_reads_more_in_the_same_round_trip(store, redis_client):
+    probe = f"{store.prefix}probe"
+    redis_client.set(probe, "x", ex=60)
+    rec = store.create("predict")
+    started, got = store.start_reading(rec["id"], 60, "w1", lambda pipe: pipe.get(probe))
+    assert started["status"] == J.RUNNING and started["attempts"] == 1
+    assert started["worker"] == "w1" and started["deadline_ts"] > time.time() + 60
+    assert started["id"] == rec["id"] and started["kind"] == "predict"
+    assert got == [b"x"]
+    store.cancel(rec["id"])
+    assert store.start_reading(rec["id"], 60, "w1", lambda pipe: pipe.get(probe)) == (None, [b"x"])
+    assert store.start_reading("0" * 32, 60)[0] is None
+
+
 def test_cancel_wins_over_a_late_worker(store):
     rec = store.create("train")
     store.start(rec["id"], 60)
