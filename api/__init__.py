@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,17 +25,32 @@ from ser.store import redis_client
 UPLOAD_OVERHEAD = 64 * 1024  # multipart headers and boundaries around the file
 
 
+MODEL_SEEN_FOR = 2.0  # seconds a "a model exists" answer is reused (models are never deleted)
+
+
 @dataclass
 class Service:
-    """What the routes use: settings, the Redis-backed stores and the Celery sender."""
+    """What the routes use: settings, the Redis-backed stores and the task message builder."""
 
     settings: ser_config.Settings
     redis: Any
     jobs: JobStore
     registry: Registry
-    celery: Any
+    messages: Any  # worker.messages.TaskMessages: task messages pushed in our transactions
     outbox: Outbox  # every task message until a worker ran it (lost ones are republished)
     results: ResultStore  # rows of bulk jobs
+    _model_seen: float = -1e9
+
+    def has_model(self) -> bool:
+        """Whether a model has been trained (the answer "yes" is reused for a moment: one
+        Redis read less per prediction; "no" is always checked again)."""
+        now = time.monotonic()
+        if now - self._model_seen < MODEL_SEEN_FOR:
+            return True
+        if self.registry.current() is None:
+            return False
+        self._model_seen = now
+        return True
 
 
 def _settings(config: Mapping[str, Any] | None) -> ser_config.Settings:
@@ -47,6 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; ``config`` overrides the environment (SER_* keys) and Flask settings."""
     from api import errors, routes
     from worker.celeryconfig import make_celery
+    from worker.messages import TaskMessages
 
     settings = _settings(config)
     app = Flask(__name__)
@@ -63,7 +80,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         redis=client,
         jobs=JobStore(client, settings.key_prefix, settings.job_ttl),
         registry=Registry(client, settings.key_prefix),
-        celery=make_celery(settings),
+        messages=TaskMessages(make_celery(settings)),
         outbox=Outbox(client, settings.key_prefix),
         results=ResultStore(client, settings.key_prefix, settings.job_ttl),
     )

@@ -24,6 +24,14 @@ WAIT = {
     "description": "hold the request until the job ends or this many seconds pass (max 30)",
     "schema": {"type": "number", "minimum": 0, "maximum": 30},
 }
+UPLOAD_NAME = {
+    "name": "name",
+    "in": "query",
+    "required": False,
+    "description": "the file name reported for a clip sent as the request body",
+    "schema": {"type": "string", "maxLength": 255},
+}
+RAW_CLIP = {"schema": {"type": "string", "format": "binary"}}
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
 VERSION = {
     "name": "version",
@@ -244,12 +252,16 @@ def spec(with_auth: bool = False) -> dict:
             "post": {
                 "summary": "Queue a prediction of an uploaded clip or a file under the data root",
                 "operationId": "predict",
-                "parameters": [WAIT],
+                "parameters": [WAIT, UPLOAD_NAME],
                 "requestBody": {
                     "required": True,
+                    "description": "a path under the data root (JSON), or the clip: as a "
+                    "multipart file part, or as the whole body (audio/*, octet-stream)",
                     "content": {
                         "application/json": {"schema": _ref("PredictRequest")},
                         "multipart/form-data": {"schema": _ref("PredictUpload")},
+                        "audio/*": RAW_CLIP,
+                        "application/octet-stream": RAW_CLIP,
                     },
                 },
                 "responses": {

@@ -140,14 +140,21 @@ def _finished_or_accepted(rec: dict, wait: float) -> Response:
     return _accepted(rec)
 
 
-def _create(kind: str, task: str, params: dict, total: int = 0) -> dict:
-    """A QUEUED job record and its task's outbox entry, in one transaction: whatever happens
-    to this process next, the message gets published (here, or by a worker's sweeper)."""
+def _create(kind: str, task: str, params: dict, total: int = 0, send: bool = True, also=None):
+    """A QUEUED job record, its task's outbox entry and (``send``) its task message, written
+    in one transaction: whatever happens to this process next, the message gets published
+    (here, or by a worker's sweeper). ``also(pipe)`` adds writes (an upload) to it."""
     s = svc()
     job_id = J.new_id()
 
     def entry(pipe) -> None:
-        s.outbox.add(job_id, task, [job_id, params], pipe=pipe)
+        if also is not None:
+            also(pipe)
+        args = [job_id, params]
+        if send:
+            publish(s.messages, s.outbox, task, args, task_id=job_id, pipe=pipe)
+        else:
+            s.outbox.add(job_id, task, args, pipe=pipe)
 
     return s.jobs.create(kind, params, job_id=job_id, total=total, also=entry)
 
@@ -157,19 +164,6 @@ def _discard(job_id: str) -> None:
     s = svc()
     s.jobs.discard(job_id)
     s.outbox.done(job_id)
-
-
-def _send(name: str, rec: dict, params: dict) -> None:
-    """Publish task ``name`` for job ``rec``; on a dead broker drop the record and re-raise."""
-    s = svc()
-    try:
-        publish(s.celery, s.outbox, name, [rec["id"], params], task_id=rec["id"], recorded=True)
-    except Exception:
-        try:
-            s.jobs.discard(rec["id"])  # (publish dropped the outbox entry)
-        except Exception:
-            pass
-        raise
 
 
 # -- train ------------------------------------------------------------------------------------
@@ -189,7 +183,7 @@ def train():
     rel = relative(s.settings.data_dir, root)
     lock = J.train_lock_name(rel, protocol)
     params = {"dataset": rel, "protocol": protocol, "features": features, "lock": lock}
-    rec = _create("train", TASK_TRAIN, params)
+    rec = _create("train", TASK_TRAIN, params, send=False)  # sent once single flight allows
     ttl = s.settings.train_time_limit + s.settings.visibility_timeout
     holder = s.jobs.acquire(lock, rec["id"], ttl)
     if holder != rec["id"]:
@@ -201,9 +195,13 @@ def train():
         resp.headers["X-Single-Flight"] = "joined"
         return resp
     try:
-        _send(TASK_TRAIN, rec, params)
+        publish(s.messages, s.outbox, TASK_TRAIN, [rec["id"], params], rec["id"], recorded=True)
     except Exception:
-        s.jobs.release(lock, rec["id"])
+        try:  # Redis is failing: undo what can be undone, the sweeper ignores the rest
+            s.jobs.release(lock, rec["id"])
+            _discard(rec["id"])
+        except Exception:
+            pass
         raise
     return _accepted(rec)
 
@@ -214,45 +212,69 @@ def _clean_name(name: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f]", "", name)[:255] or "upload"
 
 
+def _is_raw_audio(mimetype: str) -> bool:
+    """A request whose whole body is the clip: ``audio/*`` or ``application/octet-stream``."""
+    return mimetype.startswith("audio/") or mimetype == "application/octet-stream"
+
+
+def _read_upload(stream, what: str) -> bytes:
+    """The uploaded bytes, within SER_MAX_UPLOAD_MB and starting like an audio container."""
+    s = svc()
+    limit = int(s.settings.max_upload_mb * 1024 * 1024)
+    too_large = ApiError(
+        413, "UPLOAD_TOO_LARGE", f"the upload exceeds {s.settings.max_upload_mb:g} MB"
+    )
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise too_large
+    if not data:
+        raise AudioError("AUDIO_EMPTY", f"{what} is empty")
+    if not looks_like_audio(data[:16]):
+        raise AudioError(
+            "AUDIO_UNREADABLE",
+            f"{what} is not a recognised audio file (WAV, FLAC, OGG, AIFF, AU, CAF, MP3)",
+        )
+    return data
+
+
 @bp.route("/predict", methods=["POST"])
 def predict():
-    """Queue a prediction of an uploaded clip or a file under the data root."""
+    """Queue a prediction of an uploaded clip or a file under the data root.
+
+    Three request shapes: JSON ``{"filename": ...}``; multipart ``file=@clip``; or the clip as
+    the whole body (``audio/*`` or ``application/octet-stream``, name in ``?name=``), which
+    spares client and server the multipart encoding."""
     s = svc()
     wait = _wait_arg()
-    upload = None
-    if request.mimetype == "multipart/form-data":
+    mimetype = request.mimetype
+    if mimetype == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None:
             raise ApiError(400, "MALFORMED_BODY", "multipart requests need a 'file' part")
-        filename = None
+        source, name, filename = upload.stream, upload.filename, None
+    elif _is_raw_audio(mimetype):
+        source, name, filename = request.stream, request.args.get("name"), None
     else:
-        body = _json_body()
-        filename = _str_field(body, "filename")
+        source, name = None, None
+        filename = _str_field(_json_body(), "filename")
         if not filename:
             raise ApiError(
                 400,
                 "MALFORMED_BODY",
-                'send JSON {"filename": "<path under the data root>"} or multipart file=@clip',
+                'send JSON {"filename": "<path under the data root>"}, multipart file=@clip, '
+                "or the clip itself as an audio/* body",
             )
-    if s.registry.current() is None:
+    if not s.has_model():
         raise NoModelError(message="no model has been trained yet: POST /train first")
-    limit = int(s.settings.max_upload_mb * 1024 * 1024)
-    if upload is not None:
-        data = upload.stream.read(limit + 1)
-        if len(data) > limit:
-            raise ApiError(
-                413, "UPLOAD_TOO_LARGE", f"the upload exceeds {s.settings.max_upload_mb:g} MB"
-            )
-        if not data:
-            raise AudioError("AUDIO_EMPTY", "the uploaded file is empty")
-        if not looks_like_audio(data[:16]):
-            raise AudioError(
-                "AUDIO_UNREADABLE",
-                "the upload is not a recognised audio file (WAV, FLAC, OGG, AIFF, AU, CAF, MP3)",
-            )
+    also = None
+    if source is not None:
+        data = _read_upload(source, "the upload")
         blob = uuid.uuid4().hex
-        s.redis.set(blob_key(s.settings.key_prefix, blob), data, ex=s.settings.blob_ttl)
-        params = {"blob": blob, "name": _clean_name(upload.filename or "upload")}
+
+        def also(pipe) -> None:
+            pipe.set(blob_key(s.settings.key_prefix, blob), data, ex=s.settings.blob_ttl)
+
+        params = {"blob": blob, "name": _clean_name(name or "upload")}
     else:
         path = confine(s.settings.data_dir, filename, kind="file")
         with open(path, "rb") as fh:
@@ -262,13 +284,7 @@ def predict():
         if not looks_like_audio(head):
             raise AudioError("AUDIO_UNREADABLE", f"{filename} is not a recognised audio file")
         params = {"filename": relative(s.settings.data_dir, path)}
-    rec = _create("predict", TASK_PREDICT, params, total=1)
-    try:
-        _send(TASK_PREDICT, rec, params)
-    except Exception:
-        if "blob" in params:
-            s.redis.delete(blob_key(s.settings.key_prefix, params["blob"]))
-        raise
+    rec = _create("predict", TASK_PREDICT, params, total=1, also=also)
     return _finished_or_accepted(rec, wait)
 
 
@@ -313,9 +329,7 @@ def score():
     }
     if chunk:
         params["chunk_size"] = chunk
-    rec = _create("score", TASK_SCORE, params)
-    _send(TASK_SCORE, rec, params)
-    return _accepted(rec)
+    return _accepted(_create("score", TASK_SCORE, params))
 
 
 def _int_arg(name: str, default: int, lo: int, hi: int) -> int:

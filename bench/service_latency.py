@@ -299,12 +299,23 @@ def _ts(value: str | None) -> float | None:
     return datetime.fromisoformat(value).timestamp() if value else None
 
 
-def upload(session: requests.Session, base: str, clip: bytes, wait: float = 10) -> dict:
-    resp = session.post(
-        f"{base}/predict?wait={wait:g}",
-        files={"file": ("clip.wav", clip, "audio/wav")},
-        timeout=wait + 30,
-    )
+def upload(
+    session: requests.Session, base: str, clip: bytes, wait: float = 10, raw: bool = False
+) -> dict:
+    """POST /predict?wait of the clip: multipart (file=@clip.wav), or ``raw`` as the body."""
+    if raw:
+        resp = session.post(
+            f"{base}/predict?wait={wait:g}&name=clip.wav",
+            data=clip,
+            headers={"Content-Type": "audio/wav"},
+            timeout=wait + 30,
+        )
+    else:
+        resp = session.post(
+            f"{base}/predict?wait={wait:g}",
+            files={"file": ("clip.wav", clip, "audio/wav")},
+            timeout=wait + 30,
+        )
     body = resp.json()
     if resp.status_code != 200 or body.get("JOB_STATUS") != "SUCCEEDED":
         raise RuntimeError(f"prediction: HTTP {resp.status_code} {str(body)[:300]}")

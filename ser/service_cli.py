@@ -405,8 +405,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     queued = []
     for path in args.files:
         try:
-            with open(path, "rb") as fh:
-                job = client.request("POST", "/predict", files={"file": (path.name, fh)})
+            with open(path, "rb") as fh:  # the clip as the body: no multipart encoding
+                job = client.request(
+                    "POST",
+                    "/predict",
+                    params={"name": path.name},
+                    data=fh,
+                    headers={"Content-Type": "application/octet-stream"},
+                )
         except (OSError, SerError) as exc:
             err = exc if isinstance(exc, SerError) else SerError("FILE_UNREADABLE", str(exc))
             job = {"FILENAME": str(path), "JOB_STATUS": "FAILED", "ERROR": err.to_dict()}

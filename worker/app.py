@@ -145,9 +145,10 @@ def _start_heartbeat(sender=None, **_kwargs) -> None:
 
 def _sweep(hostname: str) -> None:
     from ser.store import redis_client
+    from worker.messages import TaskMessages
     from worker.recovery import Sweeper
 
-    Sweeper(app, redis_client(settings.redis_url), settings, hostname).run(_stop)
+    Sweeper(TaskMessages(app), redis_client(settings.redis_url), settings, hostname).run(_stop)
 
 
 @signals.worker_ready.connect

@@ -23,6 +23,7 @@ from worker.celeryconfig import (
     TASK_SCORE_CHUNK,
     TASK_TRAIN,
 )
+from worker.messages import TaskMessages, queue_key
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +31,25 @@ OWN_TASKS = (TASK_TRAIN, TASK_PREDICT, TASK_SCORE)  # the one message of a job
 
 
 def publish(
-    celery, outbox: Outbox, name: str, args: list, task_id: str | None = None, recorded=False
+    messages: TaskMessages,
+    outbox: Outbox,
+    name: str,
+    args: list,
+    task_id: str | None = None,
+    pipe=None,
+    recorded: bool = False,
 ) -> str:
-    """Record task ``name`` in the outbox (unless ``recorded`` already, with its job record),
-    then publish it; returns its task id."""
+    """Record task ``name`` in the outbox (unless ``recorded`` already, with its job record)
+    and push its message, in one transaction; returns its task id. With ``pipe`` (the
+    caller's MULTI, e.g. the one writing the job record) both are queued there and the caller
+    executes it."""
     task_id = task_id or str(uuid.uuid4())
+    tx = pipe if pipe is not None else outbox.client.pipeline(transaction=True)
     if not recorded:
-        outbox.add(task_id, name, args)
-    try:
-        celery.send_task(name, args=args, task_id=task_id, ignore_result=True)
-    except Exception:
-        try:
-            outbox.done(task_id)
-        except Exception:  # Redis is gone too: the sweeper finds no job to run it for
-            pass
-        raise
+        outbox.add(task_id, name, args, pipe=tx)
+    messages.push(tx, name, args, task_id)
+    if pipe is None:
+        tx.execute()
     return task_id
 
 
@@ -67,13 +72,9 @@ def broker_keys(transport_options: dict | None = None, queues=QUEUES) -> tuple[l
     from kombu.transport.redis import PRIORITY_STEPS, Channel
 
     opts = transport_options or {}
-    prefix = opts.get("global_keyprefix", "")
-    sep = opts.get("sep", Channel.sep)
     steps = opts.get("priority_steps", PRIORITY_STEPS)
-    lists = [
-        prefix + (queue if pri == 0 else f"{queue}{sep}{pri}") for queue in queues for pri in steps
-    ]
-    return lists, prefix + opts.get("unacked_key", Channel.unacked_key)
+    lists = [queue_key(queue, opts, pri) for queue in queues for pri in steps]
+    return lists, opts.get("global_keyprefix", "") + opts.get("unacked_key", Channel.unacked_key)
 
 
 def broker_task_ids(client, transport_options: dict | None = None, queues=QUEUES) -> set[str]:
@@ -94,8 +95,8 @@ def broker_task_ids(client, transport_options: dict | None = None, queues=QUEUES
 class Sweeper:
     """Republishes the messages the broker lost, for jobs that still need them."""
 
-    def __init__(self, celery, client, settings, hostname: str = "") -> None:
-        self.celery, self.client, self.settings = celery, client, settings
+    def __init__(self, messages: TaskMessages, client, settings, hostname: str = "") -> None:
+        self.messages, self.client, self.settings = messages, client, settings
         self.outbox = Outbox(client, settings.key_prefix)
         self.jobs = jobs.JobStore(client, settings.key_prefix, settings.job_ttl)
         self.hostname = hostname
@@ -113,7 +114,7 @@ class Sweeper:
         if status != wanted:
             return False
         log.warning("republishing %s %s of job %s: its message was lost", name, task_id, job_id)
-        self.celery.send_task(name, args=args, task_id=task_id, ignore_result=True)
+        self.messages.push(self.client, name, args, task_id)
         return True
 
     def sweep_once(self, force: bool = False):
@@ -121,9 +122,8 @@ class Sweeper:
         interval = max(1, int(self.settings.recovery_interval))
         if not force and not self.client.set(self.lock_key, self.hostname, nx=True, ex=interval):
             return None
-        options = dict(self.celery.conf.broker_transport_options or {})
         report = self.outbox.sweep(
-            lambda: broker_task_ids(self.client, options),
+            lambda: broker_task_ids(self.client, self.messages.options),
             self._republish,
             min_age=interval,
             confirm_after=interval,

@@ -11,13 +11,15 @@ from worker.celeryconfig import (
     TASK_SCORE_CHUNK,
     TASK_TRAIN,
 )
+from worker.messages import TaskMessages
 from worker.recovery import publish
+
+messages = TaskMessages(app)
 
 
 def send(name: str, args: list) -> None:
     """Publish task ``name`` (routed by celeryconfig) with JSON ``args``, via the outbox."""
-    ctx = context()
-    publish(app, ctx.outbox, name, args)
+    publish(messages, context().outbox, name, args)
 
 
 @app.task(name=TASK_TRAIN, bind=True)

@@ -106,6 +106,54 @@ def test_predict_upload_with_wait_answers_200(api, trained, data_dir, label):
     assert body["MODEL_VERSION"].startswith("v")
 
 
+@pytest.mark.parametrize("ctype", ["audio/wav", "application/octet-stream", "audio/x-wav"])
+def test_predict_raw_body_upload(api, trained, data_dir, ctype):
+    """The clip as the whole request body (what `ser predict` sends): same job, no multipart."""
+    clip = (data_dir / "clips" / "tense.wav").read_bytes()
+    resp = api.post(
+        "/predict?wait=30&name=take%201.wav", data=clip, headers={"Content-Type": ctype}
+    )
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["JOB_STATUS"] == "SUCCEEDED" and body["EMOTION"] == "tense"
+    assert body["FILENAME"] == "take 1.wav"
+    # no ?wait: 202 and a job to poll; no ?name: a neutral name, path parts never kept
+    queued = api.post("/predict", data=clip, headers={"Content-Type": ctype})
+    assert queued.status_code == 202, queued.text
+    assert api.wait_job(queued.json()["JOB_ID"])["FILENAME"] == "upload"
+    odd = api.post(
+        "/predict?wait=30&name=../../etc/pass%0Awd", data=clip, headers={"Content-Type": ctype}
+    )
+    assert odd.status_code == 200 and odd.json()["FILENAME"] == "passwd", odd.text
+
+
+def test_raw_body_upload_errors(api, trained, data_dir):
+    def raw(data: bytes):
+        return api.post("/predict?wait=30", data=data, headers={"Content-Type": "audio/wav"})
+
+    limit = MAX_UPLOAD_MB * 1024 * 1024
+    assert error_of(raw(b"RIFF" + b"\0" * limit), 413) == "UPLOAD_TOO_LARGE"
+
+    def chunks():  # no Content-Length: the limit holds while reading
+        yield b"RIFF"
+        for _ in range(limit // 65536 + 2):
+            yield b"\0" * 65536
+
+    assert error_of(raw(chunks()), 413) == "UPLOAD_TOO_LARGE"
+    assert error_of(raw(b""), 415) == "AUDIO_EMPTY"
+    notes = (data_dir / "clips" / "notes.wav").read_bytes()
+    assert error_of(raw(notes), 415) == "AUDIO_UNREADABLE"
+    silent = raw((data_dir / "clips" / "silent.wav").read_bytes())
+    assert silent.status_code == 415 and silent.json()["ERROR"]["CODE"] == "AUDIO_SILENT"
+    # any other type is read as JSON, and refused as such
+    text = api.post("/predict", data=b"hello", headers={"Content-Type": "text/plain"})
+    assert error_of(text, 400) == "MALFORMED_BODY"
+    # refused unread when its Content-Length is past the limit (gunicorn then drops the
+    # connection rather than drain it: not reused afterwards)
+    assert error_of(raw(b"RIFF" + b"\0" * (limit + 200_000)), 413) == "UPLOAD_TOO_LARGE"
+    api.session.close()
+
+
 def test_predict_by_filename_then_poll(api, trained):
     resp = api.post("/predict", json={"filename": "clips/excited.wav"})
     assert resp.status_code == 202, resp.text

@@ -23,12 +23,13 @@ from worker.celeryconfig import (
     TASK_SCORE_CHUNK,
     make_celery,
 )
+from worker.messages import TaskMessages
 from worker.recovery import Sweeper, broker_keys, broker_task_ids, publish
 
 
 @pytest.fixture()
 def quiet(redis_url, service_env):
-    """Settings, a Redis client, a Celery sender and stores on a database no worker reads."""
+    """Settings, a Redis client, a task message builder and stores on a database no worker reads."""
     import redis
 
     url = redis_url.rsplit("/", 1)[0] + "/7"
@@ -37,11 +38,11 @@ def quiet(redis_url, service_env):
     env = dict(service_env, SER_REDIS_URL=url, SER_KEY_PREFIX=f"rec{uuid.uuid4().hex[:6]}:")
     env["SER_RECOVERY_INTERVAL"] = "1"
     settings = config.load(env)
-    celery = make_celery(settings)
+    messages = TaskMessages(make_celery(settings))
     store = jobs.JobStore(client, settings.key_prefix, 600)
     outbox = Outbox(client, settings.key_prefix)
-    sweeper = Sweeper(celery, client, settings, "test")
-    yield settings, client, celery, store, outbox, sweeper
+    sweeper = Sweeper(messages, client, settings, "test")
+    yield settings, client, messages, store, outbox, sweeper
     client.flushdb()
     client.close()
 
@@ -50,9 +51,9 @@ def _queued_ids(client) -> list[str]:
     return [json.loads(raw)["headers"]["id"] for raw in client.lrange(PREDICT_QUEUE, 0, -1)]
 
 
-def _predict_job(store, outbox, celery):
+def _predict_job(store, outbox, messages):
     rec = store.create("predict", {"filename": "clips/calm.wav"}, total=1)
-    publish(celery, outbox, TASK_PREDICT, [rec["id"], rec["params"]], task_id=rec["id"])
+    publish(messages, outbox, TASK_PREDICT, [rec["id"], rec["params"]], task_id=rec["id"])
     return rec["id"]
 
 
@@ -65,16 +66,16 @@ def _sweep_twice(sweeper):
 
 
 def test_publish_records_the_message_and_the_broker_holds_it(quiet):
-    _, client, celery, store, outbox, _ = quiet
-    job_id = _predict_job(store, outbox, celery)
+    _, client, messages, store, outbox, _ = quiet
+    job_id = _predict_job(store, outbox, messages)
     assert outbox.pending() == 1
     assert _queued_ids(client) == [job_id]
     assert job_id in broker_task_ids(client)
 
 
 def test_a_waiting_message_is_never_republished(quiet):
-    _, client, celery, store, outbox, sweeper = quiet
-    job_id = _predict_job(store, outbox, celery)
+    _, client, messages, store, outbox, sweeper = quiet
+    job_id = _predict_job(store, outbox, messages)
     first, second = _sweep_twice(sweeper)
     assert (first.checked, first.missing, second.missing) == (1, 0, 0)
     assert second.republished == []
@@ -83,8 +84,8 @@ def test_a_waiting_message_is_never_republished(quiet):
 
 def test_a_message_held_unacknowledged_is_not_republished(quiet):
     """What a worker took (and may be running) sits in kombu's unacked hash: not lost."""
-    _, client, celery, store, outbox, sweeper = quiet
-    job_id = _predict_job(store, outbox, celery)
+    _, client, messages, store, outbox, sweeper = quiet
+    job_id = _predict_job(store, outbox, messages)
     raw = client.rpop(PREDICT_QUEUE)
     client.hset("unacked", "tag-1", json.dumps([json.loads(raw), "", PREDICT_QUEUE]))
     _, second = _sweep_twice(sweeper)
@@ -93,8 +94,8 @@ def test_a_message_held_unacknowledged_is_not_republished(quiet):
 
 
 def test_a_message_lost_between_pop_and_unacked_is_republished_once(quiet):
-    _, client, celery, store, outbox, sweeper = quiet
-    job_id = _predict_job(store, outbox, celery)
+    _, client, messages, store, outbox, sweeper = quiet
+    job_id = _predict_job(store, outbox, messages)
     client.rpop(PREDICT_QUEUE)  # a worker popped it and died before recording it
     assert job_id not in broker_task_ids(client)
     first, second = _sweep_twice(sweeper)
@@ -119,8 +120,8 @@ def test_a_job_published_without_its_message_is_sent(quiet):
 
 
 def test_lost_messages_of_jobs_that_ended_are_dropped(quiet):
-    _, client, celery, store, outbox, sweeper = quiet
-    cancelled = _predict_job(store, outbox, celery)
+    _, client, messages, store, outbox, sweeper = quiet
+    cancelled = _predict_job(store, outbox, messages)
     store.cancel(cancelled)
     client.delete(PREDICT_QUEUE)
     _, second = _sweep_twice(sweeper)
@@ -129,11 +130,11 @@ def test_lost_messages_of_jobs_that_ended_are_dropped(quiet):
 
 
 def test_a_lost_chunk_is_republished_while_its_job_runs(quiet):
-    _, client, celery, store, outbox, sweeper = quiet
+    _, client, messages, store, outbox, sweeper = quiet
     rec = store.create("score", {"folder": "batch"})
     store.start(rec["id"], 600)
     chunk = [rec["id"], {"start": 0, "files": ["batch/a.wav"], "total": 1, "model_version": "v"}]
-    task_id = publish(celery, outbox, TASK_SCORE_CHUNK, chunk)
+    task_id = publish(messages, outbox, TASK_SCORE_CHUNK, chunk)
     client.delete(PREDICT_QUEUE)
     _, second = _sweep_twice(sweeper)
     assert second.republished == [task_id]
@@ -147,8 +148,8 @@ def test_a_lost_chunk_is_republished_while_its_job_runs(quiet):
 
 
 def test_a_message_lost_again_and_again_fails_its_job(quiet):
-    _, client, celery, store, outbox, sweeper = quiet
-    job_id = _predict_job(store, outbox, celery)
+    _, client, messages, store, outbox, sweeper = quiet
+    job_id = _predict_job(store, outbox, messages)
     republished = 0
     for _ in range(MAX_REPUBLISH + 1):
         client.delete(PREDICT_QUEUE)
@@ -162,8 +163,8 @@ def test_a_message_lost_again_and_again_fails_its_job(quiet):
 
 
 def test_finished_tasks_leave_the_outbox(quiet):
-    _, _, celery, store, outbox, sweeper = quiet
-    job_id = _predict_job(store, outbox, celery)
+    _, _, messages, store, outbox, sweeper = quiet
+    job_id = _predict_job(store, outbox, messages)
     outbox.done(job_id)
     time.sleep(1.1)
     report = sweeper.sweep_once(force=True)
@@ -232,10 +233,10 @@ def test_a_failing_republish_costs_no_attempt_and_is_retried(quiet):
 
 def test_lost_featurization_chunks_are_left_to_the_training(quiet):
     """A training takes unclaimed featurization chunks over itself: no republication."""
-    _, client, celery, store, outbox, sweeper = quiet
+    _, client, messages, store, outbox, sweeper = quiet
     rec = store.create("train", {"dataset": "ds"})
     store.start(rec["id"], 600)
-    task_id = publish(celery, outbox, TASK_FEATURIZE_CHUNK, [rec["id"], {"index": 0}])
+    task_id = publish(messages, outbox, TASK_FEATURIZE_CHUNK, [rec["id"], {"index": 0}])
     client.delete(PREDICT_QUEUE)
     _, second = _sweep_twice(sweeper)
     assert second.republished == [] and outbox.pending() == 0
@@ -261,8 +262,8 @@ def test_broker_keys_follow_the_transport_options():
 
 
 def test_one_node_sweeps_per_interval(quiet):
-    settings, client, celery, _, _, sweeper = quiet
-    other = Sweeper(celery, client, settings, "other")
+    settings, client, messages, _, _, sweeper = quiet
+    other = Sweeper(messages, client, settings, "other")
     assert sweeper.sweep_once() is not None
     assert other.sweep_once() is None  # the lock of this interval is taken
 

@@ -1,0 +1,87 @@
+"""Celery task messages written straight to Redis, so a publish can join a Redis transaction.
+
+Why: a prediction request writes its upload, its job record and its outbox entry (ser.outbox)
+and publishes its task. Through ``Celery.send_task`` the publish is a separate round trip
+and ~0.8 ms of CPU (routing, signals, kombu's producer and a new redis-py client per
+publish), about a sixth of the API's CPU per prediction (bench/service_throughput.py). Here
+the message is one LPUSH queued in the same MULTI/EXEC as the rest: one round trip, and the
+record, the entry and the message exist together or not at all.
+
+What is written is exactly what kombu's Redis transport stores for ``send_task``: Celery
+builds the task message (``app.amqp.as_task_v2``: protocol 2 headers, properties and body),
+kombu serializes the body (``kombu.serialization.dumps``), and the envelope is the one
+kombu's virtual channel makes in ``prepare_message`` + ``basic_publish`` (base64 body,
+``delivery_info``, a fresh ``delivery_tag``) and its Redis ``_put`` pushes on the queue's
+list (anonymous exchange: the routing key is the queue; priority 0: the list is named after
+the queue). tests/service/test_messages.py compares it field by field with what kombu's own
+producer pushes and has a real worker run it.
+
+Light like celeryconfig: the API imports it (Celery and kombu, no task code).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+from kombu.serialization import dumps as serialize
+
+PERSISTENT = 2  # AMQP delivery mode Celery's queues use (kombu: Exchange.PERSISTENT_DELIVERY_MODE)
+
+
+def queue_key(queue: str, transport_options: dict | None = None, priority: int = 0) -> str:
+    """The Redis list kombu's transport keeps ``queue`` (at ``priority``) in."""
+    from kombu.transport.redis import Channel
+
+    opts = transport_options or {}
+    prefix = opts.get("global_keyprefix", "")
+    sep = opts.get("sep", Channel.sep)
+    return prefix + (queue if priority == 0 else f"{queue}{sep}{priority}")
+
+
+class TaskMessages:
+    """Builds and pushes the task messages of one Celery app (its routes and options)."""
+
+    def __init__(self, celery) -> None:
+        self.app = celery
+        self.options = dict(celery.conf.broker_transport_options or {})
+        self._queues: dict[str, str] = {}
+
+    def queue(self, name: str) -> str:
+        """The queue task ``name`` is routed to (celeryconfig's task_routes)."""
+        if name not in self._queues:
+            route = self.app.amqp.router.route({}, name)
+            self._queues[name] = route["queue"].name
+        return self._queues[name]
+
+    def build(self, name: str, args: list, task_id: str) -> tuple[str, str]:
+        """(list key, payload) of task ``name`` with JSON ``args`` under id ``task_id``."""
+        msg = self.app.amqp.as_task_v2(
+            task_id, name, args=args, kwargs={}, ignore_result=True, reply_to=self.app.thread_oid
+        )
+        content_type, encoding, body = serialize(msg.body, serializer="json")
+        if isinstance(body, str):
+            body = body.encode(encoding)
+        queue = self.queue(name)
+        properties = dict(msg.properties)
+        properties.update(
+            delivery_mode=PERSISTENT,
+            delivery_info={"exchange": "", "routing_key": queue},
+            priority=0,
+            body_encoding="base64",
+            delivery_tag=str(uuid.uuid4()),
+        )
+        envelope = {
+            "body": base64.b64encode(body).decode("ascii"),
+            "content-encoding": encoding,
+            "content-type": content_type,
+            "headers": msg.headers,
+            "properties": properties,
+        }
+        return queue_key(queue, self.options), json.dumps(envelope)
+
+    def push(self, client, name: str, args: list, task_id: str) -> None:
+        """LPUSH the message through ``client`` (a redis-py client or a pipeline to join)."""
+        key, payload = self.build(name, args, task_id)
+        client.lpush(key, payload)
