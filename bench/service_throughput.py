@@ -5,9 +5,10 @@
 
 `ser up --concurrency <cores>` in a temp dir (see service_latency.Stack), a model trained
 through the API (EMO-DB copy when present, else generated), one 3-second clip. Service:
-16 threads, one requests.Session each, POST /predict?wait=10 by upload until the count is
-reached (or the time cap passes), twice: the clip as the request body (audio/wav, what
-`ser predict` sends) and as a multipart form (file=@clip.wav). In-process, in the same run
+16 threads, one keep-alive connection each (http.client: see LeanClient), POST
+/predict?wait=10 by upload until the count is reached (or the time cap passes), twice: the
+clip as the request body (audio/wav, what `ser predict` sends) and as a multipart form
+(file=@clip.wav). In-process, in the same run
 and on the same cores: a pool of <cores> processes, each calling Bundle.predict on the clip
 bytes in a loop, all started together behind a barrier after warm-up. Also the CPU seconds
 each part of the stack used.
@@ -16,15 +17,18 @@ each part of the stack used.
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import multiprocessing as mp
 import os
 import threading
 import time
+import uuid
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from unittest.mock import patch
+from urllib.parse import urlsplit
 
-import requests
 from common import dump, print_table
 from service_latency import (
     Stack,
@@ -85,6 +89,15 @@ def in_process_throughput(
 
 
 # -- CPU accounting of the stack --------------------------------------------------------------
+def machine_cpu() -> tuple[float, float]:
+    """(busy, idle) CPU seconds of the whole machine so far (/proc/stat): what the processes
+    of the stack account for, plus kernel threads (disk writeback) and anything else."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / TICK, idle / TICK
+
+
 def _role(pid: int) -> str | None:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
@@ -119,6 +132,41 @@ def cpu_by_role(pids) -> dict[str, float]:
 
 
 # -- service ----------------------------------------------------------------------------------
+class LeanClient:
+    """A client as light as the standard library allows (http.client, one keep-alive
+    connection): the 16 clients share the cores with the service they measure, and requests
+    spent 1.2 ms of CPU per call, a tenth of the machine. Sends POST /predict?wait=10 with the
+    clip as the body (``raw``) or as a multipart form with a fresh boundary per request (as
+    requests and curl do)."""
+
+    def __init__(self, base: str, clip: bytes, raw: bool) -> None:
+        url = urlsplit(base)
+        self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        self.clip, self.raw = clip, raw
+
+    def predict(self) -> dict:
+        if self.raw:
+            path, body, ctype = "/predict?wait=10&name=clip.wav", self.clip, "audio/wav"
+        else:
+            boundary = uuid.uuid4().hex
+            head = (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                f'filename="clip.wav"\r\nContent-Type: audio/wav\r\n\r\n'
+            )
+            body = head.encode() + self.clip + f"\r\n--{boundary}--\r\n".encode()
+            path, ctype = "/predict?wait=10", f"multipart/form-data; boundary={boundary}"
+        self.conn.request("POST", path, body=body, headers={"Content-Type": ctype})
+        resp = self.conn.getresponse()
+        data = resp.read()
+        out = json.loads(data)
+        if resp.status != 200 or out.get("JOB_STATUS") != "SUCCEEDED":
+            raise RuntimeError(f"prediction: HTTP {resp.status} {data[:300]!r}")
+        return out
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def service_throughput(stack: Stack, clip: bytes, total: int, cap: float, raw: bool) -> dict:
     lock = threading.Lock()
     issued = [0]
@@ -128,25 +176,27 @@ def service_throughput(stack: Stack, clip: bytes, total: int, cap: float, raw: b
     deadline = [0.0]
 
     def client() -> None:
-        with requests.Session() as s:
+        c = LeanClient(stack.base, clip, raw)
+        try:
+            c.predict()  # connection + one warm request, untimed
+        except Exception as exc:  # noqa: BLE001 - counted, reported
+            errors.append(repr(exc)[:200])
+        start.wait()
+        while True:
+            with lock:
+                if issued[0] >= total or time.monotonic() > deadline[0]:
+                    break
+                issued[0] += 1
+            t0 = time.perf_counter()
             try:
-                upload(s, stack.base, clip, raw=raw)  # connection + one warm request, untimed
-            except Exception as exc:  # noqa: BLE001 - counted, reported
+                c.predict()
+            except Exception as exc:  # noqa: BLE001
                 errors.append(repr(exc)[:200])
-            start.wait()
-            while True:
-                with lock:
-                    if issued[0] >= total or time.monotonic() > deadline[0]:
-                        return
-                    issued[0] += 1
-                t0 = time.perf_counter()
-                try:
-                    upload(s, stack.base, clip, raw=raw)
-                except Exception as exc:  # noqa: BLE001
-                    errors.append(repr(exc)[:200])
-                    continue
-                with lock:
-                    lat.append(time.perf_counter() - t0)
+                c.close()  # reconnects on the next request
+                continue
+            with lock:
+                lat.append(time.perf_counter() - t0)
+        c.close()
 
     threads = [threading.Thread(target=client, daemon=True) for _ in range(CLIENTS)]
     for t in threads:
@@ -154,18 +204,21 @@ def service_throughput(stack: Stack, clip: bytes, total: int, cap: float, raw: b
     deadline[0] = time.monotonic() + cap + 120  # provisional until the barrier opens
     start.wait()
     pids = stack.pids()
-    cpu0, self0 = cpu_by_role(pids), os.times()
+    cpu0, self0, machine0 = cpu_by_role(pids), os.times(), machine_cpu()
     t0 = time.monotonic()
     deadline[0] = t0 + cap
     for t in threads:
         t.join(cap + 60)
     wall = time.monotonic() - t0
-    cpu1, self1 = cpu_by_role(pids), os.times()
+    cpu1, self1, machine1 = cpu_by_role(pids), os.times(), machine_cpu()
     cpu = {k: round(cpu1.get(k, 0.0) - cpu0.get(k, 0.0), 2) for k in sorted(cpu1)}
     cpu["bench clients (16 threads)"] = round(
         (self1.user - self0.user) + (self1.system - self0.system), 2
     )
+    busy = machine1[0] - machine0[0]
     return {
+        "machine_busy_seconds": round(busy, 2),
+        "machine_idle_seconds": round(machine1[1] - machine0[1], 2),
         "n": len(lat),
         "errors": len(errors),
         "first_errors": errors[:3],
@@ -260,7 +313,11 @@ def main() -> None:
             ],
             ["part", "cpu_seconds", "ms_per_job", "share"],
         )
-        print(f"({busy:.1f} CPU s over {svc['seconds']:.1f} s wall on {cores} cores)")
+        print(
+            f"({busy:.1f} CPU s over {svc['seconds']:.1f} s wall on {cores} cores; the whole "
+            f"machine: {svc['machine_busy_seconds']:.1f} s busy, "
+            f"{svc['machine_idle_seconds']:.1f} s idle)"
+        )
     print()
     for mode, ratio in ratios.items():
         print(
