@@ -160,10 +160,11 @@ def _create(kind: str, task: str, params: dict, total: int = 0, send: bool = Tru
 
 
 def _discard(job_id: str) -> None:
-    """Drop a record that will not run (and its outbox entry)."""
+    """Drop a record that will not run and its outbox entry (that first: a QUEUED record
+    left with its entry would be published by the sweeper)."""
     s = svc()
-    s.jobs.discard(job_id)
     s.outbox.done(job_id)
+    s.jobs.discard(job_id)
 
 
 # -- train ------------------------------------------------------------------------------------
@@ -197,9 +198,10 @@ def train():
     try:
         publish(s.messages, s.outbox, TASK_TRAIN, [rec["id"], params], rec["id"], recorded=True)
     except Exception:
-        try:  # Redis is failing: undo what can be undone, the sweeper ignores the rest
-            s.jobs.release(lock, rec["id"])
+        try:  # Redis is failing: undo what can be undone, the outbox entry first (an entry
+            # left with its QUEUED record would be published later by the sweeper)
             _discard(rec["id"])
+            s.jobs.release(lock, rec["id"])
         except Exception:
             pass
         raise

@@ -28,6 +28,10 @@ ACTIVE = (QUEUED, RUNNING)
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
 KINDS = ("train", "predict", "score")
 
+TIMEOUT_ERROR = {
+    "CODE": "JOB_TIMEOUT",
+    "MESSAGE": "the job exceeded its time limit or its worker was lost",
+}
 MAX_ATTEMPTS = 3  # deliveries of one job (a worker killed mid-task redelivers it)
 DEADLINE_MARGIN = 30  # seconds past the hard time limit before a RUNNING job counts as lost
 LIST_SCAN_MAX = 5000  # index entries examined by one listing
@@ -46,16 +50,25 @@ end
 return 'OK'
 """
 
-# KEYS: job. ARGV: max attempts, ttl, started_at, deadline_ts, worker.
+# KEYS: job. ARGV: max attempts, ttl, started_at, deadline_ts, worker, now, start token.
 # QUEUED/RUNNING -> RUNNING with one more attempt; returns the record's fields, false when the
-# job must not run (unknown, finished, cancelled), 'EXHAUSTED' past the last attempt.
+# job must not run (unknown, finished, cancelled), 'EXHAUSTED' past the last attempt,
+# 'TIMEOUT' for a RUNNING job past its deadline (its worker died long ago: not run again). The
+# token makes a call that redis-py re-sends after a lost reply count its attempt once.
 _START = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if st ~= 'QUEUED' and st ~= 'RUNNING' then return false end
+if redis.call('HGET', KEYS[1], 'start_token') == ARGV[7] then
+  return redis.call('HGETALL', KEYS[1])
+end
+if st == 'RUNNING' then
+  local deadline = tonumber(redis.call('HGET', KEYS[1], 'deadline_ts') or '')
+  if deadline and deadline < tonumber(ARGV[6]) then return 'TIMEOUT' end
+end
 local n = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') + 1
 if n > tonumber(ARGV[1]) then return 'EXHAUSTED' end
 redis.call('HSET', KEYS[1], 'status', 'RUNNING', 'attempts', n, 'started_at', ARGV[3],
-           'deadline_ts', ARGV[4], 'worker', ARGV[5])
+           'deadline_ts', ARGV[4], 'worker', ARGV[5], 'start_token', ARGV[7])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
 """
@@ -191,17 +204,19 @@ class JobStore:
     ) -> tuple[dict | None, list]:
         """:meth:`start`, with ``reads(pipe)`` queuing more reads in the same round trip
         (a task's model pointer and upload); returns (record or None, their results)."""
-        deadline = time.time() + time_limit + DEADLINE_MARGIN
+        now = time.time()
+        deadline = now + time_limit + DEADLINE_MARGIN
         pipe = self.client.pipeline(transaction=False)
-        args = [str(MAX_ATTEMPTS), str(self.ttl), now_iso(), repr(deadline), worker]
-        pipe.eval(_START, 1, self.key(job_id), *args)
+        args = [str(MAX_ATTEMPTS), str(self.ttl), now_iso(), repr(deadline), worker, repr(now)]
+        pipe.eval(_START, 1, self.key(job_id), *args, uuid.uuid4().hex)
         if reads is not None:
             reads(pipe)
         res, *extra = pipe.execute()
         if isinstance(res, list):
             fields = {as_str(res[i]): as_str(res[i + 1]) for i in range(0, len(res), 2)}
             return self._decode(fields), extra
-        if res is not None and as_str(res) == "EXHAUSTED":
+        verdict = as_str(res) if res is not None else None
+        if verdict == "EXHAUSTED":
             self.fail(
                 job_id,
                 {
@@ -209,6 +224,8 @@ class JobStore:
                     "MESSAGE": f"the job's worker process died {MAX_ATTEMPTS} times; giving up",
                 },
             )
+        elif verdict == "TIMEOUT":
+            self.fail(job_id, TIMEOUT_ERROR)
         return None, extra
 
     def progress(self, job_id: str, done: int, total: int) -> str | None:
@@ -261,13 +278,7 @@ class JobStore:
         rec = self._decode({as_str(k): as_str(v) for k, v in raw.items()})
         if rec["status"] == RUNNING and rec.get("deadline_ts") and time.time() > rec["deadline_ts"]:
             # The worker died or hit its hard time limit without reporting: say so, once.
-            self.fail(
-                job_id,
-                {
-                    "CODE": "JOB_TIMEOUT",
-                    "MESSAGE": "the job exceeded its time limit or its worker was lost",
-                },
-            )
+            self.fail(job_id, TIMEOUT_ERROR)
             return self.get(job_id)
         return rec
 

@@ -129,9 +129,10 @@ def make_config(settings: Settings) -> dict:
         "timezone": "UTC",
         "enable_utc": True,
     }
-    if settings.redis_url.split("://", 1)[0] in ("redis", "rediss"):
+    if settings.redis_url.startswith("redis://"):
         # kombu's Redis transport with one redis-py client per channel instead of one per
-        # command (worker/transport.py: a fifth of a worker node's main-process CPU).
+        # command (worker/transport.py: a fifth of a worker node's main-process CPU). Only for
+        # plain redis://: kombu picks TLS defaults for rediss:// by the transport's name.
         conf["broker_transport"] = "worker.transport:Transport"
     return conf
 

@@ -200,7 +200,7 @@ def run_predict(ctx: Context, job_id: str, params: dict, worker: str = "") -> di
     reads the model pointer and the upload, one records the result and drops the upload."""
     settings = ctx.settings
     blob = params.get("blob")
-    end = ctx.redis.pipeline(transaction=False)  # the writes of the end, sent together
+    dropped = False  # the upload was deleted with the result
 
     def reads(pipe) -> None:
         pipe.get(ctx.registry.current_key)
@@ -228,16 +228,19 @@ def run_predict(ctx: Context, job_id: str, params: dict, worker: str = "") -> di
                 "PROBABILITIES": res["probabilities"],
                 "MODEL_VERSION": version,
             }
+            end = ctx.redis.pipeline(transaction=False)
             ctx.jobs.succeed(job_id, result, pipe=end)
+            if blob:
+                end.delete(ctx.blob_key(blob))
+            end.execute()  # inside the try: a failed write fails (or requeues) the job
+            dropped = True
             return {"job_id": job_id, "model_version": version}
         except Exception as exc:
             _fail(ctx, job_id, exc)
             return {"job_id": job_id, "failed": True}
     finally:
-        if blob and not _requeued():  # a requeued job still needs its upload
-            end.delete(ctx.blob_key(blob))
-        if end:
-            end.execute()
+        if blob and not dropped and not _requeued():  # a requeued job still needs its upload
+            ctx.redis.delete(ctx.blob_key(blob))
 
 
 def _requeued() -> bool:

@@ -7,7 +7,8 @@ every message it takes and acknowledges, and redis-py's constructor (it copies a
 bench/service_throughput.py). A client is only a view of the pool, so one per channel and
 pool serves every operation; a new pool (after a reconnect) gets a new client.
 
-Used through celeryconfig's ``broker_transport`` for redis:// and rediss:// URLs.
+Used through celeryconfig's ``broker_transport`` for redis:// URLs (kombu applies its TLS
+defaults for rediss:// only to the transport named "rediss", so those keep kombu's own).
 """
 
 from __future__ import annotations

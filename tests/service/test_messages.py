@@ -99,10 +99,15 @@ def test_the_broker_channel_keeps_one_client(quiet_celery):
 
 
 def test_only_plain_redis_urls_get_the_transport(settings):
+    from kombu import Connection
+
     for url, ours in (
         ("redis://127.0.0.1:6379/0", True),
-        ("rediss://cache:6380/0?ssl_cert_reqs=required", True),
+        ("rediss://cache:6380/0?ssl_cert_reqs=required", False),  # kombu's TLS defaults
         ("sentinel://s1:26379;sentinel://s2:26379", False),
     ):
         conf = make_config(dataclasses.replace(settings, redis_url=url))
         assert (conf.get("broker_transport") == "worker.transport:Transport") is ours, url
+    # a rediss:// URL keeps kombu's TLS connection (checked without connecting)
+    tls = Connection("rediss://cache:6380/0", transport=None)
+    assert tls.transport_cls == "rediss" and tls.ssl

@@ -95,6 +95,27 @@ def test_start_reads_more_in_the_same_round_trip(store, redis_client):
     assert store.start_reading("0" * 32, 60)[0] is None
 
 
+def test_a_redelivery_past_the_deadline_is_not_run_again(store, redis_client):
+    """A job whose node died long ago (its message comes back after the visibility timeout)
+    ends JOB_TIMEOUT instead of running again, whether or not anyone read it meanwhile."""
+    rec = store.create("train")
+    store.start(rec["id"], time_limit=-J.DEADLINE_MARGIN - 1)  # deadline already passed
+    assert store.start(rec["id"], 60) is None
+    raw = redis_client.hgetall(store.key(rec["id"]))
+    assert raw[b"status"] == b"FAILED" and b"JOB_TIMEOUT" in raw[b"error"]
+
+
+def test_a_resent_start_counts_its_attempt_once(store, redis_client):
+    """redis-py re-sends a command whose reply was lost: the same start must not count twice."""
+    rec = store.create("predict")
+    args = [str(J.MAX_ATTEMPTS), "600", J.now_iso(), repr(time.time() + 90), "w", repr(time.time())]
+    for _ in range(J.MAX_ATTEMPTS + 1):
+        redis_client.eval(J._START, 1, store.key(rec["id"]), *args, "same-token")
+    assert store.get(rec["id"])["attempts"] == 1
+    redis_client.eval(J._START, 1, store.key(rec["id"]), *args, "next-delivery")
+    assert store.get(rec["id"])["attempts"] == 2
+
+
 def test_cancel_wins_over_a_late_worker(store):
     rec = store.create("train")
     store.start(rec["id"], 60)
