@@ -101,7 +101,9 @@ def make_config(settings: Settings) -> dict:
         "task_default_queue": PREDICT_QUEUE,
         "broker_transport_options": transport,
         "result_backend_transport_options": transport,
-        # The API must not hang on a dead broker: few, quick publish retries, then 503.
+        # Anything publishing through Celery itself must not hang on a dead broker: few,
+        # quick retries. (The service's own publishes are Redis writes in its transactions,
+        # worker/messages.py: a dead Redis is a 503 at once.)
         "task_publish_retry": True,
         "task_publish_retry_policy": {
             "max_retries": 2,
