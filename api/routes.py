@@ -219,22 +219,19 @@ def _is_raw_audio(mimetype: str) -> bool:
     return mimetype.startswith("audio/") or mimetype == "application/octet-stream"
 
 
-def _read_upload(stream, what: str) -> bytes:
+def _read_upload(stream) -> bytes:
     """The uploaded bytes, within SER_MAX_UPLOAD_MB and starting like an audio container."""
-    s = svc()
-    limit = int(s.settings.max_upload_mb * 1024 * 1024)
-    too_large = ApiError(
-        413, "UPLOAD_TOO_LARGE", f"the upload exceeds {s.settings.max_upload_mb:g} MB"
-    )
+    mb = svc().settings.max_upload_mb
+    limit = int(mb * 1024 * 1024)
     data = stream.read(limit + 1)
     if len(data) > limit:
-        raise too_large
+        raise ApiError(413, "UPLOAD_TOO_LARGE", f"the upload exceeds {mb:g} MB")
     if not data:
-        raise AudioError("AUDIO_EMPTY", f"{what} is empty")
+        raise AudioError("AUDIO_EMPTY", "the upload is empty")
     if not looks_like_audio(data[:16]):
         raise AudioError(
             "AUDIO_UNREADABLE",
-            f"{what} is not a recognised audio file (WAV, FLAC, OGG, AIFF, AU, CAF, MP3)",
+            "the upload is not a recognised audio file (WAV, FLAC, OGG, AIFF, AU, CAF, MP3)",
         )
     return data
 
@@ -270,7 +267,7 @@ def predict():
         raise NoModelError(message="no model has been trained yet: POST /train first")
     also = None
     if source is not None:
-        data = _read_upload(source, "the upload")
+        data = _read_upload(source)
         blob = uuid.uuid4().hex
 
         def also(pipe) -> None:

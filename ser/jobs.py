@@ -212,9 +212,8 @@ class JobStore:
         if reads is not None:
             reads(pipe)
         res, *extra = pipe.execute()
-        if isinstance(res, list):
-            fields = {as_str(res[i]): as_str(res[i + 1]) for i in range(0, len(res), 2)}
-            return self._decode(fields), extra
+        if isinstance(res, list):  # HGETALL's flat [field, value, ...] from the script
+            return self._record(job_id, dict(zip(res[::2], res[1::2]))), extra
         verdict = as_str(res) if res is not None else None
         if verdict == "EXHAUSTED":
             self.fail(
