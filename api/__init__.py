@@ -25,6 +25,8 @@ from ser.store import redis_client
 UPLOAD_OVERHEAD = 64 * 1024  # multipart headers and boundaries around the file
 
 
+DRAINED_BY_SERVER = 64 * 1024  # gunicorn reads at most this much of a body the app left unread
+
 MODEL_SEEN_FOR = 2.0  # seconds a "a model exists" answer is reused (models are never deleted)
 
 
@@ -50,6 +52,43 @@ class Service:
         if self.registry.current() is None:
             return False
         self._model_seen = now
+        return True
+
+
+class CloseAfterRefusedBody:
+    """WSGI wrapper: an error answer to a request whose body may be left unread closes the
+    connection, and says so.
+
+    gunicorn drains at most 64 KB of an unread body before reusing a keep-alive connection;
+    past that it closes the connection after answering ``Connection: keep-alive``, and a
+    client that sends its next request on it meets a reset. For a refused large or chunked
+    body (413, 401, ...) the server is asked to close and announce ``Connection: close``
+    (gunicorn's ``force_close``; the WSGI ``start_response`` it passes is its response's).
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        def start(status, headers, exc_info=None):
+            if int(status[:3]) >= 400 and _body_may_be_unread(environ):
+                force_close = getattr(
+                    getattr(start_response, "__self__", None), "force_close", None
+                )
+                if force_close is not None:
+                    force_close()
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
+
+
+def _body_may_be_unread(environ) -> bool:
+    """Whether the request carries more body than the server drains on its own."""
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return True
+    try:
+        return int(environ.get("CONTENT_LENGTH") or 0) > DRAINED_BY_SERVER
+    except ValueError:
         return True
 
 
@@ -86,6 +125,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     errors.register(app)
     app.register_blueprint(routes.bp)
+    app.wsgi_app = CloseAfterRefusedBody(app.wsgi_app)
     if not app.debug and not app.testing:
         logging.getLogger("api").setLevel(logging.INFO)
     return app

@@ -42,6 +42,18 @@ def test_every_other_endpoint_needs_the_key(api_url, path):
     assert error_of(anon.get(path, headers={"Authorization": API_KEY}), 401) == "UNAUTHORIZED"
 
 
+def test_an_upload_refused_before_it_is_read_closes_its_connection(api_url, data_dir):
+    anon = Api(api_url, None)
+    clip = (data_dir / "clips" / "excited.wav").read_bytes()
+    big = clip + b"\0" * 300_000  # more than the server drains on its own
+    resp = anon.post("/predict", data=big, headers={"Content-Type": "audio/wav"})
+    assert error_of(resp, 401) == "UNAUTHORIZED"
+    assert resp.headers.get("Connection") == "close"
+    small = anon.post("/predict", data=clip[:20_000], headers={"Content-Type": "audio/wav"})
+    assert error_of(small, 401) == "UNAUTHORIZED"
+    assert small.headers.get("Connection") == "keep-alive"
+
+
 def test_openapi_document_is_valid_and_complete(api, service_env):
     from openapi_spec_validator import validate
 
@@ -132,26 +144,32 @@ def test_raw_body_upload_errors(api, trained, data_dir):
         return api.post("/predict?wait=30", data=data, headers={"Content-Type": "audio/wav"})
 
     limit = MAX_UPLOAD_MB * 1024 * 1024
-    assert error_of(raw(b"RIFF" + b"\0" * limit), 413) == "UPLOAD_TOO_LARGE"
+
+    def refused(resp):  # a body refused before its end: the connection is not reused
+        assert resp.headers.get("Connection") == "close", resp.headers
+        return error_of(resp, 413)
+
+    assert refused(raw(b"RIFF" + b"\0" * limit)) == "UPLOAD_TOO_LARGE"
 
     def chunks():  # no Content-Length: the limit holds while reading
         yield b"RIFF"
         for _ in range(limit // 65536 + 2):
             yield b"\0" * 65536
 
-    assert error_of(raw(chunks()), 413) == "UPLOAD_TOO_LARGE"
+    assert refused(raw(chunks())) == "UPLOAD_TOO_LARGE"
+    # the same session goes on: nothing was sent into a connection about to close
     assert error_of(raw(b""), 415) == "AUDIO_EMPTY"
     notes = (data_dir / "clips" / "notes.wav").read_bytes()
     assert error_of(raw(notes), 415) == "AUDIO_UNREADABLE"
     silent = raw((data_dir / "clips" / "silent.wav").read_bytes())
     assert silent.status_code == 415 and silent.json()["ERROR"]["CODE"] == "AUDIO_SILENT"
+    assert silent.headers.get("Connection") == "keep-alive"  # a small body: drained, reused
     # any other type is read as JSON, and refused as such
     text = api.post("/predict", data=b"hello", headers={"Content-Type": "text/plain"})
     assert error_of(text, 400) == "MALFORMED_BODY"
-    # refused unread when its Content-Length is past the limit (gunicorn then drops the
-    # connection rather than drain it: not reused afterwards)
-    assert error_of(raw(b"RIFF" + b"\0" * (limit + 200_000)), 413) == "UPLOAD_TOO_LARGE"
-    api.session.close()
+    # refused unread when its Content-Length is past the limit
+    assert refused(raw(b"RIFF" + b"\0" * (limit + 200_000))) == "UPLOAD_TOO_LARGE"
+    assert api.get("/health").status_code == 200
 
 
 def test_predict_by_filename_then_poll(api, trained):
