@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 
 from ser.store import as_str
 
+# A task's result with this key true says the task dropped its own entry (in its last
+# pipeline): the task wrapper (worker/app.py) does not do it a second time.
+OUTBOX_DONE = "outbox_done"
 MAX_REPUBLISH = 3  # a message lost this many times is given up (its job fails JOB_LOST)
 PAGE = 5000  # outbox entries read per round trip by a sweep
 
@@ -94,13 +97,17 @@ class Outbox:
         else:  # plain EVAL: a registered script in a pipeline costs a SCRIPT EXISTS per call
             pipe.eval(_ADD, 2, *keys, *argv)
 
-    def done(self, task_id: str) -> None:
-        """The task ran (or will never need to): forget its message."""
-        pipe = self.client.pipeline(transaction=True)
+    def done(self, task_id: str, pipe=None) -> None:
+        """The task ran (or will never need to): forget its message. With ``pipe``, the
+        commands join that pipeline (the caller executes it)."""
+        own = pipe is None
+        if own:
+            pipe = self.client.pipeline(transaction=True)
         pipe.zrem(self.index_key, task_id)
         pipe.hdel(self.msg_key, task_id)
         pipe.hdel(self.miss_key, task_id)
-        pipe.execute()
+        if own:
+            pipe.execute()
 
     def pending(self) -> int:
         """How many messages are outstanding."""

@@ -24,6 +24,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 from celery import signals  # noqa: E402
 
 from ser import config  # noqa: E402
+from ser.outbox import OUTBOX_DONE  # noqa: E402
 from worker.celeryconfig import make_celery  # noqa: E402
 
 HEARTBEAT_EVERY = 10  # seconds
@@ -55,7 +56,8 @@ class RequeueOnRedisLoss(app.Task):
         except Exception:
             _outbox_done(self.request.id)  # acknowledged as failed: never republish it
             raise
-        _outbox_done(self.request.id)
+        if not (isinstance(result, dict) and result.get(OUTBOX_DONE)):
+            _outbox_done(self.request.id)
         return result
 
 

@@ -16,6 +16,7 @@ from functools import cached_property
 from ser import config, jobs
 from ser.errors import SerError
 from ser.jobs import train_lock_name
+from ser.outbox import OUTBOX_DONE
 from ser.paths import confine, relative
 from ser.registry import BundleCache, Registry
 from ser.store import as_str, blob_key, redis_client
@@ -193,11 +194,14 @@ def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=No
         ctx.jobs.release(lock, job_id)
 
 
-def run_predict(ctx: Context, job_id: str, params: dict, worker: str = "") -> dict:
+def run_predict(
+    ctx: Context, job_id: str, params: dict, worker: str = "", task_id: str | None = None
+) -> dict:
     """Predict one recording: an uploaded blob or a file under the data root.
 
     Two round trips to Redis besides the task's own acknowledgement: one starts the job and
-    reads the model pointer and the upload, one records the result and drops the upload."""
+    reads the model pointer and the upload, one records the result and drops the upload and
+    (given the task's id) its outbox entry."""
     settings = ctx.settings
     blob = params.get("blob")
     dropped = False  # the upload was deleted with the result
@@ -232,9 +236,11 @@ def run_predict(ctx: Context, job_id: str, params: dict, worker: str = "") -> di
             ctx.jobs.succeed(job_id, result, pipe=end)
             if blob:
                 end.delete(ctx.blob_key(blob))
+            if task_id:  # its outbox entry goes in the same round trip
+                ctx.outbox.done(task_id, pipe=end)
             end.execute()  # inside the try: a failed write fails (or requeues) the job
             dropped = True
-            return {"job_id": job_id, "model_version": version}
+            return {"job_id": job_id, "model_version": version, OUTBOX_DONE: bool(task_id)}
         except Exception as exc:
             _fail(ctx, job_id, exc)
             return {"job_id": job_id, "failed": True}

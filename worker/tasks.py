@@ -32,7 +32,8 @@ def train(self, job_id: str, params: dict) -> dict:
 @app.task(name=TASK_PREDICT, bind=True)
 def predict(self, job_id: str, params: dict) -> dict:
     """Predict the emotion of one recording (an upload blob or a file under the data root)."""
-    return runner.run_predict(context(), job_id, params, worker=self.request.hostname or "")
+    req = self.request
+    return runner.run_predict(context(), job_id, params, req.hostname or "", task_id=req.id)
 
 
 @app.task(name=TASK_SCORE, bind=True)

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from tests.service.conftest import API_KEY, MAX_UPLOAD_MB, Api, upload
+from ser.outbox import Outbox
+from tests.service.conftest import API_KEY, MAX_UPLOAD_MB, Api, upload, wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
 
@@ -106,10 +107,15 @@ def test_get_train_is_kept_for_the_prototype(api, trained):
 
 
 @pytest.mark.parametrize("label", ["calm", "excited", "tense"])
-def test_predict_upload_with_wait_answers_200(api, trained, data_dir, label):
+def test_predict_upload_with_wait_answers_200(
+    api, trained, data_dir, label, redis_client, settings
+):
     resp = upload(api, data_dir / "clips" / f"{label}.wav", wait=30)
     assert resp.status_code == 200, resp.text
     body = resp.json()
+    outbox = Outbox(redis_client, settings.key_prefix)  # the task dropped its entry itself
+    wait_until(lambda: redis_client.hget(outbox.msg_key, body["JOB_ID"]) is None, 5, "outbox")
+    assert redis_client.zscore(outbox.index_key, body["JOB_ID"]) is None
     assert body["JOB_STATUS"] == "SUCCEEDED" and body["KIND"] == "predict"
     assert body["FILENAME"] == f"{label}.wav"
     assert body["EMOTION"] == label
