@@ -111,3 +111,84 @@ def test_only_plain_redis_urls_get_the_transport(settings):
     # a rediss:// URL keeps kombu's TLS connection (checked without connecting)
     tls = Connection("rediss://cache:6380/0", transport=None)
     assert tls.transport_cls == "rediss" and tls.ssl
+
+
+# -- the transport's acknowledgement records (worker/transport.py) ---------------------------
+@pytest.fixture()
+def broker_queue(quiet_celery):
+    """A kombu queue on the quiet database, over the service's transport, and its channel."""
+    celery, client = quiet_celery
+    with celery.connection_for_write() as conn:
+        queue = conn.SimpleQueue("xq")
+        assert type(queue.channel.qos).__module__ == "worker.transport"
+        yield queue, queue.channel, client
+        queue.close()
+
+
+def _landed(channel):
+    channel.qos._flush()  # what kombu does itself before reading the records back
+
+
+def test_a_taken_message_is_recorded_until_acknowledged(broker_queue):
+    queue, channel, client = broker_queue
+    queue.put({"n": 1})
+    message = queue.get(timeout=5)
+    _landed(channel)
+    [(tag, raw)] = client.hgetall("unacked").items()
+    assert tag.decode() == message.delivery_tag and client.zscore("unacked_index", tag)
+    payload, _exchange, routing_key = json.loads(raw)  # kombu's own record format
+    assert payload["properties"]["delivery_tag"] == message.delivery_tag and routing_key == "xq"
+    message.ack()
+    _landed(channel)
+    assert client.hlen("unacked") == 0 and client.zcard("unacked_index") == 0
+
+
+def test_a_requeued_message_goes_back_to_its_queue(broker_queue):
+    queue, channel, client = broker_queue
+    queue.put({"n": 2})
+    queue.get(timeout=5).requeue()  # restored from its record, which must have landed
+    again = queue.get(timeout=5)
+    assert again.payload == {"n": 2}
+    again.ack()
+    _landed(channel)
+    assert client.hlen("unacked") == 0 and client.llen("xq") == 0
+
+
+def test_a_refused_write_is_logged_and_the_next_ones_land(broker_queue, caplog):
+    queue, channel, client = broker_queue
+    client.set("unacked", "not a hash")  # the HSET of the next record fails (WRONGTYPE)
+    queue.put({"n": 3})
+    message = queue.get(timeout=5)
+    _landed(channel)
+    assert "unacked-index write failed" in caplog.text and "WRONGTYPE" in caplog.text
+    client.delete("unacked")
+    message.ack()
+    _landed(channel)
+    assert client.zcard("unacked_index") == 0
+
+
+def test_a_connection_closed_by_the_server_is_reopened(broker_queue):
+    import time
+
+    import redis
+
+    queue, channel, client = broker_queue
+    queue.put({"n": 4})
+    message = queue.get(timeout=5)
+    writer = channel._unreplied
+    writer.flush()
+    writer.conn.send_command("CLIENT", "ID")
+    client.client_kill_filter(_id=str(writer.conn.read_response()))
+    deadline = time.monotonic() + 5
+
+    def closed() -> bool:  # the server's close has reached this end
+        try:
+            return writer.conn.can_read(timeout=0.05)
+        except redis.exceptions.ConnectionError:
+            return True
+
+    while not closed():
+        assert time.monotonic() < deadline
+    message.ack()  # notices the closed connection, sends on a new one
+    _landed(channel)
+    assert client.hlen("unacked") == 0 and client.zcard("unacked_index") == 0
