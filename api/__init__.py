@@ -23,8 +23,6 @@ from ser.results import ResultStore
 from ser.store import redis_client
 
 UPLOAD_OVERHEAD = 64 * 1024  # multipart headers and boundaries around the file
-
-
 DRAINED_BY_SERVER = 64 * 1024  # gunicorn reads at most this much of a body the app left unread
 
 MODEL_SEEN_FOR = 2.0  # seconds a "a model exists" answer is reused (models are never deleted)

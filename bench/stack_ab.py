@@ -74,8 +74,9 @@ def main() -> None:
     print("\n| configuration | jobs/s per round | mean |\n|---|---|---|")
     for name, runs in results.items():
         rates = [run["per_s"] for run in runs]
-        print(f"| {name} | {' / '.join(f'{x:.1f}' for x in rates)} | {statistics.mean(rates):.1f} |")
-    dump("stack_ab", {name: runs for name, runs in results.items()})
+        per_round = " / ".join(f"{x:.1f}" for x in rates)
+        print(f"| {name} | {per_round} | {statistics.mean(rates):.1f} |")
+    dump("stack_ab", results)
 
 
 if __name__ == "__main__":
