@@ -17,8 +17,8 @@ import random
 import statistics
 
 from common import dump
-from service_latency import Stack, make_clip, upload
-from service_throughput import prepare_model, service_throughput
+from service_latency import Stack
+from service_throughput import ready, service_throughput
 
 
 def parse_configs(args) -> dict[str, tuple[int, dict]]:
@@ -37,11 +37,7 @@ def parse_configs(args) -> dict[str, tuple[int, dict]]:
 
 def run_one(concurrency: int, env: dict, seconds: float) -> dict:
     with Stack(concurrency=concurrency, env=env) as stack:
-        prepare_model(stack, True)
-        clip, _ = make_clip(stack.tmp / "clip.wav")
-        with stack.session() as s:
-            for _ in range(10):
-                upload(s, stack.base, clip)
+        _, clip, _ = ready(stack, quick=True, warm=10)
         return service_throughput(stack, clip, 10**6, seconds, raw=True)
 
 
