@@ -21,10 +21,16 @@ active duration, voiced ratio, voiced onsets per active second, and overall leve
 
 Nothing uses file names, speaker identity or corpus-level normalisation; the output is
 deterministic float32 and always finite.
+
+The librosa pieces used (Slaney mel filters, MFCC DCT, Savitzky-Golay deltas, octave spectral
+contrast) are reproduced here operation for operation, bit for bit (tests/test_features.py
+checks them against librosa): importing librosa costs ≈1.2 s per process (numba, scipy.signal),
+more than featurising EMO-DB's first hundred recordings.
 """
 
 from __future__ import annotations
 
+import math
 from functools import cache
 
 import numpy as np
@@ -69,14 +75,12 @@ _GLOBAL = ("log_duration", "log_active_duration", "voiced_ratio", "voiced_onsets
 @cache
 def _consts(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, acf_fmax: float) -> dict:
     """Window, its autocorrelation, mel filters and frequency axes (cached per setting)."""
-    import librosa
-
     w = np.hanning(n_fft + 2)[1:-1].astype(np.float32)
     n_acf = 2 * int(round(n_fft * acf_fmax / sr))
     wac = scipy.fft.irfft(np.abs(scipy.fft.rfft(w.astype(np.float64), n=2 * n_fft)) ** 2)
     wac = (wac[:n_fft] / wac[0])[:: n_fft // n_acf][: n_acf // 2 + 1]
-    mel = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
-    centers = librosa.mel_frequencies(n_mels + 2, fmin=fmin, fmax=fmax)[1:-1]
+    mel = _mel_filters(sr, n_fft, n_mels, fmin, fmax)
+    centers = _mel_frequencies(n_mels + 2, fmin, fmax)[1:-1]
     return {
         "w": w,
         "wac": np.maximum(wac, 1e-3).astype(np.float32),
@@ -85,7 +89,99 @@ def _consts(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, acf_fmax
         "mel": np.ascontiguousarray(mel.T, dtype=np.float32),
         "mel_centers": centers.astype(np.float32),
         "freqs": np.fft.rfftfreq(n_fft, 1.0 / sr).astype(np.float32),
+        "freqs64": np.fft.rfftfreq(n=n_fft, d=1.0 / sr),
     }
+
+
+# Slaney's mel scale (librosa.hz_to_mel / mel_to_hz with htk=False, same operations).
+_MEL_F_SP = 200.0 / 3
+_MEL_MIN_LOG_HZ = 1000.0
+_MEL_MIN_LOG_MEL = (_MEL_MIN_LOG_HZ - 0.0) / _MEL_F_SP
+_MEL_LOGSTEP = np.log(6.4) / 27.0
+
+
+def _hz_to_mel(hz: float) -> float:
+    f = np.asanyarray(hz)
+    mels = (f - 0.0) / _MEL_F_SP
+    if f >= _MEL_MIN_LOG_HZ:
+        mels = _MEL_MIN_LOG_MEL + np.log(f / _MEL_MIN_LOG_HZ) / _MEL_LOGSTEP
+    return mels
+
+
+def _mel_frequencies(n: int, fmin: float, fmax: float) -> np.ndarray:
+    """``n`` frequencies (Hz) evenly spaced in mels from fmin to fmax (librosa's)."""
+    mels = np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n)
+    freqs = 0.0 + _MEL_F_SP * mels
+    log_t = mels >= _MEL_MIN_LOG_MEL
+    freqs[log_t] = _MEL_MIN_LOG_HZ * np.exp(_MEL_LOGSTEP * (mels[log_t] - _MEL_MIN_LOG_MEL))
+    return freqs
+
+
+def _mel_filters(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """Slaney-normalised triangular mel filters, (n_mels, 1 + n_fft // 2) float32 (librosa's)."""
+    weights = np.zeros((n_mels, int(1 + n_fft // 2)), dtype=np.float32)
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    mel_f = _mel_frequencies(n_mels + 2, fmin, fmax)
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    for i in range(n_mels):
+        lower = -ramps[i] / fdiff[i]
+        upper = ramps[i + 2] / fdiff[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    enorm = 2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels])
+    weights *= enorm[:, np.newaxis]
+    return weights
+
+
+@cache
+def _savgol_coeffs(width: int, order: int) -> np.ndarray:
+    """scipy.signal.savgol_coeffs(width, order, deriv=order) (convolution order), as scipy
+    computes them: the least-squares solve of the flipped Vandermonde system."""
+    import scipy.linalg
+
+    half = width // 2
+    x = np.flip(np.arange(-half, width - half, dtype=np.float64))
+    a = x ** np.reshape(np.arange(order + 1, dtype=np.float64), (-1, 1))
+    y = np.zeros(order + 1, dtype=np.float64)
+    y[order] = float(math.factorial(order)) / (1.0**order)
+    rcond = np.finfo(a.dtype).eps * max(a.shape[-1], a.shape[-2])
+    return scipy.linalg.lstsq(a, y, cond=rcond)[0]
+
+
+def _power_to_db(s: np.ndarray, top_db: float = 80.0) -> np.ndarray:
+    """librosa.power_to_db(s) with its defaults (ref 1, amin 1e-10, top_db 80)."""
+    log_spec = 10.0 * np.log10(np.maximum(1e-10, s))
+    log_spec -= 10.0 * np.log10(np.maximum(1e-10, 1.0))
+    return np.maximum(log_spec, log_spec.max() - top_db)
+
+
+def _spectral_contrast(
+    mag: np.ndarray, freq: np.ndarray, sr: int, fmin: float, n_bands: int, quantile: float = 0.02
+) -> np.ndarray:
+    """librosa.feature.spectral_contrast(S=mag, ...) of a (bins, frames) magnitude spectrum."""
+    octa = np.zeros(n_bands + 2)
+    octa[1:] = fmin * (2.0 ** np.arange(0, n_bands + 1))
+    if np.any(octa[:-1] >= 0.5 * sr):
+        raise ValueError("frequency band exceeds Nyquist")
+    shape = list(mag.shape)
+    shape[-2] = n_bands + 1
+    valley = np.zeros(shape)
+    peak = np.zeros_like(valley)
+    for k, (f_low, f_high) in enumerate(zip(octa[:-1], octa[1:])):
+        current_band = np.logical_and(freq >= f_low, freq <= f_high)
+        idx = np.flatnonzero(current_band)
+        if k > 0:
+            current_band[idx[0] - 1] = True
+        if k == n_bands:
+            current_band[idx[-1] + 1 :] = True
+        sub_band = mag[..., current_band, :]
+        if k < n_bands:
+            sub_band = sub_band[..., :-1, :]
+        idx = int(np.maximum(np.rint(quantile * np.sum(current_band)), 1))
+        sortedr = np.sort(sub_band, axis=-2)
+        valley[..., k, :] = np.mean(sortedr[..., :idx, :], axis=-2)
+        peak[..., k, :] = np.mean(sortedr[..., -idx:, :], axis=-2)
+    return _power_to_db(peak) - _power_to_db(valley)
 
 
 def _frames(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
@@ -137,18 +233,21 @@ def _stats(x: np.ndarray, stats: tuple[str, ...]) -> np.ndarray:
 
 
 def _delta(x: np.ndarray, width: int, order: int = 1) -> np.ndarray:
-    """Savitzky-Golay deltas along frames (librosa), edge-safe for short inputs."""
-    import librosa
+    """Savitzky-Golay deltas along frames, edge-safe for short inputs: librosa.feature.delta
+    (scipy.signal.savgol_filter, mode "nearest") without importing either."""
+    import scipy.ndimage
 
     if x.shape[-1] < width:
         return np.zeros_like(x)
-    return librosa.feature.delta(x, width=width, order=order, mode="nearest", axis=-1)
+    x = np.atleast_1d(x)
+    if x.dtype != np.float64 and x.dtype != np.float32:
+        x = x.astype(np.float64)
+    coeffs = _savgol_coeffs(width, order)
+    return scipy.ndimage.convolve1d(x, coeffs, axis=-1, mode="nearest", cval=0.0)
 
 
 def _descriptors(y: np.ndarray, sr: int) -> dict[str, np.ndarray]:
     """Frame-level descriptors, all derived from one STFT power spectrum."""
-    import librosa
-
     p = PARAMS
     n_fft, hop = p["n_fft"], p["hop"]
     c = _consts(sr, n_fft, p["n_mels"], p["fmin"], p["fmax"], p["acf_fmax"])
@@ -160,7 +259,7 @@ def _descriptors(y: np.ndarray, sr: int) -> dict[str, np.ndarray]:
 
     mel = power @ c["mel"]  # (T, M)
     logmel = 10.0 * np.log10(mel + _EPS)
-    mfcc = librosa.feature.mfcc(S=logmel.T, n_mfcc=p["n_mfcc"])  # (C, T)
+    mfcc = scipy.fft.dct(logmel.T, axis=-2, type=2, norm="ortho")[..., : p["n_mfcc"], :]  # (C, T)
     edb = 10.0 * np.log10(power.sum(axis=1) + _EPS)
 
     msum = mag.sum(axis=1) + _EPS
@@ -176,8 +275,8 @@ def _descriptors(y: np.ndarray, sr: int) -> dict[str, np.ndarray]:
     )
     mnorm = np.sqrt(mel / (mel.sum(axis=1, keepdims=True) + _EPS))
     flux = np.r_[0.0, np.sqrt((np.diff(mnorm, axis=0) ** 2).sum(axis=1))]
-    contrast = librosa.feature.spectral_contrast(
-        S=mag.T, sr=sr, n_fft=n_fft, fmin=p["contrast_fmin"], n_bands=p["contrast_bands"]
+    contrast = _spectral_contrast(
+        mag.T, c["freqs64"], sr, fmin=p["contrast_fmin"], n_bands=p["contrast_bands"]
     )
     sign = np.signbit(y)
     zc = np.r_[0, np.cumsum(sign[1:] != sign[:-1])]
