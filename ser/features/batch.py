@@ -1,7 +1,16 @@
-"""Featurize many recordings: cache look-ups first, then the misses in parallel processes.
+"""Featurize many recordings: cache look-ups first, then the misses on a pool of threads.
 
 Results are per item: a vector, or the :class:`~ser.errors.SerError` that item raised. One bad
 recording never fails the others.
+
+Parallel extraction (``n_jobs > 1``) runs on threads in this process, not in worker processes:
+decoding (libsndfile), resampling (soxr), the FFTs and the array arithmetic release the GIL, and
+a thread pool starts at once, where a cold process pool pays ≈2 s of imports (numpy, scipy,
+librosa) in every process before its first recording (bench/featurize_speed.py measures both).
+While the threads run, BLAS is held to one thread per caller (threadpoolctl), as joblib did in
+its worker processes: the threads already fill the cores, and OpenBLAS's own threads on the
+small per-recording matrix products only wait on each other. The vectors are therefore bit for
+bit those of the former process pool (and of a worker, which runs one BLAS thread).
 """
 
 from __future__ import annotations
@@ -55,25 +64,16 @@ def _extract_chunk(
     return [(i, extract_one(spec_name, src, max_seconds)) for i, src in items]
 
 
-def _warm(spec_name: str) -> int:
-    import os
+def warm_pool(n_jobs: int, spec_name: str = "default") -> int:
+    """Pay the imports and first-call costs of ``featurize(..., n_jobs=n_jobs)`` now.
 
+    Extraction threads share this process's imports, so warming the process warms them all.
+    Returns how many processes will do the work (1: this one).
+    """
     from ser.model import warm_up
 
     warm_up(spec_name)
-    return os.getpid()
-
-
-def warm_pool(n_jobs: int, spec_name: str = "default") -> int:
-    """Start the reusable process pool and pay imports/first calls in each process.
-
-    Later ``featurize(..., n_jobs=n_jobs)`` calls reuse these processes. Returns how many
-    distinct processes answered.
-    """
-    from joblib import Parallel, delayed
-
-    pids = Parallel(n_jobs=n_jobs)(delayed(_warm)(spec_name) for _ in range(4 * n_jobs))
-    return len(set(pids))
+    return 1
 
 
 def featurize(
@@ -124,16 +124,46 @@ def featurize(
         if progress:
             progress(done, total)
 
-    if n_jobs <= 1 or len(todo) < 4 * n_jobs:
+    if n_jobs <= 1 or len(todo) < 2:
         for item in todo:
             record(_extract_chunk(spec.name, [item], max_seconds))
     else:
-        from joblib import Parallel, delayed
-
-        # Several chunks per process: balanced load, little per-task overhead, live progress.
-        n_chunks = min(len(todo), n_jobs * 8)
-        chunks = [todo[k::n_chunks] for k in range(n_chunks)]
-        parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-        for pairs in parallel(delayed(_extract_chunk)(spec.name, c, max_seconds) for c in chunks):
-            record(pairs)
+        _run_threads(spec.name, todo, max_seconds, n_jobs, record)
     return results  # type: ignore[return-value]
+
+
+def _run_threads(
+    spec_name: str,
+    todo: list[tuple[int, Path | str | bytes]],
+    max_seconds: float | None,
+    n_jobs: int,
+    record: Callable[[list[tuple[int, Result]]], None],
+) -> None:
+    """Extract ``todo`` on ``n_jobs`` threads, recording each chunk as it completes."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    # Several chunks per thread: balanced load, one cache write per chunk, live progress.
+    n_chunks = min(len(todo), n_jobs * 8)
+    chunks = [todo[k::n_chunks] for k in range(n_chunks)]
+    with _one_blas_thread():
+        pool = ThreadPoolExecutor(min(n_jobs, n_chunks), thread_name_prefix="featurize")
+        try:
+            pending = {pool.submit(_extract_chunk, spec_name, c, max_seconds) for c in chunks}
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    record(future.result())
+        finally:
+            # A failing record() (cache, progress callback, cancellation) drops what is queued.
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _one_blas_thread():
+    """Hold BLAS to one thread per caller while the extraction threads run."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - installed with scikit-learn
+        from contextlib import nullcontext
+
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
