@@ -78,6 +78,17 @@ SCHEMAS: dict = {
             "STATUS": {"type": "string", "enum": ["FITTED", "SCORED"]},
             "F1_MACRO_MEAN": {"type": "number"},
             "F1_MACRO_STD": {"type": "number"},
+            "SPEAKER_F1_MACRO_MEAN": {
+                "type": "number",
+                "description": "speaker-independent F1 (when the dataset names speakers)",
+            },
+            "SPEAKER_F1_MACRO_STD": {"type": "number"},
+            "REPEATS": {"type": "integer", "description": "stratified CV repetitions"},
+            "ADAPT": {"type": "string", "enum": ["auto", "off", "speaker", "both"]},
+            "ADAPT_CHOSEN": {"type": "string", "enum": ["off", "speaker", "both"]},
+            "CHANCE_F1": {"type": "number"},
+            "SPEAKER_BASELINE_F1": {"type": "number", "nullable": True},
+            "SPEAKER_CONFOUNDED": {"type": "boolean"},
             "UAR": {"type": "number"},
             "ACCURACY": {"type": "number"},
             "LOG_LOSS": {"type": "number"},
@@ -162,6 +173,19 @@ SCHEMAS: dict = {
             "dataset": {"type": "string", "description": "directory under SER_DATA_DIR"},
             "protocol": {"type": "string", "enum": ["stratified", "speaker"]},
             "features": {"type": "string", "enum": ["default", "seed"]},
+            "adapt": {
+                "type": "string",
+                "enum": ["auto", "off", "speaker", "both"],
+                "default": "auto",
+                "description": "speaker adaptation (auto: chosen by speaker-grouped validation)",
+            },
+            "repeats": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 20,
+                "default": 3,
+                "description": "repetitions of the stratified cross-validation",
+            },
         },
     },
     "PredictRequest": {
@@ -187,6 +211,10 @@ SCHEMAS: dict = {
             "CLASSES": {"type": "array", "items": {"type": "string"}},
             "F1_MACRO_MEAN": {"type": "number"},
             "F1_MACRO_STD": {"type": "number"},
+            "SPEAKER_F1_MACRO_MEAN": {"type": "number", "nullable": True},
+            "SPEAKER_F1_MACRO_STD": {"type": "number", "nullable": True},
+            "ADAPT": {"type": "string", "nullable": True},
+            "ADAPT_CHOSEN": {"type": "string", "nullable": True},
             "N_SAMPLES": {"type": "integer"},
             "METRICS": {"type": "object"},
             "SHA256": {"type": "string"},
@@ -216,7 +244,7 @@ SCHEMAS: dict = {
 
 def _train_op(method: str) -> dict:
     op = {
-        "summary": "Queue a training (single flight per dataset and protocol)",
+        "summary": "Queue a training (single flight per dataset, protocol, adapt, features)",
         "operationId": f"train{method.title()}",
         "responses": {
             "202": {
@@ -224,7 +252,10 @@ def _train_op(method: str) -> dict:
                 "headers": LOCATION,
                 "content": {"application/json": {"schema": _ref("Job")}},
             },
-            "400": _err("malformed body, unknown protocol, or a path outside the data root"),
+            "400": _err(
+                "malformed body, unknown protocol or adapt, bad repeats, or a path outside "
+                "the data root"
+            ),
             "401": _err("missing or wrong API key"),
             "503": _err("broker unavailable"),
         },
@@ -238,7 +269,14 @@ def _train_op(method: str) -> dict:
         op["summary"] += " (prototype compatibility; query parameters)"
         op["parameters"] = [
             {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-            for n in ("dataset", "protocol", "features")
+            for n in ("dataset", "protocol", "features", "adapt")
+        ] + [
+            {
+                "name": "repeats",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 20},
+            }
         ]
     return op
 

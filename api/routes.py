@@ -100,6 +100,8 @@ def job_body(rec: dict) -> dict:
     if rec["kind"] == "train":
         body["DATASET"] = params.get("dataset")
         body["PROTOCOL"] = params.get("protocol")
+        if params.get("adapt"):
+            body["ADAPT"] = params["adapt"]
     elif rec["kind"] == "score":
         body["FOLDER"] = params.get("folder")
     else:
@@ -168,22 +170,50 @@ def _discard(job_id: str) -> None:
 
 
 # -- train ------------------------------------------------------------------------------------
+def _repeats(body: dict, query: bool) -> int:
+    """``repeats``: an integer 1..20 (a JSON number, or the digits of a query string)."""
+    value = body.get("repeats")
+    if value is None or (query and value == ""):
+        return J.TRAIN_REPEATS
+    if query and isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        value = 0
+    if not 1 <= value <= J.MAX_TRAIN_REPEATS:
+        raise ApiError(
+            400, "INVALID_REPEATS", f"repeats must be an integer 1..{J.MAX_TRAIN_REPEATS}"
+        )
+    return value
+
+
 @bp.route("/train", methods=["POST", "GET"])
 def train():
-    """Queue a training (single flight per dataset and protocol)."""
+    """Queue a training (single flight per dataset, protocol, adaptation and features)."""
     s = svc()
     body = _json_body() if request.method == "POST" else dict(request.args)
     dataset = _str_field(body, "dataset") or s.settings.train_dataset
     protocol = _str_field(body, "protocol") or "stratified"
     features = _str_field(body, "features") or "default"
+    adapt = _str_field(body, "adapt") or "auto"
     if protocol not in PROTOCOLS:
         raise ApiError(400, "INVALID_PROTOCOL", f"protocol must be one of {', '.join(PROTOCOLS)}")
     if features not in FEATURES:
         raise ApiError(400, "INVALID_FEATURES", f"features must be one of {', '.join(FEATURES)}")
+    if adapt not in J.ADAPT_CHOICES:
+        choices = ", ".join(J.ADAPT_CHOICES)
+        raise ApiError(400, "INVALID_ADAPT", f"adapt must be one of {choices}")
+    repeats = _repeats(body, query=request.method == "GET")
     root = confine(s.settings.data_dir, dataset, kind="dir")
     rel = relative(s.settings.data_dir, root)
-    lock = J.train_lock_name(rel, protocol)
-    params = {"dataset": rel, "protocol": protocol, "features": features, "lock": lock}
+    lock = J.train_lock_name(rel, protocol, adapt, features)
+    params = {
+        "dataset": rel,
+        "protocol": protocol,
+        "features": features,
+        "adapt": adapt,
+        "repeats": repeats,
+        "lock": lock,
+    }
     rec = _create("train", TASK_TRAIN, params, send=False)  # sent once single flight allows
     ttl = s.settings.train_time_limit + s.settings.visibility_timeout
     holder = s.jobs.acquire(lock, rec["id"], ttl)
@@ -437,6 +467,11 @@ def list_jobs():
 def model_body(meta: dict, current: str | None) -> dict:
     """The public JSON of a model version."""
     metrics = meta.get("metrics") or {}
+    f1 = meta.get("f1_macro") or {  # versions before it was recorded: from the metrics
+        name: {"mean": m.get("f1_macro_mean"), "std": m.get("f1_macro_std")}
+        for name, m in (metrics.get("protocols") or {}).items()
+    }
+    speaker_f1 = f1.get("speaker") or {}
     return {
         "MODEL_VERSION": meta["version"],
         "CURRENT": meta["version"] == current,
@@ -447,6 +482,10 @@ def model_body(meta: dict, current: str | None) -> dict:
         "CLASSES": meta.get("classes"),
         "F1_MACRO_MEAN": metrics.get("f1_macro_mean"),
         "F1_MACRO_STD": metrics.get("f1_macro_std"),
+        "SPEAKER_F1_MACRO_MEAN": speaker_f1.get("mean"),
+        "SPEAKER_F1_MACRO_STD": speaker_f1.get("std"),
+        "ADAPT": meta.get("adapt"),
+        "ADAPT_CHOSEN": meta.get("adapt_chosen", metrics.get("adapt_chosen")),
         "N_SAMPLES": metrics.get("n_samples"),
         "FINGERPRINT": meta.get("fingerprint"),
         "SIZE_BYTES": meta.get("size_bytes"),

@@ -95,9 +95,19 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def train_lock_name(dataset: str, protocol: str) -> str:
-    """The single-flight lock of a training: one per (dataset, protocol)."""
-    return f"train:{protocol}:{dataset}"
+# Trainings through the service: speaker adaptation (ser.adapt.CHOICES, repeated here so
+# the API need not import scikit-learn) and repetitions of the stratified cross-validation.
+ADAPT_CHOICES = ("auto", "off", "speaker", "both")
+TRAIN_REPEATS = 3  # 12 folds: a steadier F1 and std than 4, for a fraction of the 10 of `ser train`
+MAX_TRAIN_REPEATS = 20
+
+
+def train_lock_name(
+    dataset: str, protocol: str, adapt: str = "auto", features: str = "default"
+) -> str:
+    """The single-flight lock of a training: one per (dataset, protocol, adaptation,
+    features), the choices that change the model (the dataset last: it may hold ``:``)."""
+    return f"train:{protocol}:{adapt}:{features}:{dataset}"
 
 
 def new_id() -> str:

@@ -54,6 +54,15 @@ def register(subparsers) -> None:
     tr.add_argument("dataset", nargs="?", default=None, help="directory under SER_DATA_DIR")
     tr.add_argument("--protocol", choices=["stratified", "speaker"], default=None)
     tr.add_argument("--features", choices=["default", "seed"], default=None)
+    tr.add_argument(
+        "--adapt",
+        choices=["auto", "off", "speaker", "both"],
+        default=None,
+        help="speaker adaptation (server default: auto)",
+    )
+    tr.add_argument(
+        "--repeats", type=int, default=None, help="stratified CV repetitions, 1..20 (default 3)"
+    )
     _client_flags(tr)
     tr.set_defaults(func=cmd_train)
 
@@ -389,8 +398,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             ("dataset", args.dataset),
             ("protocol", args.protocol),
             ("features", args.features),
+            ("adapt", args.adapt),
+            ("repeats", args.repeats),
         )
-        if v
+        if v is not None
     }
     job = client.request("POST", "/train", json=body)
     if args.wait:
@@ -531,6 +542,24 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     for m in listing["MODELS"]:
         mark = "*" if m["CURRENT"] else " "
-        f1 = f"{m['F1_MACRO_MEAN']:.3f}±{m['F1_MACRO_STD']:.3f}" if m["F1_MACRO_MEAN"] else "-"
-        print(f"{mark} {m['MODEL_VERSION']:<6} {m['CREATED_AT']}  F1 {f1}  {m['DATASET']}")
+        f1 = _f1(m.get("F1_MACRO_MEAN"), m.get("F1_MACRO_STD"))
+        spk = _f1(m.get("SPEAKER_F1_MACRO_MEAN"), m.get("SPEAKER_F1_MACRO_STD"))
+        adapt = f"{m.get('ADAPT') or '-'}->{m.get('ADAPT_CHOSEN') or '-'}"
+        print(
+            f"{mark} {m['MODEL_VERSION']:<6} {m['CREATED_AT']}  {m.get('PROTOCOL') or '-'} "
+            f"F1 {f1}  speaker F1 {spk}  adapt {adapt}  {m['DATASET']}"
+        )
+    return 0
+
+
+def _f1(mean, std) -> str:
+    return f"{mean:.3f}±{std or 0:.3f}" if mean is not None else "-"
+
+
+def cmd_speakers(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    client = Client()
+    path = "/speakers/" + quote(args.speaker, safe="")
+    _print(client.request("DELETE" if args.delete else "GET", path), args.json)
     return 0

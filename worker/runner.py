@@ -117,7 +117,9 @@ def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=No
     dataset = params.get("dataset") or settings.train_dataset
     protocol = params.get("protocol") or "stratified"
     features = params.get("features") or "default"
-    lock = params.get("lock") or train_lock_name(dataset, protocol)
+    adapt = params.get("adapt") or "auto"
+    repeats = int(params.get("repeats") or jobs.TRAIN_REPEATS)
+    lock = params.get("lock") or train_lock_name(dataset, protocol, adapt, features)
     last = [0.0]
 
     def progress(done: int, total: int) -> None:
@@ -140,6 +142,8 @@ def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=No
             root,
             protocol=protocol,
             features=features,
+            adapt=adapt,
+            repeats=repeats,
             cache=counter,
             n_jobs=settings.n_jobs,
             progress=progress,
@@ -148,10 +152,19 @@ def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=No
             raise JobCancelled(job_id)
         metrics = bundle.metrics
         png = report.confusion_png(metrics["confusion_matrix"], bundle.classes)
+        every = metrics.get("protocols") or {}
         meta = {
             "created_at": bundle.created_at,
             "dataset": relative(settings.data_dir, root),
             "protocol": protocol,
+            "adapt": adapt,
+            "adapt_chosen": bundle.adapt,
+            "repeats": metrics.get("repeats"),
+            # Both protocols' F1 (the speaker protocol's where the dataset's speakers allow it)
+            "f1_macro": {
+                name: {"mean": m.get("f1_macro_mean"), "std": m.get("f1_macro_std")}
+                for name, m in every.items()
+            },
             "feature_spec": bundle.feature_spec,
             "classes": list(bundle.classes),
             "fingerprint": bundle.fingerprint,
@@ -162,10 +175,17 @@ def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=No
         version = ctx.registry.publish(
             bundle.to_bytes(), meta, settings.require_secret_key(), png=png
         )
+        speaker_f1 = {}
+        if "speaker" in every:  # the dataset names enough speakers for that protocol
+            speaker_f1 = {
+                "SPEAKER_F1_MACRO_MEAN": every["speaker"]["f1_macro_mean"],
+                "SPEAKER_F1_MACRO_STD": every["speaker"]["f1_macro_std"],
+            }
         result = {
             "STATUS": "FITTED",
             "F1_MACRO_MEAN": metrics["f1_macro_mean"],
             "F1_MACRO_STD": metrics["f1_macro_std"],
+            **speaker_f1,
             "UAR": metrics.get("uar"),
             "ACCURACY": metrics.get("accuracy"),
             "LOG_LOSS": metrics.get("log_loss"),
@@ -173,6 +193,12 @@ def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=No
             "N_SAMPLES": metrics.get("n_samples"),
             "CLASSES": list(bundle.classes),
             "PROTOCOL": protocol,
+            "REPEATS": metrics.get("repeats"),
+            "ADAPT": adapt,
+            "ADAPT_CHOSEN": bundle.adapt,
+            "CHANCE_F1": metrics.get("chance_f1"),
+            "SPEAKER_BASELINE_F1": metrics.get("speaker_baseline_f1"),
+            "SPEAKER_CONFOUNDED": metrics.get("speaker_confounded"),
             "DATASET": meta["dataset"],
             "FEATURE_SPEC": bundle.feature_spec,
             "FAILED_FILES": len(metrics.get("failed_files") or {}),

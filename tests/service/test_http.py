@@ -336,7 +336,7 @@ def test_cancel_queued_prediction_and_running_training(api, trained, redis_clien
     resp = api.delete(f"/jobs/{train['JOB_ID']}")
     assert resp.status_code == 200 and resp.json()["JOB_STATUS"] == "CANCELLED", resp.text
     # the worker notices, releases the single-flight lock and publishes nothing
-    lock = f"{settings.key_prefix}lock:train:stratified:ds_cancel"
+    lock = f"{settings.key_prefix}lock:train:stratified:auto:default:ds_cancel"
     deadline = time.monotonic() + 60
     while redis_client.exists(lock):
         assert time.monotonic() < deadline, "the cancelled training never stopped"
