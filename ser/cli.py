@@ -59,28 +59,50 @@ def progress_bar(description: str, enabled: bool = True, unit: str = "files"):
 
 def _evaluate(args: argparse.Namespace) -> int:
     from ser import datasets, model, report
+    from ser.features import get_spec
+    from ser.features.cache import DiskCache
 
     settings = config.load()
     cache_dir = None if args.no_cache else settings.cache_dir
     ds = datasets.load_dataset(args.dataset)  # dataset errors before any progress output
-    datasets.check_protocol(ds, args.protocol, model.N_SPLITS)
+    protocols = (args.protocol,) if args.protocol else model.default_protocols(ds)
+    for protocol in protocols:
+        datasets.check_protocol(ds, protocol, model.N_SPLITS)
+    n_jobs = args.jobs or settings.n_jobs
+    cache = DiskCache(cache_dir) if cache_dir else None
     with progress_bar("featurizing", enabled=not args.quiet) as progress:
-        metrics, data, _ = model.evaluate_dataset(
-            ds,
-            protocol=args.protocol,
+        data = model.featurize_dataset(
+            ds, get_spec(args.features), cache=cache, n_jobs=n_jobs, progress=progress
+        )
+    every: dict[str, dict] = {}
+    chosen = None
+    for protocol in protocols:
+        every[protocol], _ = model.evaluate_features(
+            data,
+            protocol,
             features=args.features,
             classifier=args.classifier,
-            cache_dir=cache_dir,
-            n_jobs=args.jobs or settings.n_jobs,
-            progress=progress,
+            adapt=args.adapt,
+            repeats=args.repeats,
+            n_jobs=n_jobs,
         )
+        if chosen is None:  # the mode of the model fitted on the whole dataset
+            fitted = model.fit_model(
+                data, features=args.features, classifier=args.classifier, adapt=args.adapt
+            )
+            chosen = fitted.mode_
+        every[protocol]["adapt_chosen"] = chosen
     if args.report_dir:
-        paths = report.write_report(args.report_dir, metrics, data.X, data.y, metrics["classes"])
-        metrics["report"] = {k: str(v) for k, v in paths.items()}
+        for protocol, metrics in every.items():
+            out = args.report_dir if len(every) == 1 else args.report_dir / protocol
+            paths = report.write_report(out, metrics, data.X, data.y, metrics["classes"])
+            metrics["report"] = {k: str(v) for k, v in paths.items()}
     if args.json:
-        print(json.dumps(metrics, sort_keys=True))
+        out = every[protocols[0]] if args.protocol else {"protocols": every}
+        print(json.dumps(out, sort_keys=True))
     else:
-        print_metrics(metrics)
+        for metrics in every.values():
+            print_metrics(metrics)
     return 0
 
 
@@ -90,20 +112,44 @@ def print_metrics(metrics: dict) -> None:
     from rich.table import Table
 
     console = Console()
-    title = f"{metrics['features']} · {metrics['classifier']} · {metrics['protocol']}"
+    protocol = metrics["protocol"]
+    adapt = metrics.get("adapt", "off")
+    if adapt == "auto":
+        adapt = f"auto -> {metrics.get('adapt_chosen') or '?'}"
+    title = f"{metrics['features']} · {metrics['classifier']} · {protocol} · adapt {adapt}"
     head = Table(title=f"{title} · n={metrics['n_samples']}")
     head.add_column("metric")
     head.add_column("value", justify="right")
+    repeats = metrics.get("repeats", 1)
+    over = f"{metrics['n_folds']} folds" + (f", {repeats} shuffles" if repeats > 1 else "")
     f1 = f"{metrics['f1_macro_mean']:.3f} ± {metrics['f1_macro_std']:.3f}"
-    head.add_row("F1-macro (mean ± std over folds)", f1)
+    head.add_row(f"F1-macro (mean ± std over {over})", f1)
     for key, name in [("uar", "UAR"), ("accuracy", "accuracy"), ("log_loss", "log-loss")]:
         head.add_row(name, f"{metrics[key]:.3f}")
     head.add_row("ECE", f"{metrics['ece']:.3f}")
+    head.add_row("chance F1 (stratified guessing)", f"{metrics['chance_f1']:.3f}")
+    if metrics.get("speaker_baseline_f1") is not None:
+        head.add_row("speaker-majority baseline F1", f"{metrics['speaker_baseline_f1']:.3f}")
+    folds = metrics.get("adapt_folds") or []
+    if folds and metrics.get("adapt") == "auto":
+        counts = {m: folds.count(m) for m in dict.fromkeys(folds)}
+        head.add_row(
+            "adaptation chosen per fold", ", ".join(f"{m} ×{n}" for m, n in counts.items())
+        )
     head.add_row(
         "featurize / fit seconds", f"{metrics['featurize_seconds']} / {metrics['fit_seconds']}"
     )
     console.print(head)
-    per = Table(title="per class (pooled out-of-fold)")
+    if metrics.get("speaker_confounded") and protocol == "stratified":
+        console.print(
+            "[bold red]Warning:[/] the labels follow the speakers here (predicting each "
+            f"speaker's majority label scores F1 {metrics['speaker_baseline_f1']:.3f}): this "
+            "stratified score mostly measures speaker identification, not emotion. "
+            "Trust the speaker protocol (--protocol speaker) instead."
+        )
+    per = Table(
+        title="per class (pooled out-of-fold" + (", first shuffle)" if repeats > 1 else ")")
+    )
     for col in ("class", "precision", "recall", "F1", "n"):
         per.add_column(col, justify="left" if col == "class" else "right")
     for name, row in metrics["per_class"].items():
@@ -126,7 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="cross-validate the pipeline on a dataset directory")
     ev.add_argument("dataset", type=Path, help="dataset directory")
     ev.add_argument("--features", choices=["default", "seed"], default="default")
-    ev.add_argument("--protocol", choices=["stratified", "speaker"], default="stratified")
+    ev.add_argument(
+        "--protocol",
+        choices=["stratified", "speaker"],
+        help="default: both where the dataset has speakers, else stratified",
+    )
+    ev.add_argument(
+        "--adapt",
+        choices=["auto", "off", "speaker", "both"],
+        default="auto",
+        help="speaker adaptation (default auto: chosen by speaker-grouped validation)",
+    )
+    ev.add_argument(
+        "--repeats",
+        type=int,
+        default=10,
+        help="stratified CV shuffles to average (default 10; 1 = the prototype's seed 42)",
+    )
     ev.add_argument(
         "--classifier", choices=["logreg", "svc"], help="default: svc for seed, logreg otherwise"
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     accuracy_score,
@@ -32,6 +33,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from ser import adapt as adaptation
 from ser import audio
 from ser.datasets import Dataset, check_protocol, load_dataset
 from ser.errors import DatasetError, SerError
@@ -44,6 +46,8 @@ N_SPLITS = 4  # the prototype's stratified 4-fold
 RANDOM_STATE = 42
 MAX_LOSO_SPEAKERS = 12  # above this many speakers, grouped k-fold instead of one fold each
 ECE_BINS = 15
+REPEATS = 10  # stratified CV is averaged over this many shuffles (seeds 42, 43, ...)
+CONFOUNDED_AT = 0.5  # a speaker-majority baseline F1 this high: the labels follow the speakers
 
 
 CLASSIFIERS = ("logreg", "svc")
@@ -79,22 +83,41 @@ def build_pipeline(features: str = "default", classifier: str | None = None) -> 
 
 
 def make_splits(
-    protocol: str, y: np.ndarray, groups: Sequence[str] | None
+    protocol: str, y: np.ndarray, groups: Sequence[str] | None, repeats: int = 1
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Train/test index pairs for ``protocol``: stratified 4-fold, or speaker-independent."""
+    """Train/test index pairs for ``protocol``: stratified 4-fold (``repeats`` shuffles, the
+    first the prototype's seed 42), or speaker-independent (leave-one-speaker-out, which has
+    one answer and is not repeated; grouped 5-fold above 12 speakers)."""
     X_dummy = np.zeros((len(y), 1))
     if protocol == "stratified":
-        cv = StratifiedKFold(n_splits=N_SPLITS, shuffle=True, random_state=RANDOM_STATE)
-        return list(cv.split(X_dummy, y))
+        return [
+            split
+            for r in range(repeats)
+            for split in StratifiedKFold(
+                n_splits=N_SPLITS, shuffle=True, random_state=RANDOM_STATE + r
+            ).split(X_dummy, y)
+        ]
     if protocol == "speaker":
         if groups is None:
             raise DatasetError("DATASET_NO_SPEAKERS", "the speaker protocol needs speakers")
         groups = np.asarray(groups)
         if len(set(groups)) <= MAX_LOSO_SPEAKERS:
             return list(LeaveOneGroupOut().split(X_dummy, y, groups))
-        cv = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=RANDOM_STATE)
-        return list(cv.split(X_dummy, y, groups))
+        return [
+            split
+            for r in range(repeats)
+            for split in StratifiedGroupKFold(
+                n_splits=5, shuffle=True, random_state=RANDOM_STATE + r
+            ).split(X_dummy, y, groups)
+        ]
     raise DatasetError("UNKNOWN_PROTOCOL", f"unknown protocol {protocol!r}; use {PROTOCOLS}")
+
+
+def effective_repeats(protocol: str, groups: Sequence[str] | None, repeats: int) -> int:
+    """How many repetitions ``make_splits`` really makes (leave-one-speaker-out: one)."""
+    if protocol == "speaker" and groups is not None and len(set(groups)) <= MAX_LOSO_SPEAKERS:
+        return 1
+    return max(1, repeats)
 
 
 def expected_calibration_error(proba: np.ndarray, y: np.ndarray, n_bins: int = ECE_BINS) -> float:
@@ -120,7 +143,7 @@ def compute_metrics(
     """Fold and pooled metrics of out-of-fold probabilities (labels are class indices)."""
     pred = proba.argmax(axis=1)
     labels = np.arange(len(classes))
-    fold_f1 = [f1_score(y[te], pred[te], labels=labels, average="macro") for _, te in splits]
+    fold_f1 = [_f1(y[te], pred[te], len(classes)) for _, te in splits]
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
     return {
         "f1_macro_mean": float(np.mean(fold_f1)),
@@ -144,41 +167,117 @@ def compute_metrics(
     }
 
 
+def _f1(y_true: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+    labels = np.arange(n_classes)
+    return float(f1_score(y_true, pred, labels=labels, average="macro", zero_division=0))
+
+
+def chance_f1(y: np.ndarray, splits, n_classes: int) -> float:
+    """F1-macro of stratified random guessing (the training fold's class frequencies)."""
+    f1 = []
+    for k, (tr, te) in enumerate(splits):
+        guess = DummyClassifier(strategy="stratified", random_state=k).fit(tr[:, None], y[tr])
+        f1.append(_f1(y[te], guess.predict(te[:, None]), n_classes))
+    return float(np.mean(f1))
+
+
+def speaker_baseline_f1(y: np.ndarray, groups: Sequence[str], splits, n_classes: int) -> float:
+    """F1-macro of labelling each test clip with its speaker's majority training label.
+
+    Under a stratified protocol a high figure means the labels follow the speakers: the
+    stratified score then measures speaker identification, not emotion."""
+    groups = np.asarray(groups)
+    f1 = []
+    for tr, te in splits:
+        overall = np.bincount(y[tr], minlength=n_classes).argmax()
+        majority = {
+            g: np.bincount(y[tr][groups[tr] == g], minlength=n_classes).argmax()
+            for g in np.unique(groups[tr])
+        }
+        f1.append(_f1(y[te], np.array([majority.get(s, overall) for s in groups[te]]), n_classes))
+    return float(np.mean(f1))
+
+
 def cross_validate(
     X: np.ndarray,
     y: np.ndarray,
     groups: Sequence[str] | None,
     protocol: str,
-    pipeline: Pipeline,
+    estimator,
     classes: Sequence[str],
     n_jobs: int = 1,
+    repeats: int = 1,
 ) -> tuple[dict, np.ndarray]:
-    """Metrics of ``pipeline`` under ``protocol``, fitting everything inside the folds.
+    """Metrics of ``estimator`` under ``protocol``, fitting everything inside the folds.
 
-    Returns the metrics and the pooled out-of-fold probabilities.
+    ``estimator`` is a scikit-learn classifier, or a :class:`ser.adapt.SpeakerAdaptive`
+    (given each row's speaker: the test speakers' statistics come from their test clips).
+    F1 is averaged over every fold of every repetition; the pooled figures (UAR, accuracy,
+    log-loss, ECE) are averaged over the repetitions; the confusion matrix and per-class
+    figures are the first repetition's (the prototype's seed 42). Returns the metrics and
+    the first repetition's out-of-fold probabilities.
     """
     from joblib import Parallel, delayed
 
-    splits = make_splits(protocol, y, groups)
+    repeats = effective_repeats(protocol, groups, repeats)
+    splits = make_splits(protocol, y, groups, repeats)
+    adaptive = isinstance(estimator, adaptation.SpeakerAdaptive)
+    g = np.asarray(groups) if groups is not None else None
 
-    def fold(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        model = clone(pipeline).fit(X[train], y[train])
+    def fold(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, tuple[str, float]]:
         out = np.zeros((len(test), len(classes)))
-        out[:, model.classes_] = model.predict_proba(X[test])
-        return out
+        if adaptive:
+            model = clone(estimator).fit(X[train], y[train], None if g is None else g[train])
+            part = model.predict_proba(X[test], None if g is None else g[test])
+            choice = (model.mode_, getattr(model, "c_factor_", 1.0))
+        else:
+            model, choice = clone(estimator).fit(X[train], y[train]), ("off", 1.0)
+            part = model.predict_proba(X[test])
+        out[:, model.classes_] = part
+        return out, choice
 
     parts = Parallel(n_jobs=n_jobs)(delayed(fold)(tr, te) for tr, te in splits)
-    proba = np.zeros((len(y), len(classes)))
-    for (_, te), part in zip(splits, parts):
-        proba[te] = part
-    return compute_metrics(y, proba, splits, classes), proba
+    per_repeat = len(splits) // repeats
+    probas, reports = [], []
+    for r in range(repeats):
+        proba = np.zeros((len(y), len(classes)))
+        block = range(r * per_repeat, (r + 1) * per_repeat)
+        for k in block:
+            proba[splits[k][1]] = parts[k][0]
+        probas.append(proba)
+        reports.append(compute_metrics(y, proba, [splits[k] for k in block], classes))
+    metrics = reports[0]
+    fold_f1 = [f for rep in reports for f in rep["f1_macro_folds"]]
+    metrics.update(
+        f1_macro_mean=float(np.mean(fold_f1)),
+        f1_macro_std=float(np.std(fold_f1)),
+        f1_macro_folds=fold_f1,
+        repeats=repeats,
+        n_folds=len(splits),
+        chance_f1=chance_f1(y, splits, len(classes)),
+        adapt_folds=[mode for _, (mode, _) in parts],
+        c_factor_folds=[factor for _, (_, factor) in parts],
+    )
+    for key in ("uar", "accuracy", "log_loss", "ece"):
+        metrics[key] = float(np.mean([rep[key] for rep in reports]))
+    if groups is not None:
+        base = speaker_baseline_f1(y, groups, make_splits("stratified", y, None), len(classes))
+        metrics.update(speaker_baseline_f1=base, speaker_confounded=bool(base >= CONFOUNDED_AT))
+    else:
+        metrics.update(speaker_baseline_f1=None, speaker_confounded=False)
+    return metrics, probas[0]
 
 
 @dataclass
 class Bundle:
-    """A fitted pipeline and everything needed to use and audit it."""
+    """A fitted model and everything needed to use and audit it.
 
-    pipeline: Pipeline
+    ``pipeline`` is a :class:`ser.adapt.SpeakerAdaptive` (scaler + classifier on raw and,
+    when adapted, speaker-normalised features); bundles from before speaker adaptation hold
+    the scaler + classifier Pipeline itself and predict as before.
+    """
+
+    pipeline: Pipeline | adaptation.SpeakerAdaptive
     classes: list[str]
     feature_spec: str
     metrics: dict
@@ -205,36 +304,55 @@ class Bundle:
             raise SerError("MODEL_INVALID", "the artifact is not a model bundle")
         return obj
 
-    def save(self, path: Path | str) -> None:
-        Path(path).write_bytes(self.to_bytes())
-
-    @classmethod
-    def load(cls, path: Path | str) -> Bundle:
-        return cls.from_bytes(Path(path).read_bytes())
-
     @property
     def spec(self) -> FeatureSpec:
         return spec_for_version(self.feature_spec)
 
-    def _distribution(self, X: np.ndarray) -> list[dict]:
-        proba = self.pipeline.predict_proba(np.atleast_2d(X))
+    @property
+    def adapt(self) -> str:
+        """The adaptation mode the model uses (``off``, ``speaker`` or ``both``)."""
+        return getattr(self.pipeline, "mode_", "off")
+
+    def features(
+        self, source: audio.Source, max_seconds: float | None = audio.DEFAULT_MAX_SECONDS
+    ) -> np.ndarray:
+        """The feature vector this model reads from one recording (raises AudioError)."""
+        return self.spec.from_source(source, max_seconds=max_seconds)
+
+    def classify(self, X: np.ndarray, stats: Sequence[adaptation.Stats | None] | None = None):
+        """One result per feature row; ``stats[i]`` is row i's speaker statistics (None:
+        unknown speaker). ``adapted`` says whether the speaker-adapted model answered."""
+        X = np.atleast_2d(X)
+        if isinstance(self.pipeline, adaptation.SpeakerAdaptive):
+            rows = list(stats) if stats is not None else [None] * len(X)
+            keys = [str(i) if s is not None else None for i, s in enumerate(rows)]
+            table = {str(i): s for i, s in enumerate(rows) if s is not None}
+            proba, adapted = self.pipeline.predict_proba_adapted(X, keys, table)
+        else:
+            proba, adapted = self.pipeline.predict_proba(X), np.zeros(len(X), dtype=bool)
         out = []
-        for row in proba:
+        for row, was_adapted in zip(proba, adapted):
             best = int(np.argmax(row))
             out.append(
                 {
                     "emotion": self.classes[best],
                     "probability": float(row[best]),
                     "probabilities": {c: float(p) for c, p in zip(self.classes, row)},
+                    "adapted": bool(was_adapted),
                 }
             )
         return out
 
     def predict(
-        self, source: audio.Source, max_seconds: float | None = audio.DEFAULT_MAX_SECONDS
+        self,
+        source: audio.Source,
+        max_seconds: float | None = audio.DEFAULT_MAX_SECONDS,
+        stats: adaptation.Stats | None = None,
     ) -> dict:
-        """The emotion of one recording, its probability and the full distribution."""
-        return self._distribution(self.spec.from_source(source, max_seconds=max_seconds))[0]
+        """The emotion of one recording, its probability and the full distribution.
+
+        ``stats``: its speaker's statistics, this recording's features included."""
+        return self.classify(self.features(source, max_seconds), [stats])[0]
 
     def predict_many(
         self,
@@ -244,8 +362,13 @@ class Bundle:
         n_jobs: int = 1,
         progress: Progress | None = None,
         max_seconds: float | None = audio.DEFAULT_MAX_SECONDS,
+        speakers: Sequence[str | None] | None = None,
+        stats: dict[str, adaptation.Stats] | None = None,
     ) -> list[dict | SerError]:
-        """One prediction or one error per source, in order."""
+        """One prediction or one error per source, in order.
+
+        ``speakers`` names each source's speaker (None: unknown); their statistics come
+        from ``stats`` or, without it, from these sources' own features."""
         feats = featurize(
             sources,
             self.spec,
@@ -257,7 +380,15 @@ class Bundle:
         ok = [i for i, f in enumerate(feats) if isinstance(f, np.ndarray)]
         results: list[dict | SerError] = list(feats)  # errors stay in place
         if ok:
-            for i, res in zip(ok, self._distribution(np.stack([feats[i] for i in ok]))):
+            X = np.stack([feats[i] for i in ok])
+            rows = None
+            if speakers is not None:
+                names = [speakers[i] for i in ok]
+                if stats is None:
+                    known = [k for k, s in enumerate(names) if s is not None]
+                    stats = adaptation.by_speaker(X[known], [names[k] for k in known])
+                rows = [stats.get(s) if s is not None else None for s in names]
+            for i, res in zip(ok, self.classify(X, rows)):
                 results[i] = res
         return results
 
@@ -337,12 +468,86 @@ def _fingerprint(ds: Dataset, kept: list[int]) -> str:
     return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
 
 
+def build_model(
+    features: str = "default", classifier: str | None = None, adapt: str = "auto"
+) -> adaptation.SpeakerAdaptive:
+    """The scaler + classifier pipeline inside the speaker adaptation step ``adapt``."""
+    if adapt not in adaptation.CHOICES:
+        raise SerError(
+            "UNKNOWN_ADAPTATION", f"unknown adaptation {adapt!r}; use {adaptation.CHOICES}"
+        )
+    return adaptation.make_adaptive(build_pipeline(features, classifier), adapt)
+
+
+def default_protocols(ds: Dataset) -> tuple[str, ...]:
+    """Both protocols where the dataset's speakers allow a speaker-independent one."""
+    try:
+        check_protocol(ds, "speaker", N_SPLITS)
+    except DatasetError:
+        return ("stratified",)
+    return PROTOCOLS
+
+
+def evaluate_features(
+    data: Featurized,
+    protocol: str = "stratified",
+    *,
+    features: str = "default",
+    classifier: str | None = None,
+    adapt: str = "auto",
+    repeats: int = REPEATS,
+    n_jobs: int = 1,
+) -> tuple[dict, np.ndarray]:
+    """Cross-validate featurized data under ``protocol``; metrics and OOF probabilities."""
+    ds = data.dataset
+    check_protocol(ds, protocol, N_SPLITS)
+    classifier = classifier or default_classifier(features)
+    t0 = time.perf_counter()
+    metrics, proba = cross_validate(
+        data.X,
+        data.y,
+        data.groups,
+        protocol,
+        build_model(features, classifier, adapt),
+        ds.classes,
+        n_jobs=n_jobs,
+        repeats=repeats,
+    )
+    metrics.update(
+        protocol=protocol,
+        adapt=adapt,
+        features=get_spec(features).version,
+        classifier=classifier,
+        n_samples=int(len(data.y)),
+        classes=list(ds.classes),
+        layout=ds.layout,
+        failed_files=data.failures,
+        featurize_seconds=round(data.seconds, 3),
+        fit_seconds=round(time.perf_counter() - t0, 3),
+    )
+    return metrics, proba
+
+
+def fit_model(
+    data: Featurized,
+    *,
+    features: str = "default",
+    classifier: str | None = None,
+    adapt: str = "auto",
+) -> adaptation.SpeakerAdaptive:
+    """The model fitted on every usable recording (``auto`` chooses its mode here too)."""
+    classifier = classifier or default_classifier(features)
+    return build_model(features, classifier, adapt).fit(data.X, data.y, data.groups)
+
+
 def evaluate_dataset(
     dataset_dir: Path | str | Dataset,
     *,
     protocol: str = "stratified",
     features: str = "default",
     classifier: str | None = None,
+    adapt: str = "auto",
+    repeats: int = REPEATS,
     cache_dir: Path | None = None,
     cache=None,
     n_jobs: int = 1,
@@ -354,31 +559,17 @@ def evaluate_dataset(
     """
     ds = dataset_dir if isinstance(dataset_dir, Dataset) else load_dataset(dataset_dir)
     check_protocol(ds, protocol, N_SPLITS)
-    spec = get_spec(features)
-    classifier = classifier or default_classifier(features)
     if cache is None and cache_dir:
         cache = DiskCache(cache_dir)
-    data = featurize_dataset(ds, spec, cache=cache, n_jobs=n_jobs, progress=progress)
-    t0 = time.perf_counter()
-    metrics, proba = cross_validate(
-        data.X,
-        data.y,
-        data.groups,
+    data = featurize_dataset(ds, get_spec(features), cache=cache, n_jobs=n_jobs, progress=progress)
+    metrics, proba = evaluate_features(
+        data,
         protocol,
-        build_pipeline(features, classifier),
-        ds.classes,
-        n_jobs=n_jobs,
-    )
-    metrics.update(
-        protocol=protocol,
-        features=spec.version,
+        features=features,
         classifier=classifier,
-        n_samples=int(len(data.y)),
-        classes=list(ds.classes),
-        layout=ds.layout,
-        failed_files=data.failures,
-        featurize_seconds=round(data.seconds, 3),
-        fit_seconds=round(time.perf_counter() - t0, 3),
+        adapt=adapt,
+        repeats=repeats,
+        n_jobs=n_jobs,
     )
     return metrics, data, proba
 
@@ -389,31 +580,49 @@ def train(
     protocol: str = "stratified",
     features: str = "default",
     classifier: str | None = None,
+    adapt: str = "auto",
+    repeats: int = REPEATS,
     cache_dir: Path | None = None,
     cache=None,
     n_jobs: int | None = None,
     progress: Progress | None = None,
 ) -> Bundle:
-    """Evaluate with ``protocol``, then fit the pipeline on every usable recording."""
-    metrics, data, _ = evaluate_dataset(
-        dataset_dir,
-        protocol=protocol,
-        features=features,
-        classifier=classifier,
-        cache_dir=cache_dir,
-        cache=cache,
-        n_jobs=n_jobs or 1,
-        progress=progress,
-    )
+    """Evaluate with ``protocol`` (and with the speaker protocol too, where speakers allow
+    it), then fit the model on every usable recording.
+
+    The bundle's metrics are ``protocol``'s, with every protocol's under ``protocols``."""
+    ds = load_dataset(dataset_dir)
+    check_protocol(ds, protocol, N_SPLITS)
+    if cache is None and cache_dir:
+        cache = DiskCache(cache_dir)
+    spec = get_spec(features)
+    data = featurize_dataset(ds, spec, cache=cache, n_jobs=n_jobs or 1, progress=progress)
+    names = [protocol] + [p for p in default_protocols(ds) if p != protocol]
+    every = {}
+    for name in names:
+        every[name], _ = evaluate_features(
+            data,
+            name,
+            features=features,
+            classifier=classifier,
+            adapt=adapt,
+            repeats=repeats,
+            n_jobs=n_jobs or 1,
+        )
     t0 = time.perf_counter()
-    pipeline = build_pipeline(features, classifier).fit(data.X, data.y)
-    metrics["final_fit_seconds"] = round(time.perf_counter() - t0, 3)
+    fitted = fit_model(data, features=features, classifier=classifier, adapt=adapt)
+    metrics = dict(every[protocol])
+    metrics["protocols"] = {
+        name: {k: v for k, v in m.items() if k not in ("confusion_matrix", "failed_files")}
+        for name, m in every.items()
+    }
+    metrics.update(adapt_chosen=fitted.mode_, final_fit_seconds=round(time.perf_counter() - t0, 3))
     return Bundle(
-        pipeline=pipeline,
-        classes=list(data.dataset.classes),
-        feature_spec=get_spec(features).version,
+        pipeline=fitted,
+        classes=list(ds.classes),
+        feature_spec=spec.version,
         metrics=metrics,
-        dataset=str(data.dataset.root),
+        dataset=str(ds.root),
         fingerprint=data.fingerprint,
         versions=library_versions(),
     )

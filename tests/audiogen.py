@@ -72,8 +72,12 @@ def make_dataset(
     n_speakers: int = 4,
     classes: tuple[str, ...] = tuple(CLASSES),
     seconds: float = 1.2,
+    confounded: bool = False,
 ) -> Path:
-    """Write a small separable dataset in one of the layouts: labels_csv, folders, emodb."""
+    """Write a small separable dataset in one of the layouts: labels_csv, folders, emodb.
+
+    ``confounded``: each speaker voices one class only (two speakers per class), the way
+    some public corpora are built; a stratified score there mostly identifies speakers."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     emodb_letter = {"calm": "N", "excited": "F", "tense": "W"}
@@ -81,6 +85,8 @@ def make_dataset(
     for ci, label in enumerate(classes):
         for i in range(n_per_class):
             speaker = f"{10 + i % n_speakers:02d}"
+            if confounded:
+                speaker = f"{10 + 2 * ci + i % 2:02d}"
             y = voice_like(label, seconds=seconds, seed=1000 * ci + i)
             if layout == "folders":
                 rel = Path(label) / f"clip{i:03d}.wav"

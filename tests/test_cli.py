@@ -23,6 +23,13 @@ KEYS = {
     "confusion_matrix",
     "featurize_seconds",
     "fit_seconds",
+    "repeats",
+    "chance_f1",
+    "speaker_baseline_f1",
+    "speaker_confounded",
+    "adapt",
+    "adapt_chosen",
+    "adapt_folds",
 }
 
 
@@ -41,12 +48,28 @@ def run_ser(*args, env_extra=None, tmp_path=None):
 
 
 def test_evaluate_json_is_one_object_with_the_keys(tmp_path, csv_dataset):
-    proc = run_ser("evaluate", str(csv_dataset), "--features", "seed", "--json", tmp_path=tmp_path)
+    proc = run_ser(
+        "evaluate",
+        str(csv_dataset),
+        "--features",
+        "seed",
+        "--json",
+        "--repeats",
+        "2",
+        tmp_path=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
-    metrics = json.loads(proc.stdout)  # exactly one JSON document on stdout
-    assert KEYS <= set(metrics)
-    assert metrics["n_samples"] == 24 and metrics["classes"] == ["calm", "excited", "tense"]
-    assert metrics["features"].startswith("seed-")
+    out = json.loads(proc.stdout)  # exactly one JSON document on stdout
+    # The dataset has speakers: both protocols, one object each.
+    assert set(out) == {"protocols"} and set(out["protocols"]) == {"stratified", "speaker"}
+    for protocol, metrics in out["protocols"].items():
+        assert KEYS <= set(metrics)
+        assert metrics["protocol"] == protocol and metrics["adapt"] == "auto"
+        assert metrics["n_samples"] == 24 and metrics["classes"] == ["calm", "excited", "tense"]
+        assert metrics["features"].startswith("seed-")
+    assert out["protocols"]["stratified"]["repeats"] == 2
+    assert len(out["protocols"]["stratified"]["f1_macro_folds"]) == 8
+    assert out["protocols"]["speaker"]["repeats"] == 1  # leave-one-speaker-out: one answer
     # The cache was filled under SER_STATE_DIR/cache; --no-cache leaves a new dir untouched.
     assert any((tmp_path / "state" / "cache").rglob("*.npy"))
 
@@ -67,8 +90,39 @@ def test_evaluate_table_and_report(tmp_path, csv_dataset):
     )
     assert proc.returncode == 0, proc.stderr
     assert "F1-macro" in proc.stdout and "speaker" in proc.stdout
+    assert "· stratified ·" not in proc.stdout  # --protocol: that one only
     assert {p.name for p in out.iterdir()} == {"metrics.json", "confusion.png", "pca.png"}
     assert not (tmp_path / "state" / "cache").exists()
+
+
+def test_one_protocol_json_is_flat(tmp_path, csv_dataset):
+    proc = run_ser(
+        "evaluate",
+        str(csv_dataset),
+        "--protocol",
+        "stratified",
+        "--repeats",
+        "1",
+        "--adapt",
+        "off",
+        "--json",
+        "--no-cache",
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(proc.stdout)
+    assert KEYS <= set(metrics) and metrics["protocol"] == "stratified"
+    assert metrics["adapt"] == "off" and metrics["adapt_chosen"] == "off"
+    assert metrics["repeats"] == 1 and metrics["n_folds"] == 4
+
+
+def test_confounded_corpus_warns(tmp_path):
+    root = audiogen.make_dataset(tmp_path / "d", "labels_csv", n_per_class=8, confounded=True)
+    proc = run_ser("evaluate", str(root), "--repeats", "2", "--no-cache", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())  # rich wraps lines
+    assert "Warning" in text and "speaker identification" in text
+    assert "--protocol speaker" in text
 
 
 def test_dataset_error_exit_code_and_one_line(tmp_path):

@@ -36,6 +36,42 @@ def test_speaker_splits_never_share_a_speaker():
         assert not {groups[i] for i in train} & {groups[i] for i in test}
     many = [f"s{i}" for i in range(20)]
     assert len(model.make_splits("speaker", y, many)) == 5  # grouped k-fold when many speakers
+    assert len(model.make_splits("speaker", y, many, repeats=2)) == 10
+    assert len(model.make_splits("speaker", y, groups, repeats=3)) == 5  # LOSO: one answer
+
+
+def test_repeated_stratified_splits_start_with_the_prototypes():
+    y = np.repeat(np.arange(3), 8)
+    one = model.make_splits("stratified", y, None)
+    three = model.make_splits("stratified", y, None, repeats=3)
+    assert len(three) == 12
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(one, three[:4]))
+    # Each repetition is another shuffle, and tests every sample exactly once.
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(three[:4], three[4:8]))
+    for r in range(3):
+        tested = np.sort(np.concatenate([te for _, te in three[4 * r : 4 * r + 4]]))
+        assert np.array_equal(tested, np.arange(24))
+
+
+def test_f1_is_averaged_over_every_fold_of_every_repeat():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 5)) + np.repeat(np.eye(3, 5) * 2, 20, axis=0)
+    y = np.repeat(np.arange(3), 20)
+    m, _ = model.cross_validate(X, y, None, "stratified", model.build_model(), "abc", repeats=3)
+    assert m["repeats"] == 3 and m["n_folds"] == 12 and len(m["f1_macro_folds"]) == 12
+    assert m["f1_macro_mean"] == pytest.approx(np.mean(m["f1_macro_folds"]))
+    assert m["adapt_folds"] == ["off"] * 12  # no speakers: nothing to adapt to
+
+
+def test_chance_and_speaker_baselines():
+    y = np.repeat(np.arange(4), 30)
+    splits = model.make_splits("stratified", y, None, repeats=3)
+    assert model.chance_f1(y, splits, 4) == pytest.approx(0.25, abs=0.07)
+    # Speakers that each voice one class: their majority label is always right.
+    confounded = [f"s{c}{i % 2}" for c, i in zip(y, range(120))]
+    assert model.speaker_baseline_f1(y, confounded, splits, 4) == pytest.approx(1.0)
+    mixed = [f"s{i % 5}" for i in range(120)]
+    assert model.speaker_baseline_f1(y, mixed, splits, 4) < 0.5
 
 
 def test_nothing_is_fitted_outside_the_folds():
@@ -45,16 +81,20 @@ def test_nothing_is_fitted_outside_the_folds():
     X = rng.standard_normal((120, 200))
     y = np.repeat(np.arange(3), 40)
     metrics, proba = model.cross_validate(
-        X, y, None, "stratified", model.build_pipeline("default"), ["a", "b", "c"]
+        X, y, None, "stratified", model.build_pipeline("default"), ["a", "b", "c"], repeats=3
     )
     assert metrics["f1_macro_mean"] < 0.5
     assert proba.shape == (120, 3) and np.allclose(proba.sum(axis=1), 1)
 
 
 def test_metrics_keys(csv_dataset):
-    metrics, data, proba = model.evaluate_dataset(csv_dataset, features="seed")
+    metrics, data, proba = model.evaluate_dataset(csv_dataset, features="seed", repeats=2)
     for key in ("f1_macro_mean", "f1_macro_std", "uar", "accuracy", "log_loss", "ece"):
         assert 0 <= metrics[key] <= (10 if key == "log_loss" else 1)
+    for key in ("chance_f1", "speaker_baseline_f1"):
+        assert 0 <= metrics[key] <= 1
+    assert metrics["repeats"] == 2 and metrics["adapt"] == "auto"
+    assert metrics["speaker_confounded"] is False
     cm = np.array(metrics["confusion_matrix"])
     assert cm.shape == (3, 3) and cm.sum() == 24
     assert set(metrics["per_class"]) == {"calm", "excited", "tense"}
@@ -63,10 +103,14 @@ def test_metrics_keys(csv_dataset):
 
 @pytest.mark.parametrize("features", ["seed", "default"])
 def test_train_bundle_round_trip_and_predict(tmp_path, csv_dataset, features):
-    bundle = model.train(csv_dataset, features=features, cache_dir=tmp_path / "cache")
+    bundle = model.train(csv_dataset, features=features, cache_dir=tmp_path / "cache", repeats=1)
     assert bundle.classes == ["calm", "excited", "tense"]
     assert bundle.feature_spec.startswith(features + "-")
     assert len(bundle.fingerprint) == 16 and bundle.versions["scikit-learn"]
+    # Both protocols are evaluated where the dataset has speakers.
+    assert set(bundle.metrics["protocols"]) == {"stratified", "speaker"}
+    assert bundle.metrics["protocol"] == "stratified"
+    assert bundle.metrics["adapt_chosen"] == bundle.adapt
     loaded = model.Bundle.from_bytes(bundle.to_bytes())
     clip = audiogen.write(tmp_path / "q.wav", audiogen.voice_like("excited", 1.4, seed=777))
     out = loaded.predict(clip)
@@ -77,7 +121,7 @@ def test_train_bundle_round_trip_and_predict(tmp_path, csv_dataset, features):
 
 
 def test_predict_many_keeps_errors_in_place(tmp_path, csv_dataset):
-    bundle = model.train(csv_dataset, features="seed")
+    bundle = model.train(csv_dataset, features="seed", repeats=1)
     good = audiogen.write(tmp_path / "g.wav", audiogen.voice_like("calm", 1.2, seed=5))
     bad = tmp_path / "bad.wav"
     bad.write_text("not audio")
@@ -88,9 +132,9 @@ def test_predict_many_keeps_errors_in_place(tmp_path, csv_dataset):
 
 def test_fingerprint_tracks_content(tmp_path):
     root = audiogen.make_dataset(tmp_path / "d", "labels_csv", n_per_class=4)
-    a = model.train(root, features="seed").fingerprint
+    a = model.train(root, features="seed", repeats=1).fingerprint
     audiogen.write(root / "audio" / "calm_000.flac", audiogen.voice_like("calm", 1.0, seed=4242))
-    assert model.train(root, features="seed").fingerprint != a
+    assert model.train(root, features="seed", repeats=1).fingerprint != a
 
 
 def test_bundle_from_bytes_rejects_other_objects():
@@ -114,13 +158,13 @@ def test_dataset_errors_surface(tmp_path):
 def test_unusable_files_are_reported_not_fatal(tmp_path):
     root = audiogen.make_dataset(tmp_path, "folders", n_per_class=5)
     (root / "calm" / "broken.wav").write_bytes(b"RIFF")
-    metrics, data, _ = model.evaluate_dataset(root, features="seed")
+    metrics, data, _ = model.evaluate_dataset(root, features="seed", repeats=1)
     assert list(metrics["failed_files"]) == ["calm/broken.wav"]
     assert metrics["n_samples"] == 15
 
 
 def test_report_files(tmp_path, csv_dataset):
-    metrics, data, _ = model.evaluate_dataset(csv_dataset, features="seed")
+    metrics, data, _ = model.evaluate_dataset(csv_dataset, features="seed", repeats=1)
     paths = report.write_report(tmp_path, metrics, data.X, data.y, metrics["classes"])
     for key in ("confusion", "pca"):
         assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
