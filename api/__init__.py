@@ -20,6 +20,7 @@ from ser.jobs import JobStore
 from ser.outbox import Outbox
 from ser.registry import Registry
 from ser.results import ResultStore
+from ser.speakers import SpeakerStore
 from ser.store import redis_client
 
 UPLOAD_OVERHEAD = 64 * 1024  # multipart headers and boundaries around the file
@@ -39,6 +40,7 @@ class Service:
     messages: Any  # worker.messages.TaskMessages: task messages pushed in our transactions
     outbox: Outbox  # every task message until a worker ran it (lost ones are republished)
     results: ResultStore  # rows of bulk jobs
+    speakers: SpeakerStore  # per-speaker feature statistics (GET/DELETE /speakers/<id>)
     _model_seen: float = -1e9
 
     def has_model(self) -> bool:
@@ -120,6 +122,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         messages=TaskMessages(make_celery(settings)),
         outbox=Outbox(client, settings.key_prefix),
         results=ResultStore(client, settings.key_prefix, settings.job_ttl),
+        speakers=SpeakerStore(client, settings.key_prefix, settings.job_ttl),
     )
     errors.register(app)
     app.register_blueprint(routes.bp)

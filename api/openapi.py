@@ -32,6 +32,20 @@ UPLOAD_NAME = {
     "schema": {"type": "string", "maxLength": 255},
 }
 RAW_CLIP = {"schema": {"type": "string", "format": "binary"}}
+SPEAKER_ID = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 128,
+    "description": "a speaker id: printable text without control characters or '/'",
+}
+SPEAKER_QUERY = {
+    "name": "speaker",
+    "in": "query",
+    "required": False,
+    "description": "the clip's speaker (any request shape; the body's field may say it instead)",
+    "schema": SPEAKER_ID,
+}
+SPEAKER_PATH = {"name": "speaker", "in": "path", "required": True, "schema": SPEAKER_ID}
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
 VERSION = {
     "name": "version",
@@ -100,6 +114,11 @@ SCHEMAS: dict = {
             "EMOTION": {"type": "string"},
             "PROBABILITY": {"type": "number"},
             "PROBABILITIES": {"type": "object", "additionalProperties": {"type": "number"}},
+            "SPEAKER": {"type": "string", "description": "the clip's speaker, as sent"},
+            "ADAPTED": {
+                "type": "boolean",
+                "description": "classified with the speaker's statistics (2 clips or more)",
+            },
             "FEATURES_COMPUTED": {"type": "integer", "description": "recordings decoded"},
             "FEATURES_CACHED": {"type": "integer", "description": "feature-cache hits"},
             "FOLDER": {"type": "string"},
@@ -191,12 +210,28 @@ SCHEMAS: dict = {
     "PredictRequest": {
         "type": "object",
         "required": ["filename"],
-        "properties": {"filename": {"type": "string", "description": "file under SER_DATA_DIR"}},
+        "properties": {
+            "filename": {"type": "string", "description": "file under SER_DATA_DIR"},
+            "speaker": SPEAKER_ID,
+        },
     },
     "PredictUpload": {
         "type": "object",
         "required": ["file"],
-        "properties": {"file": {"type": "string", "format": "binary"}},
+        "properties": {"file": {"type": "string", "format": "binary"}, "speaker": SPEAKER_ID},
+    },
+    "Speaker": {
+        "type": "object",
+        "required": ["SPEAKER", "CLIPS"],
+        "properties": {
+            "SPEAKER": {"type": "string"},
+            "CLIPS": {
+                "type": "object",
+                "description": "feature-spec version -> clips in the speaker's statistics",
+                "additionalProperties": {"type": "integer"},
+            },
+            "DELETED": {"type": "boolean"},
+        },
     },
     "Model": {
         "type": "object",
@@ -290,7 +325,7 @@ def spec(with_auth: bool = False) -> dict:
             "post": {
                 "summary": "Queue a prediction of an uploaded clip or a file under the data root",
                 "operationId": "predict",
-                "parameters": [WAIT, UPLOAD_NAME],
+                "parameters": [WAIT, UPLOAD_NAME, SPEAKER_QUERY],
                 "requestBody": {
                     "required": True,
                     "description": "a path under the data root (JSON), or the clip: as a "
@@ -309,7 +344,7 @@ def spec(with_auth: bool = False) -> dict:
                         "headers": LOCATION,
                         "content": {"application/json": {"schema": _ref("Job")}},
                     },
-                    "400": _err("malformed body or a path outside the data root"),
+                    "400": _err("malformed body, a path outside the data root, or a bad speaker"),
                     "401": _err("missing or wrong API key"),
                     "409": _err("no model has been trained yet"),
                     "413": _err("upload larger than SER_MAX_UPLOAD_MB"),
@@ -481,6 +516,29 @@ def spec(with_auth: bool = False) -> dict:
                     "401": _err("missing or wrong API key"),
                     "404": _err("unknown version"),
                     "500": _err("the artifact's signature does not verify"),
+                },
+            },
+        },
+        "/speakers/{speaker}": {
+            "parameters": [SPEAKER_PATH],
+            "get": {
+                "summary": "The clips a speaker's statistics hold, per feature-spec version",
+                "operationId": "getSpeaker",
+                "responses": {
+                    "200": _json(_ref("Speaker"), "the speaker"),
+                    "400": _err("not a valid speaker id"),
+                    "401": _err("missing or wrong API key"),
+                    "404": _err("no statistics for this speaker"),
+                },
+            },
+            "delete": {
+                "summary": "Forget a speaker's statistics",
+                "operationId": "forgetSpeaker",
+                "responses": {
+                    "200": _json(_ref("Speaker"), "what was forgotten (DELETED: true)"),
+                    "400": _err("not a valid speaker id"),
+                    "401": _err("missing or wrong API key"),
+                    "404": _err("no statistics for this speaker"),
                 },
             },
         },

@@ -16,6 +16,7 @@ from ser.bulk import DEFAULT_PATTERNS
 from ser.errors import AudioError, NoModelError
 from ser.paths import confine, relative
 from ser.results import stream_csv, stream_jsonl
+from ser.speakers import SpeakerNotFound, check_speaker
 from ser.store import blob_key, heartbeats
 from worker.celeryconfig import QUEUES, TASK_PREDICT, TASK_SCORE, TASK_TRAIN
 from worker.recovery import publish
@@ -106,6 +107,8 @@ def job_body(rec: dict) -> dict:
         body["FOLDER"] = params.get("folder")
     else:
         body["FILENAME"] = params.get("name") or params.get("filename")
+        if params.get("speaker"):
+            body["SPEAKER"] = params["speaker"]
     if rec["status"] in J.ACTIVE:
         body["PROGRESS"] = {
             "DONE": rec.get("progress_done", 0),
@@ -266,26 +269,38 @@ def _read_upload(stream) -> bytes:
     return data
 
 
+def _one_speaker(query: str | None, field):
+    """The speaker named in the query or in the body (400 when they differ)."""
+    if query is not None and field is not None and query != field:
+        raise ApiError(400, "INVALID_SPEAKER", "the query and the body name different speakers")
+    return field if field is not None else query
+
+
 @bp.route("/predict", methods=["POST"])
 def predict():
     """Queue a prediction of an uploaded clip or a file under the data root.
 
     Three request shapes: JSON ``{"filename": ...}``; multipart ``file=@clip``; or the clip as
     the whole body (``audio/*`` or ``application/octet-stream``, name in ``?name=``), which
-    spares client and server the multipart encoding."""
+    spares client and server the multipart encoding. The clip's speaker (optional): a
+    ``speaker`` field of the JSON body or the multipart form, or ``?speaker=``."""
     s = svc()
     wait = _wait_arg()
     mimetype = request.mimetype
+    speaker = request.args.get("speaker")  # any shape; its body's own field may say it instead
     if mimetype == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None:
             raise ApiError(400, "MALFORMED_BODY", "multipart requests need a 'file' part")
         source, name, filename = upload.stream, upload.filename, None
+        speaker = _one_speaker(speaker, request.form.get("speaker"))
     elif _is_raw_audio(mimetype):
         source, name, filename = request.stream, request.args.get("name"), None
     else:
         source, name = None, None
-        filename = _str_field(_json_body(), "filename")
+        body = _json_body()
+        filename = _str_field(body, "filename")
+        speaker = _one_speaker(speaker, body.get("speaker"))
         if not filename:
             raise ApiError(
                 400,
@@ -293,6 +308,8 @@ def predict():
                 'send JSON {"filename": "<path under the data root>"}, multipart file=@clip, '
                 "or the clip itself as an audio/* body",
             )
+    if speaker is not None:
+        speaker = check_speaker(speaker)  # 400 INVALID_SPEAKER before the upload is read
     if not s.has_model():
         raise NoModelError(message="no model has been trained yet: POST /train first")
     also = None
@@ -313,6 +330,8 @@ def predict():
         if not looks_like_audio(head):
             raise AudioError("AUDIO_UNREADABLE", f"{filename} is not a recognised audio file")
         params = {"filename": relative(s.settings.data_dir, path)}
+    if speaker is not None:
+        params["speaker"] = speaker
     rec = _create("predict", TASK_PREDICT, params, total=1, also=also)
     return _finished_or_accepted(rec, wait)
 
@@ -529,6 +548,28 @@ def activate_model(version: str):
     key = s.settings.secret_key.encode() if s.settings.secret_key else None
     meta = s.registry.activate(version, key)
     return jsonify(model_body(meta, s.registry.current()))
+
+
+# -- speakers ---------------------------------------------------------------------------------
+def _speaker_clips(speaker: str, forget: bool = False) -> dict:
+    s = svc()
+    speaker = check_speaker(speaker)
+    clips = s.speakers.forget(speaker) if forget else s.speakers.clips(speaker)
+    if not clips:
+        raise SpeakerNotFound(message=f"no statistics for speaker {speaker!r}")
+    return {"SPEAKER": speaker, "CLIPS": clips}
+
+
+@bp.route("/speakers/<speaker>", methods=["GET"])
+def get_speaker(speaker: str):
+    """The clips a speaker's statistics hold, per feature-spec version."""
+    return jsonify(_speaker_clips(speaker))
+
+
+@bp.route("/speakers/<speaker>", methods=["DELETE"])
+def forget_speaker(speaker: str):
+    """Forget a speaker's statistics (every feature-spec version); answers what they held."""
+    return jsonify(dict(_speaker_clips(speaker, forget=True), DELETED=True))
 
 
 # -- health and spec --------------------------------------------------------------------------

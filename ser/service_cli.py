@@ -68,6 +68,7 @@ def register(subparsers) -> None:
 
     pr = subparsers.add_parser("predict", help="upload local audio files for prediction")
     pr.add_argument("files", nargs="+", type=Path)
+    pr.add_argument("--speaker", help="the speaker of every file (adds to their statistics)")
     _client_flags(pr)
     pr.set_defaults(func=cmd_predict)
 
@@ -97,6 +98,12 @@ def register(subparsers) -> None:
     md.add_argument("--activate", action="store_true", help="make VERSION current")
     md.add_argument("--json", action="store_true", help="print JSON")
     md.set_defaults(func=cmd_models)
+
+    sp = subparsers.add_parser("speakers", help="show (or forget) a speaker's statistics")
+    sp.add_argument("speaker")
+    sp.add_argument("--delete", action="store_true", help="forget the speaker")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.set_defaults(func=cmd_speakers)
 
 
 def _client_flags(p: argparse.ArgumentParser) -> None:
@@ -413,6 +420,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     client = Client()
+    params = {"speaker": args.speaker} if args.speaker is not None else {}
     queued = []
     for path in args.files:
         try:
@@ -420,7 +428,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 job = client.request(
                     "POST",
                     "/predict",
-                    params={"name": path.name},
+                    params=params | {"name": path.name},
                     data=fh,
                     headers={"Content-Type": "application/octet-stream"},
                 )
@@ -439,7 +447,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         for job in results:
             if job.get("EMOTION"):
-                print(f"{job['FILENAME']}\t{job['EMOTION']}\t{job['PROBABILITY']:.3f}")
+                line = f"{job['FILENAME']}\t{job['EMOTION']}\t{job['PROBABILITY']:.3f}"
+                if args.speaker is not None:  # a fourth column: was the speaker adapted to
+                    line += "\tadapted" if job.get("ADAPTED") else "\tunadapted"
+                print(line)
             elif job.get("ERROR"):
                 print(
                     f"{job.get('FILENAME')}\tERROR {job['ERROR']['CODE']}: "

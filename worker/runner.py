@@ -65,6 +65,13 @@ class Context:
         return ResultStore(self.redis, self.settings.key_prefix, self.settings.job_ttl)
 
     @cached_property
+    def speakers(self):
+        from ser.speakers import SpeakerStore
+
+        # A job's "clip added" mark lives as long as the job record (its redeliveries).
+        return SpeakerStore(self.redis, self.settings.key_prefix, self.settings.job_ttl)
+
+    @cached_property
     def feature_cache(self):
         from ser.features.cache import RedisCache
 
@@ -227,15 +234,21 @@ def run_predict(
 
     Two round trips to Redis besides the task's own acknowledgement: one starts the job and
     reads the model pointer and the upload, one records the result and drops the upload and
-    (given the task's id) its outbox entry."""
+    (given the task's id) its outbox entry. With ``params["speaker"]`` the first also reads
+    the speaker's statistics, and the second adds this clip's features to them (atomically,
+    once per job: ser.speakers), whether or not the model adapts; an adapting model
+    classifies with the statistics this clip included."""
     settings = ctx.settings
     blob = params.get("blob")
+    speaker = params.get("speaker")
     dropped = False  # the upload was deleted with the result
 
     def reads(pipe) -> None:
         pipe.get(ctx.registry.current_key)
         if blob:
             pipe.get(ctx.blob_key(blob))
+        if speaker:
+            ctx.speakers.queue_read(pipe, speaker, job_id)
 
     try:
         limit = settings.predict_time_limit
@@ -250,21 +263,39 @@ def run_predict(
                     raise SerError("UPLOAD_EXPIRED", "the uploaded clip expired before its turn")
             else:
                 source = confine(settings.data_dir, params.get("filename", ""), kind="file")
-            res = bundle.predict(source, max_seconds=settings.max_audio_seconds)
+            x = bundle.features(source, max_seconds=settings.max_audio_seconds)
+            stats = None
+            if speaker:  # read (and checked) even when the model does not adapt
+                spoken = got[2:] if blob else got[1:]
+                stats = ctx.speakers.merged(spoken, speaker, bundle.feature_spec, x)
+            res = bundle.classify(x[None], [stats if bundle.adapt != "off" else None])[0]
             result = {
                 "FILENAME": params.get("name") or params.get("filename"),
+                **({"SPEAKER": speaker} if speaker else {}),
                 "EMOTION": res["emotion"],
                 "PROBABILITY": res["probability"],
                 "PROBABILITIES": res["probabilities"],
+                "ADAPTED": res["adapted"],
                 "MODEL_VERSION": version,
             }
             end = ctx.redis.pipeline(transaction=False)
+            if speaker:  # first: its reply is looked at apart
+                ctx.speakers.queue_add(end, speaker, bundle.feature_spec, x, job_id)
             ctx.jobs.succeed(job_id, result, pipe=end)
             if blob:
                 end.delete(ctx.blob_key(blob))
             if task_id:  # its outbox entry goes in the same round trip
                 ctx.outbox.done(task_id, pipe=end)
-            end.execute()  # inside the try: a failed write fails (or requeues) the job
+            # inside the try: a failed write fails (or requeues) the job
+            replies = end.execute(raise_on_error=False)
+            if speaker and isinstance(replies[0], Exception):
+                # statistics of another size appeared since the read (never for one spec
+                # version): the result stands, this clip is not added
+                log.warning("speaker %r: statistics not updated: %s", speaker, replies[0])
+                replies = replies[1:]
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
             dropped = True
             return {"job_id": job_id, "model_version": version, OUTBOX_DONE: bool(task_id)}
         except Exception as exc:
