@@ -120,6 +120,10 @@ class SpeakerAdaptive(ClassifierMixin, BaseEstimator):
     ``predict_proba`` take the speaker of each row (``groups``); at prediction the speakers'
     statistics come from the rows given (a test speaker's clips, without labels), or from
     ``stats`` (a mapping speaker -> :class:`Stats`, e.g. what a service has gathered).
+
+    ``fallback=False`` skips the raw-feature model where every row to predict has a speaker
+    (cross-validation folds): half the fitting, and rows are normalised by whatever
+    statistics their speaker has.
     """
 
     def __init__(
@@ -128,11 +132,13 @@ class SpeakerAdaptive(ClassifierMixin, BaseEstimator):
         mode: str = "speaker",
         shrink: float = SHRINK,
         min_clips: int = MIN_CLIPS,
+        fallback: bool = True,
     ):
         self.estimator = estimator
         self.mode = mode
         self.shrink = shrink
         self.min_clips = min_clips
+        self.fallback = fallback
 
     def _features(self, X: np.ndarray, rows: list[Stats | None]) -> np.ndarray:
         Z = np.stack([normalize(x, s, self.prior_, self.shrink) for x, s in zip(X, rows)])
@@ -143,13 +149,15 @@ class SpeakerAdaptive(ClassifierMixin, BaseEstimator):
             raise ValueError(f"unknown adaptation mode {self.mode!r}; use {MODES}")
         X = _float64(X)  # float32 features give float32 probabilities that do not sum to 1
         self.mode_ = self.mode if groups is not None else "off"
-        self.raw_ = clone(self.estimator).fit(X, y)
-        self.classes_ = self.raw_.classes_
+        if self.mode_ == "off" or self.fallback:
+            self.raw_ = clone(self.estimator).fit(X, y)
+            self.classes_ = self.raw_.classes_
         if self.mode_ != "off":
             per = by_speaker(X, groups)
             self.prior_ = population(per)
             rows = [per[g] for g in np.asarray(groups)]
             self.adapted_ = clone(self.estimator).fit(self._features(X, rows), y)
+            self.classes_ = self.adapted_.classes_
         return self
 
     def row_stats(
@@ -163,7 +171,8 @@ class SpeakerAdaptive(ClassifierMixin, BaseEstimator):
             idx = np.array([g is not None for g in groups])
             stats = by_speaker(X[idx], known) if known else {}
         rows = [stats.get(g) if g is not None else None for g in groups]
-        return [s if s is not None and s.n >= self.min_clips else None for s in rows]
+        least = self.min_clips if hasattr(self, "raw_") else 1
+        return [s if s is not None and s.n >= least else None for s in rows]
 
     def predict_proba(
         self, X: np.ndarray, groups: Sequence[str | None] | None = None, stats=None
@@ -179,6 +188,8 @@ class SpeakerAdaptive(ClassifierMixin, BaseEstimator):
         adapted = np.array([s is not None for s in rows], dtype=bool)
         proba = np.zeros((len(X), len(self.classes_)))
         if (~adapted).any():
+            if not hasattr(self, "raw_"):
+                raise ValueError("rows without speaker statistics, and no raw-feature model")
             proba[~adapted] = self.raw_.predict_proba(X[~adapted])
         if adapted.any():
             sel = [s for s in rows if s is not None]
@@ -248,16 +259,17 @@ class AutoAdaptive(SpeakerAdaptive):
         mode: str = "auto",
         shrink: float = SHRINK,
         min_clips: int = MIN_CLIPS,
+        fallback: bool = True,
     ):
-        super().__init__(estimator, mode, shrink, min_clips)
+        super().__init__(estimator, mode, shrink, min_clips, fallback)
 
     def fit(self, X: np.ndarray, y: np.ndarray, groups: Sequence[str] | None = None):
-        def make(mode: str, factor: float, tol: float | None = SELECTION_TOL) -> SpeakerAdaptive:
+        def make(mode: str, factor: float, tol: float | None = SELECTION_TOL, fallback=False):
             est = _with(self.estimator, factor, tol)
-            return SpeakerAdaptive(est, mode, self.shrink, self.min_clips)
+            return SpeakerAdaptive(est, mode, self.shrink, self.min_clips, fallback)
 
         (mode, factor), self.scores_ = choose(X, y, groups, make)
-        fitted = make(mode, factor, tol=None).fit(X, y, groups)
+        fitted = make(mode, factor, tol=None, fallback=self.fallback).fit(X, y, groups)
         self.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_")})
         self.c_factor_ = factor
         return self

@@ -8,6 +8,7 @@
 | SER_MAX_AUDIO_SECONDS | 600 | longest recording accepted (10 minutes) |
 | SER_N_JOBS | number of cores | processes for batch feature extraction |
 | SER_EMODB_DIR | ../shared/data/emodb | EMO-DB copy used by tests and benchmarks |
+| SER_CORPUS2_DIR | ../shared/data/ravdess13-24 | second test corpus (labels.csv with speakers) |
 | SER_REDIS_URL | redis://127.0.0.1:6379/0 | broker, jobs, registry (unset: `ser up` runs Redis) |
 | SER_SECRET_KEY | $SER_STATE_DIR/secret_key | HMAC key signing models (`ser up` makes one) |
 | SER_API_KEY | (none) | when set, all endpoints but /health need `Bearer <key>` |
@@ -147,6 +148,18 @@ def ensure_token(path: Path, nbytes: int) -> str:
 
 def emodb_dir() -> Path | None:
     """The EMO-DB copy for tests and benchmarks, or None when absent."""
+    return _corpus("SER_EMODB_DIR", "emodb")
+
+
+def second_corpus_dir() -> Path | None:
+    """The second test corpus (RAVDESS speech, actors 13-24, with a labels.csv), or None."""
+    return _corpus("SER_CORPUS2_DIR", "ravdess13-24")
+
+
+def _corpus(variable: str, name: str) -> Path | None:
     here = Path(__file__).resolve().parent.parent
-    candidate = Path(_env("SER_EMODB_DIR", str(here.parent / "shared" / "data" / "emodb")))
-    return candidate if candidate.is_dir() and any(candidate.glob("*.wav")) else None
+    candidate = Path(_env(variable, str(here.parent / "shared" / "data" / name)))
+    found = candidate.is_dir() and (
+        (candidate / "labels.csv").is_file() or any(candidate.glob("*.wav"))
+    )
+    return candidate if found else None

@@ -226,8 +226,9 @@ def cross_validate(
 
     def fold(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, tuple[str, float]]:
         out = np.zeros((len(test), len(classes)))
-        if adaptive:
-            model = clone(estimator).fit(X[train], y[train], None if g is None else g[train])
+        if adaptive:  # every test clip has its speaker: no raw-feature fallback to fit
+            model = clone(estimator).set_params(fallback=False)
+            model.fit(X[train], y[train], None if g is None else g[train])
             part = model.predict_proba(X[test], None if g is None else g[test])
             choice = (model.mode_, getattr(model, "c_factor_", 1.0))
         else:

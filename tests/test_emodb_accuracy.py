@@ -1,33 +1,82 @@
-"""Accuracy floors on EMO-DB (skipped, saying why, where the corpus is absent)."""
+"""Accuracy floors on EMO-DB and the second corpus (each skipped, saying why, where absent).
+
+The floors guard against regressions below what `python bench/accuracy.py` measures; the
+README gives the measured figures and the issue's targets (some of which they miss)."""
 
 from __future__ import annotations
 
 import pytest
 
 from ser import model
+from ser.config import second_corpus_dir
+from ser.datasets import load_dataset
+from ser.features import get_spec
+from ser.features.cache import DiskCache
 
 pytestmark = [pytest.mark.emodb, pytest.mark.xdist_group("emodb")]
 
-# The issue's targets for the default spec; the seed rows guard the prototype reproduction.
-FLOORS = {
-    ("default", "stratified"): 0.88,
-    ("default", "speaker"): 0.75,
-    ("seed", "stratified"): 0.78,
-}
 MAX_ECE = 0.05
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("emodb_cache")
+def cache(tmp_path_factory):
+    return DiskCache(tmp_path_factory.mktemp("corpus_cache"))
 
 
-@pytest.mark.parametrize("features,protocol", list(FLOORS))
-def test_f1_floor(emodb, cache_dir, features, protocol):
-    metrics, _, _ = model.evaluate_dataset(
-        emodb, protocol=protocol, features=features, cache_dir=cache_dir, n_jobs=2
+def featurized(root, cache, features="default"):
+    return model.featurize_dataset(load_dataset(root), get_spec(features), cache=cache, n_jobs=2)
+
+
+@pytest.fixture(scope="module")
+def emodb_default(emodb, cache):
+    return featurized(emodb, cache)
+
+
+@pytest.fixture(scope="module")
+def corpus2(cache):
+    root = second_corpus_dir()
+    if root is None:
+        pytest.skip("second corpus not found: set SER_CORPUS2_DIR or ../shared/data/ravdess13-24")
+    return featurized(root, cache)
+
+
+def f1(data, protocol, adapt, repeats=1, features="default"):
+    m, _ = model.evaluate_features(
+        data, protocol, features=features, adapt=adapt, repeats=repeats, n_jobs=2
     )
-    assert metrics["n_samples"] == 535
-    assert metrics["f1_macro_mean"] >= FLOORS[(features, protocol)], metrics["f1_macro_mean"]
-    if features == "default":
-        assert metrics["ece"] <= MAX_ECE, metrics["ece"]
+    return m
+
+
+def test_emodb_speaker_independent_with_adaptation(emodb_default):
+    m = f1(emodb_default, "speaker", "auto")
+    assert m["n_samples"] == 535 and m["repeats"] == 1
+    assert m["f1_macro_mean"] >= 0.83, m["f1_macro_mean"]  # the issue's target
+    assert m["ece"] <= MAX_ECE, m["ece"]
+
+
+def test_emodb_speaker_independent_without_adaptation(emodb_default):
+    m = f1(emodb_default, "speaker", "off")
+    assert m["f1_macro_mean"] >= 0.75, m["f1_macro_mean"]  # no lower than before adaptation
+    assert set(m["adapt_folds"]) == {"off"}
+
+
+def test_emodb_stratified_over_ten_shuffles(emodb_default):
+    m = f1(emodb_default, "stratified", "auto", repeats=10)
+    assert m["repeats"] == 10 and len(m["f1_macro_folds"]) == 40
+    # Measured 0.90; the issue's target of 0.91 is missed (README), this floor guards it.
+    assert m["f1_macro_mean"] >= 0.89, m["f1_macro_mean"]
+    assert m["ece"] <= MAX_ECE, m["ece"]
+    assert not m["speaker_confounded"] and m["speaker_baseline_f1"] < 0.2
+
+
+def test_seed_reproduces_the_prototype(emodb, cache):
+    m = f1(featurized(emodb, cache, "seed"), "stratified", "off", features="seed")
+    assert m["f1_macro_mean"] >= 0.78, m["f1_macro_mean"]
+
+
+def test_second_corpus_adaptation_lifts_new_speakers(corpus2):
+    auto = f1(corpus2, "speaker", "auto")
+    off = f1(corpus2, "speaker", "off")
+    assert auto["n_samples"] == 720
+    # Measured +0.059 (0.607 vs 0.548); the issue's +0.08 is missed (README).
+    assert auto["f1_macro_mean"] - off["f1_macro_mean"] >= 0.04, (auto, off)
