@@ -30,7 +30,7 @@ MODES = ("off", "speaker", "both")
 CHOICES = ("auto", *MODES)
 SHRINK = 5.0  # pseudo-clips of the population's statistics mixed into a speaker's
 MIN_CLIPS = 2  # a speaker with fewer clips is classified by the raw-feature model
-INNER_SPLITS = 3  # speaker-grouped folds of the validation that chooses the mode
+INNER_SPLITS = 2  # speaker-grouped folds of the validation that chooses the mode
 # The validation only ranks modes: a looser solver tolerance ranks them alike for a tenth of
 # the fitting time (logistic regression on EMO-DB: 18 L-BFGS iterations instead of 111).
 SELECTION_TOL = 1e-3

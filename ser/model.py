@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import multiprocessing
 import platform
 import time
 import warnings
@@ -237,7 +238,10 @@ def cross_validate(
         out[:, model.classes_] = part
         return out, choice
 
-    parts = Parallel(n_jobs=n_jobs)(delayed(fold)(tr, te) for tr, te in splits)
+    # A Celery pool process is daemonic and cannot start loky's processes (joblib would fall
+    # back to one job, with a warning); threads still use the cores there.
+    prefer = "threads" if multiprocessing.current_process().daemon else None
+    parts = Parallel(n_jobs=n_jobs, prefer=prefer)(delayed(fold)(tr, te) for tr, te in splits)
     per_repeat = len(splits) // repeats
     probas, reports = [], []
     for r in range(repeats):
