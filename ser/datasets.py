@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ser.errors import DatasetError
 
@@ -97,24 +98,53 @@ def _make(root: Path, rows: list[tuple[Path, str, str | None]], layout: str, ord
     )
 
 
+def labels_csv_rows(
+    root: Path, required: tuple[str, ...] = ("path", "label")
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of ``root/labels.csv``: column names lower-cased, cells stripped.
+
+    Raises DatasetError when a ``required`` column is missing (DATASET_NO_SPEAKERS when only
+    ``speaker`` is) or the file is not readable CSV text."""
+    path = root / "labels.csv"
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        try:
+            reader = csv.DictReader(fh)
+            fields = {(f or "").strip().lower() for f in reader.fieldnames or []}
+            missing = set(required) - fields
+            if missing:
+                code = NO_SPEAKERS if missing == {"speaker"} else BAD_LABELS
+                raise DatasetError(code, f"{path} needs columns {','.join(required)}")
+            for line, raw in enumerate(reader, start=2):
+                # (cells beyond the header come as a list under the key None: ignored)
+                cells = [(k, v) for k, v in raw.items() if k is not None]
+                yield line, {k.strip().lower(): (v or "").strip() for k, v in cells}
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise DatasetError(BAD_LABELS, f"labels.csv is not readable CSV text: {exc}") from None
+
+
+def speakers_by_path(root: Path) -> dict[str, str]:
+    """Speaker of each recording ``root/labels.csv`` names (``path`` relative to ``root``,
+    POSIX style), from its ``path`` and ``speaker`` columns. Lenient, for scoring a folder: the
+    labels may be absent or anything, and rows without a path or speaker are skipped."""
+    out: dict[str, str] = {}
+    for _, row in labels_csv_rows(root, ("path", "speaker")):
+        if row.get("path") and row.get("speaker"):
+            out[PurePosixPath(row["path"].replace("\\", "/")).as_posix()] = row["speaker"]
+    return out
+
+
 def _from_labels_csv(root: Path) -> Dataset:
     rows: list[tuple[Path, str, str | None]] = []
     resolved_root = root.resolve()
-    with open(root / "labels.csv", newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        fields = {f.strip().lower() for f in reader.fieldnames or []}
-        if not {"path", "label"} <= fields:
-            raise DatasetError(BAD_LABELS, f"{root / 'labels.csv'} needs columns path,label")
-        for line, raw in enumerate(reader, start=2):
-            row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
-            if not row.get("path") or not row.get("label"):
-                raise DatasetError(BAD_LABELS, f"labels.csv line {line}: empty path or label")
-            path = root / row["path"]
-            if not path.resolve().is_relative_to(resolved_root):
-                raise DatasetError(BAD_LABELS, f"labels.csv line {line}: {row['path']} is outside")
-            if not path.is_file():
-                raise DatasetError(MISSING_FILE, f"labels.csv line {line}: no file {row['path']}")
-            rows.append((path, row["label"], row.get("speaker") or None))
+    for line, row in labels_csv_rows(root):
+        if not row.get("path") or not row.get("label"):
+            raise DatasetError(BAD_LABELS, f"labels.csv line {line}: empty path or label")
+        path = root / row["path"]
+        if not path.resolve().is_relative_to(resolved_root):
+            raise DatasetError(BAD_LABELS, f"labels.csv line {line}: {row['path']} is outside")
+        if not path.is_file():
+            raise DatasetError(MISSING_FILE, f"labels.csv line {line}: no file {row['path']}")
+        rows.append((path, row["label"], row.get("speaker") or None))
     return _make(root, rows, "labels_csv")
 
 
