@@ -69,7 +69,14 @@ SCHEMAS: dict = {
     },
     "Progress": {
         "type": "object",
-        "properties": {"DONE": {"type": "integer"}, "TOTAL": {"type": "integer"}},
+        "properties": {
+            "DONE": {"type": "integer"},
+            "TOTAL": {"type": "integer"},
+            "FEATURIZED": {
+                "type": "integer",
+                "description": "score job with speakers: files through pass 1 (statistics)",
+            },
+        },
     },
     "Job": {
         "type": "object",
@@ -131,6 +138,25 @@ SCHEMAS: dict = {
                 "additionalProperties": {"type": "integer"},
             },
             "RESULTS": {"type": "string", "description": "URL of the per-file rows"},
+            "SPEAKERS": {
+                "type": "string",
+                "enum": ["labels", "folder", "regex"],
+                "description": "score job: where its files' speakers come from",
+            },
+            "SPEAKER_PATTERN": {"type": "string", "description": "score job: the regex"},
+            "SPEAKER_COUNT": {"type": "integer", "description": "score job: distinct speakers"},
+            "ADAPTED_COUNT": {
+                "type": "integer",
+                "description": "score job: files classified with their speaker's statistics",
+            },
+            "ADAPTATION": {
+                "type": "string",
+                "enum": ["off", "speaker", "both"],
+                "description": "score job: the pinned model's speaker adaptation (off: one "
+                "pass, nothing adapted)",
+            },
+            "PASSES": {"type": "integer", "description": "score job: 2 with adaptation, else 1"},
+            "NOTE": {"type": "string"},
         },
     },
     "ScoreRequest": {
@@ -153,6 +179,15 @@ SCHEMAS: dict = {
                 "maximum": 1000,
                 "description": "files per chunk (default: about 8 chunks per worker process)",
             },
+            "speakers": {
+                "type": "string",
+                "maxLength": 200,
+                "description": "each file's speaker, for speaker-normalised scoring: "
+                '"labels" (labels.csv in the folder, columns path and speaker), "folder" (the '
+                "parent directory's name) or a regular expression with a named group speaker, "
+                "searched in the path relative to the folder; files without one are scored "
+                "unadapted",
+            },
         },
     },
     "Row": {
@@ -164,6 +199,15 @@ SCHEMAS: dict = {
             "EMOTION": {"type": "string"},
             "PROBABILITY": {"type": "number"},
             "ERROR": {"type": "object"},
+            "SPEAKER": {
+                "type": "string",
+                "nullable": True,
+                "description": "job with speakers: the file's speaker (null: none)",
+            },
+            "ADAPTED": {
+                "type": "boolean",
+                "description": "job with speakers: scored with its speaker's statistics",
+            },
         },
     },
     "ResultsPage": {
@@ -367,7 +411,11 @@ def spec(with_auth: bool = False) -> dict:
                         "headers": LOCATION,
                         "content": {"application/json": {"schema": _ref("Job")}},
                     },
-                    "400": _err("malformed body or a folder outside the data root"),
+                    "400": _err(
+                        "malformed body, a folder outside the data root, INVALID_SPEAKERS, "
+                        'or speakers "labels" without a labels.csv (LABELS_NOT_FOUND) or its '
+                        "speaker column (DATASET_NO_SPEAKERS)"
+                    ),
                     "401": _err("missing or wrong API key"),
                     "409": _err("no model has been trained yet"),
                     "503": _err("broker unavailable"),

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from api.errors import ApiError
 from ser import jobs as J
-from ser.bulk import DEFAULT_PATTERNS
+from ser.bulk import DEFAULT_PATTERNS, check_labels, parse_speakers, speakers_summary
 from ser.errors import AudioError, NoModelError
 from ser.paths import confine, relative
 from ser.results import stream_csv, stream_jsonl
@@ -105,6 +105,8 @@ def job_body(rec: dict) -> dict:
             body["ADAPT"] = params["adapt"]
     elif rec["kind"] == "score":
         body["FOLDER"] = params.get("folder")
+        if params.get("speakers"):
+            body.update(speakers_summary(params["speakers"]))
     else:
         body["FILENAME"] = params.get("name") or params.get("filename")
         if params.get("speaker"):
@@ -114,6 +116,8 @@ def job_body(rec: dict) -> dict:
             "DONE": rec.get("progress_done", 0),
             "TOTAL": rec.get("progress_total", 0),
         }
+        if rec.get("featurized"):  # pass 1 of a score job normalised by speakers
+            body["PROGRESS"]["FEATURIZED"] = int(rec["featurized"])
     elif rec["status"] == J.SUCCEEDED:
         body.update(rec.get("result") or {})
     elif rec["status"] == J.FAILED:
@@ -364,7 +368,12 @@ def score():
         isinstance(chunk, bool) or not isinstance(chunk, int) or not 1 <= chunk <= MAX_CHUNK
     ):
         raise ApiError(400, "MALFORMED_BODY", f"'chunk_size' must be an integer 1..{MAX_CHUNK}")
+    speakers = body.get("speakers")
+    if speakers is not None:
+        parse_speakers(speakers)  # 400 INVALID_SPEAKERS
     root = confine(s.settings.data_dir, folder, kind="dir")
+    if speakers == "labels":  # its header only: the worker reads it whole
+        check_labels(s.settings.data_dir, root)
     version = s.registry.current()
     if version is None:
         raise NoModelError(message="no model has been trained yet: POST /train first")
@@ -377,6 +386,8 @@ def score():
     }
     if chunk:
         params["chunk_size"] = chunk
+    if speakers is not None:
+        params["speakers"] = speakers
     return _accepted(_create("score", TASK_SCORE, params))
 
 

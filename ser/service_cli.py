@@ -81,6 +81,12 @@ def register(subparsers) -> None:
     sc.add_argument(
         "--pattern", action="append", help="file-name glob, repeatable (default *.wav *.flac *.ogg)"
     )
+    sc.add_argument(
+        "--speakers",
+        metavar="SOURCE",
+        help='normalise by speaker: "labels" (labels.csv), "folder" (parent directory) or a '
+        "regular expression with a group (?P<speaker>...)",
+    )
     _client_flags(sc)
     sc.set_defaults(func=cmd_score)
 
@@ -494,6 +500,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     body: dict = {"folder": args.folder, "recursive": not args.no_recursive}
     if args.pattern:
         body["patterns"] = args.pattern
+    if args.speakers:
+        body["speakers"] = args.speakers
     job = client.request("POST", "/score", json=body)
     if args.wait or args.output:
         enabled = not args.json and sys.stderr.isatty()

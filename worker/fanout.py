@@ -6,11 +6,20 @@ No process has to stay alive for a job to end: each score chunk stores its rows 
 row count in one atomic step (ser.results), and the chunk that completes the last file
 finishes the job. A chunk lost with a dead process is redelivered (acks_late), and its rows
 overwrite rather than duplicate.
+
+A job with ``speakers`` whose model adapts runs two passes of the same chunks. Pass 1
+featurizes (into the shared feature cache) and stores each chunk's per-speaker statistics
+under its chunk index, counted in one atomic step; the chunk that completes pass 1 merges
+them (in chunk order) and, in one transaction guarded by WATCH, stores the merged statistics
+and publishes the pass-2 chunks through the outbox: sent once, however many chunks see pass
+1 complete, and republished by the sweeper if the broker loses one. Pass 2 reads the
+features back from the cache and scores with the speakers' statistics as above.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +34,9 @@ from worker.runner import Context, _fail, _host
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[str, list], None]  # (task name, args): publish one task message
+# (task name, args[, pipe=]): publish one task message through the outbox; with ``pipe`` it
+# joins that transaction (worker.tasks.send)
+Send = Callable[..., None]
 WAIT_POLL = 0.2  # seconds between looks at the featurization chunks a training waits for
 
 
@@ -56,7 +67,9 @@ def run_score(ctx: Context, job_id: str, params: dict, send: Send, worker: str =
     try:
         folder = confine(settings.data_dir, params.get("folder", ""), kind="dir")
         base = Path(settings.data_dir).resolve()
+        by = params.get("speakers")
         files = ctx.results.files(job_id)  # a redelivered job reuses the first listing
+        speakers = ctx.results.speakers(job_id) if by and files else None
         if not files:
             patterns = params.get("patterns") or list(bulk.DEFAULT_PATTERNS)
             paths = bulk.list_audio(
@@ -67,30 +80,56 @@ def run_score(ctx: Context, job_id: str, params: dict, send: Send, worker: str =
                     "NO_AUDIO_FILES",
                     f"no files matching {', '.join(patterns)} in {params.get('folder')}",
                 )
-            files = ctx.results.save_files(job_id, [p.relative_to(base).as_posix() for p in paths])
+            rel = [p.relative_to(base).as_posix() for p in paths]
+            if by:
+                speakers = bulk.assign_speakers(by, settings.data_dir, folder, rel)
+            files = ctx.results.save_files(job_id, rel, speakers)
         total = len(files)
+        two_pass = False
+        if by:  # one pass, unadapted, when the pinned model does not adapt to speakers
+            two_pass = _adapt(ctx.models.get(params["model_version"])[1]) != "off"
         if ctx.jobs.progress(job_id, ctx.results.count(job_id), total) != jobs.RUNNING:
             return {"job_id": job_id, "cancelled": True}
         size = int(params.get("chunk_size") or bulk.chunk_size(total, predict_processes(ctx)))
         n = 0
-        for start in range(0, total, size):
-            msg = {
-                "start": start,
-                "files": files[start : start + size],
-                "total": total,
-                "model_version": params["model_version"],
-            }
+        for msg in chunk_messages(params, files, speakers, size, 1 if two_pass else None):
             send(TASK_SCORE_CHUNK, [job_id, msg])
             n += 1
         log.info("score job %s: %d files in %d chunks of %d", job_id, total, n, size)
-        return {"job_id": job_id, "files": total, "chunks": n}
+        return {"job_id": job_id, "files": total, "chunks": n, "two_pass": two_pass}
     except Exception as exc:
         _fail(ctx, job_id, exc)
         return {"job_id": job_id, "failed": True}
 
 
-def run_score_chunk(ctx: Context, job_id: str, params: dict, worker: str = "") -> dict:
-    """Score one chunk with the job's pinned model and store one row per file."""
+def chunk_messages(
+    params: dict, files: list[str], speakers: list | None, size: int, phase: int | None
+) -> list[dict]:
+    """The score chunks of a job: consecutive slices of ``size`` files (with their speakers);
+    ``phase`` 1 or 2 for the passes of a job normalised by speakers."""
+    total = len(files)
+    n = math.ceil(total / size)
+    out = []
+    for index, start in enumerate(range(0, total, size)):
+        msg = {
+            "start": start,
+            "files": files[start : start + size],
+            "total": total,
+            "model_version": params["model_version"],
+        }
+        if speakers is not None:
+            msg["speakers"] = speakers[start : start + size]
+        if phase is not None:
+            msg.update({"pass": phase, "index": index, "chunks": n, "chunk_size": size})
+        out.append(msg)
+    return out
+
+
+def run_score_chunk(
+    ctx: Context, job_id: str, params: dict, worker: str = "", send: Send | None = None
+) -> dict:
+    """Score one chunk with the job's pinned model and store one row per file (pass 1 of a
+    job normalised by speakers: gather the chunk's speaker statistics instead)."""
     settings = ctx.settings
     if ctx.jobs.status(job_id) != jobs.RUNNING:  # cancelled, failed or finished: skip
         return {"job_id": job_id, "skipped": True}
@@ -100,33 +139,141 @@ def run_score_chunk(ctx: Context, job_id: str, params: dict, worker: str = "") -
     except Exception as exc:  # the pinned model is gone or tampered with: the job cannot go on
         _fail(ctx, job_id, exc)
         return {"job_id": job_id, "failed": True}
+    phase = params.get("pass")
+    if phase == 1:
+        return _stats_chunk(ctx, job_id, params, bundle, send)
+    speakers = params.get("speakers")
+    stats = failed = None
+    if speakers is not None and phase != 2:
+        stats = {}  # one pass: the model does not adapt, no statistics
     try:
+        if phase == 2:
+            stats, failed = _second_pass_inputs(ctx, job_id, params)
         rows = bulk.score_rows(
             bundle,
             settings.data_dir,
             files,
             cache=ctx.feature_cache,
             max_seconds=settings.max_audio_seconds,
+            speakers=speakers,
+            stats=stats,
+            failed=failed,
         )
     except Exception as exc:  # a bug or the soft time limit: these files fail, the job goes on
         log.exception("score chunk of job %s failed", job_id)
-        err = {"CODE": "CHUNK_FAILED", "MESSAGE": f"{type(exc).__name__}: {exc}"[:300]}
-        rows = [{"FILENAME": f, "ERROR": err} for f in files]
+        rows = _chunk_failed(files, speakers, exc)
     status, done = ctx.results.record(job_id, start, rows, liveness_deadline(ctx))
     if done >= total:
-        finish_score(ctx, job_id, total, version, bundle.classes)
+        finish_score(ctx, job_id, total, version, bundle.classes, _adapt(bundle))
     return {"job_id": job_id, "rows": len(rows), "done": done, "status": status}
 
 
-def finish_score(ctx: Context, job_id: str, total: int, version: str, classes) -> bool:
+def _adapt(bundle) -> str:
+    """The model's speaker adaptation ("off" for bundles from before it existed)."""
+    return getattr(bundle, "adapt", "off")
+
+
+def _chunk_failed(files: list[str], speakers: list | None, exc: Exception) -> list[dict]:
+    err = {"CODE": "CHUNK_FAILED", "MESSAGE": f"{type(exc).__name__}: {exc}"[:300]}
+    if speakers is None:
+        return [{"FILENAME": f, "ERROR": err} for f in files]
+    return [{"FILENAME": f, "SPEAKER": s, "ERROR": err} for f, s in zip(files, speakers)]
+
+
+def _stats_chunk(ctx: Context, job_id: str, params: dict, bundle, send: Send | None) -> dict:
+    """Pass 1: featurize the chunk, store its speakers' statistics under its index; the chunk
+    that completes pass 1 sends pass 2."""
+    settings = ctx.settings
+    start, files = int(params["start"]), list(params["files"])
+    index, n_chunks = int(params["index"]), int(params["chunks"])
+    try:
+        stats, failed = bulk.speaker_stats(
+            bundle,
+            settings.data_dir,
+            files,
+            params["speakers"],
+            cache=ctx.feature_cache,
+            max_seconds=settings.max_audio_seconds,
+        )
+    except Exception as exc:  # a bug or the soft time limit: these files fail, the job goes on
+        log.exception("pass 1 of score chunk %d of job %s failed", index, job_id)
+        err = {"CODE": "CHUNK_FAILED", "MESSAGE": f"{type(exc).__name__}: {exc}"[:300]}
+        stats, failed = {}, {i: err for i in range(len(files))}
+    entry = bulk.encode_stats_entry(stats, {start + i: e for i, e in failed.items()})
+    status, done, featurized = ctx.results.record_stats(
+        job_id, index, entry, len(files), liveness_deadline(ctx)
+    )
+    out = {"job_id": job_id, "pass": 1, "index": index, "done": done, "featurized": featurized}
+    if done >= n_chunks:
+        try:
+            out["sent"] = send_second_pass(ctx, job_id, params, send)
+        except Exception as exc:  # Redis down: requeued (Reject); a bug fails the job
+            _fail(ctx, job_id, exc)
+            out["failed"] = True
+    return out
+
+
+def send_second_pass(ctx: Context, job_id: str, params: dict, send: Send | None) -> int:
+    """Merge every chunk's pass-1 statistics and send the pass-2 chunks, once per job: the
+    merged statistics, the messages (with their outbox entries) and a flag are written in one
+    transaction that WATCHes the flag. Returns the chunks sent (0: already sent, or the job
+    is not running)."""
+    import redis
+
+    if send is None:
+        raise RuntimeError("pass 1 of a score job needs a way to publish pass 2")
+    results = ctx.results
+    flag = results.second_pass_key(job_id)
+    if ctx.redis.exists(flag) or ctx.jobs.status(job_id) != jobs.RUNNING:
+        return 0
+    merged = bulk.merge_stats(results.stats_entries(job_id))
+    files, speakers = results.files(job_id), results.speakers(job_id)
+    msgs = chunk_messages(params, files, speakers, int(params["chunk_size"]), 2)
+    with ctx.redis.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(flag)
+            if pipe.exists(flag):
+                return 0
+            pipe.multi()
+            results.save_merged(pipe, job_id, {s: st.to_bytes() for s, st in merged.items()})
+            for msg in msgs:
+                send(TASK_SCORE_CHUNK, [job_id, msg], pipe=pipe)
+            pipe.set(flag, "1", ex=ctx.settings.job_ttl)
+            pipe.execute()
+        except redis.WatchError:  # another chunk sent them meanwhile
+            return 0
+    log.info("score job %s: pass 1 done, %d speakers, %d chunks", job_id, len(merged), len(msgs))
+    return len(msgs)
+
+
+def _second_pass_inputs(ctx: Context, job_id: str, params: dict) -> tuple[dict, dict[int, dict]]:
+    """({speaker: merged Stats} of the chunk's speakers, {position: error} of its files that
+    failed in pass 1)."""
+    from ser.adapt import Stats
+
+    start = int(params["start"])
+    names = sorted({s for s in params["speakers"] if s is not None})
+    entry, raw = ctx.results.second_pass_inputs(job_id, int(params["index"]), names)
+    stats = {s: Stats.from_bytes(b) for s, b in raw.items()}
+    failed = {}
+    if entry is not None:
+        _, by_index = bulk.decode_stats_entry(entry)
+        failed = {i - start: err for i, err in by_index.items()}
+    return stats, failed
+
+
+def finish_score(
+    ctx: Context, job_id: str, total: int, version: str, classes, adapt: str = "off"
+) -> bool:
     """Summarize the rows and mark the job SUCCEEDED (idempotent: one transition wins)."""
     rec = ctx.jobs.get(job_id)
     if rec is None or rec["status"] != jobs.RUNNING:
         return False
+    params = rec.get("params") or {}
     counts = summarize(ctx.results.all_rows(job_id, total), list(classes))
     result = {
         "STATUS": "SCORED",
-        "FOLDER": (rec.get("params") or {}).get("folder"),
+        "FOLDER": params.get("folder"),
         "COUNT": counts["COUNT"],
         "SUCCEEDED": counts["SUCCEEDED"],
         "FAILED": counts["FAILED"],
@@ -134,7 +281,22 @@ def finish_score(ctx: Context, job_id: str, total: int, version: str, classes) -
         "SUMMARY": counts["SUMMARY"],
         "RESULTS": f"/jobs/{job_id}/results",
     }
-    return ctx.jobs.succeed(job_id, result)
+    if params.get("speakers"):
+        result.update(bulk.speakers_summary(params["speakers"]))
+        result.update(
+            SPEAKER_COUNT=counts.get("SPEAKER_COUNT", 0),
+            ADAPTED_COUNT=counts.get("ADAPTED_COUNT", 0),
+            ADAPTATION=adapt,
+            PASSES=1 if adapt == "off" else 2,
+        )
+        if adapt == "off":
+            result["NOTE"] = (
+                f"model {version} does not adapt to speakers: scored in one pass, unadapted"
+            )
+    done = ctx.jobs.succeed(job_id, result)
+    if params.get("speakers"):
+        ctx.results.drop_passes(job_id)
+    return done
 
 
 # -- distributed featurization of a training set ----------------------------------------------

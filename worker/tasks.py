@@ -17,9 +17,10 @@ from worker.recovery import publish
 messages = TaskMessages(app)
 
 
-def send(name: str, args: list) -> None:
-    """Publish task ``name`` (routed by celeryconfig) with JSON ``args``, via the outbox."""
-    publish(messages, context().outbox, name, args)
+def send(name: str, args: list, pipe=None) -> None:
+    """Publish task ``name`` (routed by celeryconfig) with JSON ``args``, via the outbox (in
+    the caller's transaction ``pipe`` when given)."""
+    publish(messages, context().outbox, name, args, pipe=pipe)
 
 
 @app.task(name=TASK_TRAIN, bind=True)
@@ -44,8 +45,10 @@ def score(self, job_id: str, params: dict) -> dict:
 
 @app.task(name=TASK_SCORE_CHUNK, bind=True)
 def score_chunk(self, job_id: str, params: dict) -> dict:
-    """Score one chunk of a folder; the chunk that completes the last file ends the job."""
-    return fanout.run_score_chunk(context(), job_id, params, worker=self.request.hostname or "")
+    """Score one chunk of a folder; the chunk that completes the last file ends the job (the
+    one that completes pass 1 of a job normalised by speakers sends pass 2)."""
+    host = self.request.hostname or ""
+    return fanout.run_score_chunk(context(), job_id, params, worker=host, send=send)
 
 
 @app.task(name=TASK_FEATURIZE_CHUNK, bind=True)
