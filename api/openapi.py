@@ -124,7 +124,7 @@ SCHEMAS: dict = {
             "SPEAKER": {"type": "string", "description": "the clip's speaker, as sent"},
             "ADAPTED": {
                 "type": "boolean",
-                "description": "classified with the speaker's statistics (2 clips or more)",
+                "description": "classified with the speaker's statistics (5 clips or more)",
             },
             "FEATURES_COMPUTED": {"type": "integer", "description": "recordings decoded"},
             "FEATURES_CACHED": {"type": "integer", "description": "feature-cache hits"},

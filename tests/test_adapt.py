@@ -87,10 +87,10 @@ def test_unknown_or_thin_speakers_get_the_raw_model():
     proba, adapted = m.predict_proba_adapted(X[:3], [None, "s1", "s1"], stats={})
     assert not adapted.any()
     assert np.allclose(proba, m.raw_.predict_proba(X[:3]))
-    one = {"s1": adapt.Stats.of(X[:1])}  # fewer than MIN_CLIPS clips
-    assert not m.predict_proba_adapted(X[:1], ["s1"], stats=one)[1].any()
-    two = {"s1": adapt.Stats.of(X[:2])}
-    assert m.predict_proba_adapted(X[:1], ["s1"], stats=two)[1].all()
+    thin = {"s1": adapt.Stats.of(X[: adapt.MIN_CLIPS - 1])}  # fewer than MIN_CLIPS clips
+    assert not m.predict_proba_adapted(X[:1], ["s1"], stats=thin)[1].any()
+    enough = {"s1": adapt.Stats.of(X[: adapt.MIN_CLIPS])}
+    assert m.predict_proba_adapted(X[:1], ["s1"], stats=enough)[1].all()
 
 
 def test_no_speakers_means_off():
@@ -141,8 +141,9 @@ def test_bundle_reports_which_model_answered(tmp_path, csv_dataset):
     clip = audiogen.write(tmp_path / "q.wav", audiogen.voice_like("tense", 1.3, seed=99))
     x = bundle.features(clip)
     assert bundle.predict(clip)["adapted"] is False  # no statistics: the raw model
-    stats = adapt.Stats.of(np.vstack([x, x + 0.01]))
+    stats = adapt.Stats.of(np.vstack([x + 0.01 * k for k in range(adapt.MIN_CLIPS)]))
     out = bundle.classify(x[None], [stats])[0]
     assert out["adapted"] is True and sum(out["probabilities"].values()) == pytest.approx(1)
-    many = bundle.predict_many([clip, clip], speakers=["a", "a"])
+    many = bundle.predict_many([clip] * adapt.MIN_CLIPS, speakers=["a"] * adapt.MIN_CLIPS)
     assert all(r["adapted"] for r in many)
+    assert not any(r["adapted"] for r in bundle.predict_many([clip, clip], speakers=["a", "a"]))

@@ -18,6 +18,7 @@ import uuid
 import pytest
 
 from ser import jobs as J
+from ser.adapt import MIN_CLIPS
 from ser.registry import Registry
 from tests import audiogen
 from tests.service.test_bulk import rows_of
@@ -35,7 +36,7 @@ def _voice(label: str, seed: int, gain: float) -> object:
 
 @pytest.fixture(scope="module")
 def spk_mix(data_dir) -> dict:
-    """spk_mix/: speakers s1..s3 (4 clips each, at their own gain; s1 also a corrupt file),
+    """spk_mix/: speakers s1..s3 (5 clips each, at their own gain; s1 also a corrupt file),
     solo/ (one clip), stray.wav at the top; labels.csv names every speaker file (labels that
     mean nothing to the model) but not stray.wav, and a file that does not exist."""
     root = data_dir / FOLDER
@@ -43,7 +44,7 @@ def spk_mix(data_dir) -> dict:
     table = []
     seed = 120_000
     for k, spk in enumerate(SPEAKERS):
-        for i in range(4):
+        for i in range(5):  # MIN_CLIPS: enough for the statistics to be used
             rel = f"{spk}/{labels[i % 3]}_{i}.wav"
             audiogen.write(root / rel, _voice(labels[i % 3], seed, 0.6 + 0.3 * k))
             table.append((rel, "whatever", spk))
@@ -136,8 +137,8 @@ def test_each_mode_scores_like_the_library_over_the_whole_folder(
         assert row["EMOTION"] == want["emotion"], row
         assert row["PROBABILITY"] == pytest.approx(want["probability"], abs=2e-6)
         assert row["ADAPTED"] is want["adapted"]
-        assert row["ADAPTED"] is (clips.get(row["SPEAKER"], 0) >= 2), row
-    assert body["ADAPTED_COUNT"] == sum(1 for r in rows if r.get("ADAPTED")) == 12
+        assert row["ADAPTED"] is (clips.get(row["SPEAKER"], 0) >= MIN_CLIPS), row
+    assert body["ADAPTED_COUNT"] == sum(1 for r in rows if r.get("ADAPTED")) == 15
 
 
 def test_rows_export_speaker_columns(api, spk_mix, models):

@@ -205,34 +205,40 @@ def _predict(ctx, params: dict, job_id: str | None = None) -> dict:
     return done["result"]
 
 
-def test_adapted_once_the_speaker_has_two_clips(settings, prefix, speaker_bundles):
+def test_adapted_once_the_speaker_has_enough_clips(settings, prefix, speaker_bundles):
+    from ser.adapt import MIN_CLIPS
+
     ctx = _context(settings, prefix, speaker_bundles[0])
-    first = _predict(ctx, {"filename": "clips/calm.wav", "speaker": "anna"})
-    assert first["SPEAKER"] == "anna" and first["ADAPTED"] is False
-    assert first["EMOTION"] == "calm"
-    second = _predict(ctx, {"filename": "clips/tense.wav", "speaker": "anna"})
-    assert second["ADAPTED"] is True and second["EMOTION"] in ("calm", "excited", "tense")
+    for _ in range(MIN_CLIPS - 1):
+        first = _predict(ctx, {"filename": "clips/calm.wav", "speaker": "anna"})
+        assert first["SPEAKER"] == "anna" and first["ADAPTED"] is False
+        assert first["EMOTION"] == "calm"
+    last = _predict(ctx, {"filename": "clips/tense.wav", "speaker": "anna"})
+    assert last["ADAPTED"] is True and last["EMOTION"] in ("calm", "excited", "tense")
     spec = ctx.models.current(ctx.registry.current())[1].feature_spec
-    assert ctx.speakers.clips("anna") == {spec: 2}
+    assert ctx.speakers.clips("anna") == {spec: MIN_CLIPS}
     anonymous = _predict(ctx, {"filename": "clips/calm.wav"})
     assert anonymous["ADAPTED"] is False and "SPEAKER" not in anonymous
-    assert ctx.speakers.clips("anna") == {spec: 2}
+    assert ctx.speakers.clips("anna") == {spec: MIN_CLIPS}
 
 
 def test_a_redelivered_prediction_does_not_add_its_clip_twice(
     settings, prefix, speaker_bundles, data_dir
 ):
+    from ser.adapt import MIN_CLIPS
+
     ctx = _context(settings, prefix, speaker_bundles[0])
-    _predict(ctx, {"filename": "clips/calm.wav", "speaker": "ben"})
+    for _ in range(MIN_CLIPS - 1):
+        _predict(ctx, {"filename": "clips/calm.wav", "speaker": "ben"})
     bundle = ctx.models.current(ctx.registry.current())[1]
     # the first delivery added its clip, then its worker died before recording the result
     job_id = J.new_id()
     x = bundle.features(data_dir / "clips" / "excited.wav")
     ctx.speakers.add("ben", bundle.feature_spec, x, job_id)
-    assert ctx.speakers.clips("ben") == {bundle.feature_spec: 2}
+    assert ctx.speakers.clips("ben") == {bundle.feature_spec: MIN_CLIPS}
     result = _predict(ctx, {"filename": "clips/excited.wav", "speaker": "ben"}, job_id=job_id)
     assert result["ADAPTED"] is True
-    assert ctx.speakers.clips("ben") == {bundle.feature_spec: 2}  # not 3
+    assert ctx.speakers.clips("ben") == {bundle.feature_spec: MIN_CLIPS}  # not one more
     stats = ctx.speakers.stats("ben", bundle.feature_spec)
     expect = bundle.classify(x[None], [stats])[0]
     assert result["PROBABILITIES"] == pytest.approx(expect["probabilities"])
