@@ -66,12 +66,22 @@ def test_f1_is_averaged_over_every_fold_of_every_repeat():
 def test_chance_and_speaker_baselines():
     y = np.repeat(np.arange(4), 30)
     splits = model.make_splits("stratified", y, None, repeats=3)
-    assert model.chance_f1(y, splits, 4) == pytest.approx(0.25, abs=0.07)
+    assert model.chance_f1(y, splits) == pytest.approx(0.25, abs=0.07)
     # Speakers that each voice one class: their majority label is always right.
     confounded = [f"s{c}{i % 2}" for c, i in zip(y, range(120))]
     assert model.speaker_baseline_f1(y, confounded, splits, 4) == pytest.approx(1.0)
     mixed = [f"s{i % 5}" for i in range(120)]
     assert model.speaker_baseline_f1(y, mixed, splits, 4) < 0.5
+
+
+def test_a_fold_is_scored_on_the_classes_it_holds():
+    # Leave-one-speaker-out where each speaker voices one class: a perfect model scores 1 in
+    # every fold, not 1/3 (the classes a held-out speaker never voices are not its errors).
+    X = np.repeat(np.eye(3) * 5, 12, axis=0) + np.random.default_rng(0).normal(0, 0.3, (36, 3))
+    y = np.repeat(np.arange(3), 12)
+    groups = [f"c{c}s{i % 2}" for c, i in zip(y, range(36))]
+    m, _ = model.cross_validate(X, y, groups, "speaker", model.build_model(adapt="off"), "abc")
+    assert m["n_folds"] == 6 and m["f1_macro_mean"] == pytest.approx(1.0)
 
 
 def test_nothing_is_fitted_outside_the_folds():
