@@ -87,7 +87,7 @@ class EmbeddedStack:
             try:
                 if requests.get(self.base + "/health", timeout=2).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a busy machine answers late
                 pass
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ser up exited: {self.log.read_text()[-2000:]}")

@@ -168,7 +168,7 @@ class ApiServer:
         def up():
             try:
                 return requests.get(self.base + "/health", timeout=2).status_code in (200, 503)
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a busy machine answers late
                 return False
 
         wait_until(up, timeout, "API start", self.proc)
