@@ -547,6 +547,18 @@ def fit_model(
     return build_model(features, classifier, adapt).fit(data.X, data.y, data.groups)
 
 
+def _load_featurized(
+    dataset_dir, protocol: str, features: str, cache_dir, cache, n_jobs, progress
+) -> Featurized:
+    """The dataset (checked for ``protocol``) and its features, through the cache."""
+    ds = dataset_dir if isinstance(dataset_dir, Dataset) else load_dataset(dataset_dir)
+    check_protocol(ds, protocol, N_SPLITS)
+    if cache is None and cache_dir:
+        cache = DiskCache(cache_dir)
+    spec = get_spec(features)
+    return featurize_dataset(ds, spec, cache=cache, n_jobs=n_jobs or 1, progress=progress)
+
+
 def evaluate_dataset(
     dataset_dir: Path | str | Dataset,
     *,
@@ -564,11 +576,7 @@ def evaluate_dataset(
 
     ``cache`` (a DiskCache or RedisCache) wins over ``cache_dir`` (a DiskCache there).
     """
-    ds = dataset_dir if isinstance(dataset_dir, Dataset) else load_dataset(dataset_dir)
-    check_protocol(ds, protocol, N_SPLITS)
-    if cache is None and cache_dir:
-        cache = DiskCache(cache_dir)
-    data = featurize_dataset(ds, get_spec(features), cache=cache, n_jobs=n_jobs, progress=progress)
+    data = _load_featurized(dataset_dir, protocol, features, cache_dir, cache, n_jobs, progress)
     metrics, proba = evaluate_features(
         data,
         protocol,
@@ -598,12 +606,8 @@ def train(
     it), then fit the model on every usable recording.
 
     The bundle's metrics are ``protocol``'s, with every protocol's under ``protocols``."""
-    ds = load_dataset(dataset_dir)
-    check_protocol(ds, protocol, N_SPLITS)
-    if cache is None and cache_dir:
-        cache = DiskCache(cache_dir)
-    spec = get_spec(features)
-    data = featurize_dataset(ds, spec, cache=cache, n_jobs=n_jobs or 1, progress=progress)
+    data = _load_featurized(dataset_dir, protocol, features, cache_dir, cache, n_jobs, progress)
+    ds, spec = data.dataset, get_spec(features)
     names = [protocol] + [p for p in default_protocols(ds) if p != protocol]
     every = {}
     for name in names:
