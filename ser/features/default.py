@@ -159,14 +159,20 @@ def _spectral_contrast(
     mag: np.ndarray, freq: np.ndarray, sr: int, fmin: float, n_bands: int, quantile: float = 0.02
 ) -> np.ndarray:
     """librosa.feature.spectral_contrast(S=mag, ...) of a (bins, frames) magnitude spectrum."""
+    plan = _contrast_plan(freq, sr, fmin, n_bands, quantile)
+    return _contrast_fb(np.swapaxes(mag, -1, -2), plan).swapaxes(-1, -2)
+
+
+def _contrast_plan(
+    freq: np.ndarray, sr: int, fmin: float, n_bands: int, quantile: float
+) -> tuple[tuple[slice | np.ndarray, int], ...]:
+    """Per band, the bins librosa's spectral contrast sorts (a slice when contiguous) and how
+    many of the lowest / highest it averages."""
     octa = np.zeros(n_bands + 2)
     octa[1:] = fmin * (2.0 ** np.arange(0, n_bands + 1))
     if np.any(octa[:-1] >= 0.5 * sr):
         raise ValueError("frequency band exceeds Nyquist")
-    shape = list(mag.shape)
-    shape[-2] = n_bands + 1
-    valley = np.zeros(shape)
-    peak = np.zeros_like(valley)
+    plan = []
     for k, (f_low, f_high) in enumerate(zip(octa[:-1], octa[1:])):
         current_band = np.logical_and(freq >= f_low, freq <= f_high)
         idx = np.flatnonzero(current_band)
@@ -174,13 +180,62 @@ def _spectral_contrast(
             current_band[idx[0] - 1] = True
         if k == n_bands:
             current_band[idx[-1] + 1 :] = True
-        sub_band = mag[..., current_band, :]
+        rows = np.flatnonzero(current_band)
         if k < n_bands:
-            sub_band = sub_band[..., :-1, :]
-        idx = int(np.maximum(np.rint(quantile * np.sum(current_band)), 1))
-        sortedr = np.sort(sub_band, axis=-2)
-        valley[..., k, :] = np.mean(sortedr[..., :idx, :], axis=-2)
-        peak[..., k, :] = np.mean(sortedr[..., -idx:, :], axis=-2)
+            rows = rows[:-1]
+        n = int(np.maximum(np.rint(quantile * np.sum(current_band)), 1))
+        if len(rows) and np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows))):
+            rows = slice(int(rows[0]), int(rows[0]) + len(rows))
+        plan.append((rows, n))
+    return tuple(plan)
+
+
+@cache
+def _contrast_plan_cached(
+    sr: int, n_fft: int, fmin: float, n_bands: int, quantile: float = 0.02
+) -> tuple[tuple[slice | np.ndarray, int], ...]:
+    freq = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    return _contrast_plan(freq, sr, fmin, n_bands, quantile)
+
+
+def _band_mean(s: np.ndarray, n: int) -> np.ndarray:
+    """np.mean over the last axis of a (..., n) slice, in the order librosa's mean over a
+    non-contiguous axis adds (row after row, float32), then divided as np.mean divides."""
+    m = s.shape[-1]
+    if m == 0:
+        return np.full(s.shape[:-1], np.nan, dtype=s.dtype)
+    acc = s[..., 0].copy()
+    for j in range(1, m):
+        acc += s[..., j]
+    return np.true_divide(acc, np.intp(m), out=acc, casting="unsafe")
+
+
+def _contrast_fb(mag: np.ndarray, plan) -> np.ndarray:
+    """Spectral contrast of a (..., frames, bins) magnitude spectrum as (..., frames, bands):
+    librosa's values with fewer, larger numpy calls (a band averaging one bin takes its min and
+    max over the bins-major copy; wider bands sort along the contiguous bins axis and add the
+    selected values in librosa's order)."""
+    shape = list(mag.shape)
+    shape[-1] = len(plan)
+    valley = np.zeros(shape)
+    peak = np.zeros_like(valley)
+    mag_bf = None
+    for k, (rows, n) in enumerate(plan):
+        lo = None
+        if n == 1:
+            if mag_bf is None:
+                mag_bf = np.ascontiguousarray(np.swapaxes(mag, -1, -2))
+            sub = mag_bf[..., rows, :]
+            if sub.shape[-2]:
+                lo, hi = sub.min(axis=-2), sub.max(axis=-2)
+                if np.isnan(lo).any() or np.isnan(hi).any():
+                    lo = None  # np.sort orders NaN last, min/max would propagate it
+        if lo is None:
+            s = np.sort(mag[..., rows], axis=-1)
+            lo = _band_mean(s[..., :n], n)
+            hi = _band_mean(s[..., -n:], n)
+        valley[..., k] = lo
+        peak[..., k] = hi
     return _power_to_db(peak) - _power_to_db(valley)
 
 
@@ -194,6 +249,14 @@ def _frames(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     )
 
 
+@cache
+def _trend(n: int) -> tuple[np.ndarray, float]:
+    """The centred time axis of ``n`` frames and the slope's denominator (read-only)."""
+    t = np.linspace(-1.0, 1.0, n, dtype=np.float32)
+    t.flags.writeable = False
+    return t, max(float(t @ t), 1e-6)
+
+
 def _stats(x: np.ndarray, stats: tuple[str, ...]) -> np.ndarray:
     """Statistics over frames (axis 1) of a (rows, frames) matrix, flattened row-major."""
     x = np.asarray(x, dtype=np.float32)
@@ -202,10 +265,9 @@ def _stats(x: np.ndarray, stats: tuple[str, ...]) -> np.ndarray:
         return np.zeros(rows * len(stats), dtype=np.float32)
     mu = x.mean(axis=1)
     d = x - mu[:, None]
-    var = (d * d).mean(axis=1)
-    sd = np.sqrt(var)
+    dd = d * d
+    sd = np.sqrt(dd.mean(axis=1))
     s = np.sort(x, axis=1)
-    t = np.linspace(-1.0, 1.0, n, dtype=np.float32)
 
     def quantile(q: float) -> np.ndarray:
         pos = q * (n - 1)
@@ -213,23 +275,24 @@ def _stats(x: np.ndarray, stats: tuple[str, ...]) -> np.ndarray:
         hi = min(lo + 1, n - 1)
         return s[:, lo] + (s[:, hi] - s[:, lo]) * np.float32(pos - lo)
 
-    out = []
-    for name in stats:
+    out = np.empty((rows, len(stats)), dtype=np.float32)
+    for i, name in enumerate(stats):
         if name == "mean":
-            out.append(mu)
+            out[:, i] = mu
         elif name == "std":
-            out.append(sd)
+            out[:, i] = sd
         elif name in _QUANTILES:
-            out.append(quantile(_QUANTILES[name]))
+            out[:, i] = quantile(_QUANTILES[name])
         elif name == "iqr":
-            out.append(quantile(0.75) - quantile(0.25))
+            out[:, i] = quantile(0.75) - quantile(0.25)
         elif name == "skew":
-            out.append((d * d * d).mean(axis=1) / np.maximum(sd, 1e-6) ** 3)
+            out[:, i] = (dd * d).mean(axis=1) / np.maximum(sd, 1e-6) ** 3
         elif name == "slope":
-            out.append(d @ t / max(float(t @ t), 1e-6))
+            t, tt = _trend(n)
+            out[:, i] = d @ t / tt
         else:
             raise ValueError(f"unknown statistic {name!r}")
-    return np.stack(out, axis=1).ravel()
+    return out.ravel()
 
 
 def _delta(x: np.ndarray, width: int, order: int = 1) -> np.ndarray:
@@ -275,9 +338,8 @@ def _descriptors(y: np.ndarray, sr: int) -> dict[str, np.ndarray]:
     )
     mnorm = np.sqrt(mel / (mel.sum(axis=1, keepdims=True) + _EPS))
     flux = np.r_[0.0, np.sqrt((np.diff(mnorm, axis=0) ** 2).sum(axis=1))]
-    contrast = _spectral_contrast(
-        mag.T, c["freqs64"], sr, fmin=p["contrast_fmin"], n_bands=p["contrast_bands"]
-    )
+    plan = _contrast_plan_cached(sr, n_fft, p["contrast_fmin"], p["contrast_bands"])
+    contrast = _contrast_fb(mag, plan).T
     sign = np.signbit(y)
     zc = np.r_[0, np.cumsum(sign[1:] != sign[:-1])]
     starts = np.clip(np.arange(len(edb)) * hop - n_fft // 2, 0, len(y) - 1)
