@@ -166,28 +166,33 @@ class SpeakerAdaptive(ClassifierMixin, BaseEstimator):
     def row_stats(
         self, X: np.ndarray, groups: Sequence[str | None] | None, stats=None
     ) -> list[Stats | None]:
-        """Each row's speaker statistics (None: unknown speaker, or too few clips)."""
+        """Each row's speaker statistics (None: no speaker): from ``stats`` or, without it,
+        from the rows of each speaker given here."""
         if self.mode_ == "off" or groups is None:
             return [None] * len(X)
         if stats is None:
             known = [g for g in groups if g is not None]
             idx = np.array([g is not None for g in groups])
             stats = by_speaker(X[idx], known) if known else {}
-        rows = [stats.get(g) if g is not None else None for g in groups]
-        least = self.min_clips if hasattr(self, "raw_") else 1
-        return [s if s is not None and s.n >= least else None for s in rows]
+        return [stats.get(g) if g is not None else None for g in groups]
 
     def predict_proba(
         self, X: np.ndarray, groups: Sequence[str | None] | None = None, stats=None
     ) -> np.ndarray:
-        return self.predict_proba_adapted(X, groups, stats)[0]
-
-    def predict_proba_adapted(
-        self, X: np.ndarray, groups: Sequence[str | None] | None = None, stats=None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities and, per row, whether the adapted model gave them."""
         X = _float64(np.atleast_2d(X))
-        rows = self.row_stats(X, groups, stats)
+        return self.proba_for_rows(X, self.row_stats(X, groups, stats))[0]
+
+    def proba_for_rows(
+        self, X: np.ndarray, rows: Sequence[Stats | None]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities given each row's speaker statistics, and per row whether the adapted
+        model gave them: rows without statistics, or with fewer than ``min_clips`` clips, go
+        to the raw-feature model (without one, any statistics are used)."""
+        X = _float64(np.atleast_2d(X))
+        least = self.min_clips if hasattr(self, "raw_") else 1
+        if self.mode_ == "off":
+            rows = [None] * len(X)
+        rows = [s if s is not None and s.n >= least else None for s in rows]
         adapted = np.array([s is not None for s in rows], dtype=bool)
         proba = np.zeros((len(X), len(self.classes_)))
         if (~adapted).any():

@@ -332,9 +332,7 @@ class Bundle:
         X = np.atleast_2d(X)
         if isinstance(self.pipeline, adaptation.SpeakerAdaptive):
             rows = list(stats) if stats is not None else [None] * len(X)
-            keys = [str(i) if s is not None else None for i, s in enumerate(rows)]
-            table = {str(i): s for i, s in enumerate(rows) if s is not None}
-            proba, adapted = self.pipeline.predict_proba_adapted(X, keys, table)
+            proba, adapted = self.pipeline.proba_for_rows(X, rows)
         else:
             proba, adapted = self.pipeline.predict_proba(X), np.zeros(len(X), dtype=bool)
         out = []

@@ -84,13 +84,18 @@ def test_test_speakers_are_normalised_by_their_own_test_clips_only():
 def test_unknown_or_thin_speakers_get_the_raw_model():
     X, y, g = shifted_speakers()
     m = adapt.SpeakerAdaptive(pipe(), "speaker").fit(X, y, g)
-    proba, adapted = m.predict_proba_adapted(X[:3], [None, "s1", "s1"], stats={})
+    rows = m.row_stats(X[:3], [None, "s1", "s1"], stats={})  # s1 unknown to this table
+    assert rows == [None, None, None]
+    proba, adapted = m.proba_for_rows(X[:3], rows)
     assert not adapted.any()
     assert np.allclose(proba, m.raw_.predict_proba(X[:3]))
-    thin = {"s1": adapt.Stats.of(X[: adapt.MIN_CLIPS - 1])}  # fewer than MIN_CLIPS clips
-    assert not m.predict_proba_adapted(X[:1], ["s1"], stats=thin)[1].any()
-    enough = {"s1": adapt.Stats.of(X[: adapt.MIN_CLIPS])}
-    assert m.predict_proba_adapted(X[:1], ["s1"], stats=enough)[1].all()
+    thin = adapt.Stats.of(X[: adapt.MIN_CLIPS - 1])  # fewer than MIN_CLIPS clips
+    assert not m.proba_for_rows(X[:1], [thin])[1].any()
+    enough = adapt.Stats.of(X[: adapt.MIN_CLIPS])
+    assert m.proba_for_rows(X[:1], [enough])[1].all()
+    # Without a raw-feature model (CV folds), any statistics are used.
+    lean = adapt.SpeakerAdaptive(pipe(), "speaker", fallback=False).fit(X, y, g)
+    assert not hasattr(lean, "raw_") and lean.proba_for_rows(X[:1], [thin])[1].all()
 
 
 def test_no_speakers_means_off():
