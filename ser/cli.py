@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from ser.errors import DatasetError, SerError
 
 EXIT_FAILED = 1  # a job or command that ran and failed
 EXIT_USAGE = 2  # bad input: dataset, arguments
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a command ended by SIGPIPE
 
 
 @contextmanager
@@ -220,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `ser models | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -137,3 +137,22 @@ def test_class_too_small_for_protocol(tmp_path):
     root = audiogen.make_dataset(tmp_path / "d", "folders", n_per_class=2)
     proc = run_ser("evaluate", str(root), "--features", "seed", tmp_path=tmp_path)
     assert proc.returncode == 2 and "DATASET_CLASS_TOO_SMALL" in proc.stderr
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path, csv_dataset):
+    # `ser ... | head`: the reader is gone before ser writes its table.
+    read, write = os.pipe()
+    os.close(read)
+    env = dict(os.environ, SER_N_JOBS="1", SER_STATE_DIR=str(tmp_path / "state"))
+    args = ["evaluate", str(csv_dataset), "--protocol", "stratified", "--repeats", "1", "--json"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "ser.cli", *args],
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    os.close(write)
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
