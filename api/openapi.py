@@ -117,6 +117,15 @@ SCHEMAS: dict = {
             "N_SAMPLES": {"type": "integer"},
             "CLASSES": {"type": "array", "items": {"type": "string"}},
             "MODEL_VERSION": {"type": "string"},
+            "ACTIVATE": {
+                "type": "boolean",
+                "description": "train job: false when asked to keep the new version aside",
+            },
+            "ACTIVATED": {
+                "type": "boolean",
+                "description": "train job: the new version became current (false: kept aside)",
+            },
+            "CONFUSION_PNG": {"type": "string", "description": "URL of the confusion matrix"},
             "FILENAME": {"type": "string"},
             "EMOTION": {"type": "string"},
             "PROBABILITY": {"type": "number"},
@@ -249,6 +258,12 @@ SCHEMAS: dict = {
                 "default": 3,
                 "description": "repetitions of the stratified cross-validation",
             },
+            "activate": {
+                "type": "boolean",
+                "default": True,
+                "description": "make the new version current (false: publish it to the "
+                "registry and keep the current model)",
+            },
         },
     },
     "PredictRequest": {
@@ -299,6 +314,11 @@ SCHEMAS: dict = {
             "SHA256": {"type": "string"},
         },
     },
+    "ModelDeleted": {
+        "type": "object",
+        "required": ["MODEL_VERSION", "DELETED"],
+        "properties": {"MODEL_VERSION": {"type": "string"}, "DELETED": {"type": "boolean"}},
+    },
     "ModelList": {
         "type": "object",
         "properties": {
@@ -332,8 +352,8 @@ def _train_op(method: str) -> dict:
                 "content": {"application/json": {"schema": _ref("Job")}},
             },
             "400": _err(
-                "malformed body, unknown protocol or adapt, bad repeats, or a path outside "
-                "the data root"
+                "malformed body, unknown protocol or adapt, bad repeats or activate "
+                "(INVALID_ACTIVATE), or a path outside the data root"
             ),
             "401": _err("missing or wrong API key"),
             "503": _err("broker unavailable"),
@@ -355,7 +375,14 @@ def _train_op(method: str) -> dict:
                 "in": "query",
                 "required": False,
                 "schema": {"type": "integer", "minimum": 1, "maximum": 20},
-            }
+            },
+            {
+                "name": "activate",
+                "in": "query",
+                "required": False,
+                "description": "true/1 (default) or false/0: keep the new version aside",
+                "schema": {"type": "boolean"},
+            },
         ]
     return op
 
@@ -534,6 +561,16 @@ def spec(with_auth: bool = False) -> dict:
                     "200": _json(_ref("Model"), "the model"),
                     "401": _err("missing or wrong API key"),
                     "404": _err("unknown version"),
+                },
+            },
+            "delete": {
+                "summary": "Remove a version that is not current (its bundle, metadata, PNG)",
+                "operationId": "deleteModel",
+                "responses": {
+                    "200": _json(_ref("ModelDeleted"), "deleted"),
+                    "401": _err("missing or wrong API key"),
+                    "404": _err("unknown version (MODEL_NOT_FOUND)"),
+                    "409": _err("the version is current (MODEL_IS_CURRENT)"),
                 },
             },
         },

@@ -103,6 +103,8 @@ def job_body(rec: dict) -> dict:
         body["PROTOCOL"] = params.get("protocol")
         if params.get("adapt"):
             body["ADAPT"] = params["adapt"]
+        if params.get("activate") is False:
+            body["ACTIVATE"] = False
     elif rec["kind"] == "score":
         body["FOLDER"] = params.get("folder")
         if params.get("speakers"):
@@ -193,6 +195,18 @@ def _repeats(body: dict, query: bool) -> int:
     return value
 
 
+def _activate(body: dict, query: bool) -> bool:
+    """``activate``: a JSON boolean, or 0/1/true/false in a query string; default true."""
+    value = body.get("activate")
+    if value is None or (query and value == ""):
+        return True
+    if query and isinstance(value, str):
+        value = {"1": True, "true": True, "0": False, "false": False}.get(value.lower(), value)
+    if not isinstance(value, bool):
+        raise ApiError(400, "INVALID_ACTIVATE", "activate must be true or false")
+    return value
+
+
 @bp.route("/train", methods=["POST", "GET"])
 def train():
     """Queue a training (single flight per dataset, protocol, adaptation and features)."""
@@ -210,15 +224,19 @@ def train():
         choices = ", ".join(J.ADAPT_CHOICES)
         raise ApiError(400, "INVALID_ADAPT", f"adapt must be one of {choices}")
     repeats = _repeats(body, query=request.method == "GET")
+    activate = _activate(body, query=request.method == "GET")
     root = confine(s.settings.data_dir, dataset, kind="dir")
     rel = relative(s.settings.data_dir, root)
     lock = J.train_lock_name(rel, protocol, adapt, features)
+    if not activate:  # a training kept aside never joins one that activates (nor vice versa)
+        lock += ":aside"
     params = {
         "dataset": rel,
         "protocol": protocol,
         "features": features,
         "adapt": adapt,
         "repeats": repeats,
+        "activate": activate,
         "lock": lock,
     }
     rec = _create("train", TASK_TRAIN, params, send=False)  # sent once single flight allows
@@ -559,6 +577,13 @@ def activate_model(version: str):
     key = s.settings.secret_key.encode() if s.settings.secret_key else None
     meta = s.registry.activate(version, key)
     return jsonify(model_body(meta, s.registry.current()))
+
+
+@bp.route("/models/<version>", methods=["DELETE"])
+def delete_model(version: str):
+    """Remove a version that is not current (bundle, metadata, PNG); 409 for the current one."""
+    meta = svc().registry.delete(version)
+    return jsonify({"MODEL_VERSION": meta["version"], "DELETED": True})
 
 
 # -- speakers ---------------------------------------------------------------------------------

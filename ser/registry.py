@@ -18,6 +18,7 @@ import hmac
 import json
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ser.errors import ModelIntegrityError, NoModelError, SerError
@@ -39,6 +40,13 @@ class UnknownVersion(SerError):
 
     code = "MODEL_NOT_FOUND"
     http_status = 404
+
+
+class ModelIsCurrent(SerError):
+    """The current model cannot be deleted (activate another version first)."""
+
+    code = "MODEL_IS_CURRENT"
+    http_status = 409
 
 
 class Registry:
@@ -66,12 +74,17 @@ class Registry:
         meta: dict,
         key: bytes,
         *,
-        png: bytes | None = None,
+        png: bytes | Callable[[str], bytes] | None = None,
         activate: bool = True,
     ) -> str:
-        """Store signed bundle bytes with ``meta``; returns the new version (e.g. "v3")."""
+        """Store signed bundle bytes with ``meta``; returns the new version (e.g. "v3").
+
+        ``png`` may be a function of the new version (a picture titled with it); with
+        ``activate=False`` the version is kept aside and `current` does not move."""
         seq = int(self.client.incr(f"{self.prefix}model:seq"))
         version = f"v{seq}"
+        if callable(png):
+            png = png(version)
         meta = dict(
             meta,
             version=version,
@@ -100,6 +113,37 @@ class Registry:
             self._verified_bytes(version, key)
         self.client.set(self.current_key, version)
         return meta
+
+    def delete(self, version: str) -> dict:
+        """Remove ``version`` (bundle, signature, metadata, PNG) unless it is current; returns
+        its metadata. Raises UnknownVersion, or ModelIsCurrent (checked and deleted in one
+        transaction watching the `current` pointer, so an activation cannot slip between)."""
+        import redis
+
+        key = self._key(version)
+        while True:
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(self.current_key, key)
+                    meta = self.meta(version)
+                    current = pipe.get(self.current_key)
+                    if current is not None and as_str(current) == version:
+                        raise ModelIsCurrent(
+                            message=f"{version} is the current model: activate another first"
+                        )
+                    pipe.multi()
+                    pipe.delete(key)
+                    pipe.zrem(self.index_key, version)
+                    pipe.execute()
+                    return meta
+                except redis.WatchError:
+                    continue
+
+    def exists(self, version: str) -> bool:
+        """Whether ``version`` is (still) stored."""
+        return bool(VERSION_RE.match(version)) and bool(
+            self.client.hexists(self._key(version), "sig")
+        )
 
     # -- reads --------------------------------------------------------------------------------
     def current(self) -> str | None:
@@ -185,6 +229,11 @@ class BundleCache:
             return self._version, self._bundle
 
     def _pinned(self, version: str):
+        # A cached copy of a version deleted since is not served (one HEXISTS per call).
+        if not self.registry.exists(version):
+            raise UnknownVersion(
+                message=f"model {version} (pinned for this job) was deleted from the registry"
+            )
         with self._lock:
             if version == self._version:
                 return self._bundle

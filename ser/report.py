@@ -25,25 +25,51 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def confusion_png(
-    matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str = ""
-) -> bytes:
-    """The confusion matrix (rows: true class, columns: predicted) as a PNG."""
+def row_normalised(matrix: Sequence[Sequence[int]]) -> np.ndarray:
+    """Each row of a confusion matrix as shares of its true class (an empty row stays 0)."""
     cm = np.asarray(matrix, dtype=float)
-    fig = _figure()(figsize=(1.0 + 0.8 * len(classes), 0.8 + 0.8 * len(classes)))
+    return cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+
+
+def confusion_title(name: str | None, protocol: str | None = None, f1: float | None = None) -> str:
+    """ "Confusion matrix, v3, speaker protocol, F1-macro 0.812" (the parts that are known)."""
+    parts = ["Confusion matrix"]
+    if name:
+        parts.append(str(name))
+    if protocol:
+        parts.append(f"{protocol} protocol")
+    if f1 is not None:
+        parts.append(f"F1-macro {f1:.3f}")
+    return ", ".join(parts)
+
+
+def confusion_figure(matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str = ""):
+    """The matplotlib Figure of a confusion matrix (rows: true class, columns: predicted):
+    colours are row shares (normalised per true class, with a colour bar), cells show counts."""
+    cm = np.asarray(matrix, dtype=float)
+    n = len(classes)
+    fig = _figure()(figsize=(1.8 + 0.8 * n, 0.8 + 0.8 * n))
     ax = fig.subplots()
-    rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    rates = row_normalised(cm)
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
             color = "white" if rates[i, j] > 0.5 else "black"
             ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", color=color, fontsize=9)
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xticks(range(n), classes, rotation=45, ha="right")
+    ax.set_yticks(range(n), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title or "Confusion matrix (pooled over folds)")
-    return _png(fig)
+    ax.set_title(title or "Confusion matrix (pooled over folds)", fontsize=10)
+    return fig
+
+
+def confusion_png(
+    matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str = ""
+) -> bytes:
+    """The confusion matrix as a PNG (see :func:`confusion_figure`)."""
+    return _png(confusion_figure(matrix, classes, title))
 
 
 def pca_png(X: np.ndarray, y: np.ndarray, classes: Sequence[str], title: str = "") -> bytes:
@@ -78,7 +104,15 @@ def write_report(
     }
     paths["metrics"].write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     paths["confusion"].write_bytes(
-        confusion_png(metrics["confusion_matrix"], classes, f"Confusion matrix, {label}")
+        confusion_png(
+            metrics["confusion_matrix"],
+            classes,
+            confusion_title(
+                metrics.get("dataset") or f"{metrics.get('features', '')} features",
+                metrics.get("protocol"),
+                metrics.get("f1_macro_mean"),
+            ),
+        )
     )
     paths["pca"].write_bytes(pca_png(X, y, classes, f"2-D PCA, {label}"))
     return paths

@@ -63,6 +63,12 @@ def register(subparsers) -> None:
     tr.add_argument(
         "--repeats", type=int, default=None, help="stratified CV repetitions, 1..20 (default 3)"
     )
+    tr.add_argument(
+        "--no-activate",
+        dest="activate",
+        action="store_false",
+        help="keep the new version aside (published, the current model unchanged)",
+    )
     _client_flags(tr)
     tr.set_defaults(func=cmd_train)
 
@@ -99,9 +105,10 @@ def register(subparsers) -> None:
     _client_flags(jb)
     jb.set_defaults(func=cmd_jobs)
 
-    md = subparsers.add_parser("models", help="list model versions, show or activate one")
+    md = subparsers.add_parser("models", help="list model versions; show, activate or delete one")
     md.add_argument("version", nargs="?")
     md.add_argument("--activate", action="store_true", help="make VERSION current")
+    md.add_argument("--delete", action="store_true", help="remove VERSION (not the current one)")
     md.add_argument("--json", action="store_true", help="print JSON")
     md.set_defaults(func=cmd_models)
 
@@ -416,6 +423,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         if v is not None
     }
+    if not args.activate:
+        body["activate"] = False
     job = client.request("POST", "/train", json=body)
     if args.wait:
         with progress_bar("training", enabled=not args.json and sys.stderr.isatty()) as bar:
@@ -551,6 +560,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     client = Client()
     if args.version and args.activate:
         _print(client.request("POST", f"/models/{args.version}/activate"), args.json)
+        return 0
+    if args.version and args.delete:
+        _print(client.request("DELETE", f"/models/{args.version}"), args.json)
         return 0
     if args.version:
         _print(client.request("GET", f"/models/{args.version}"), args.json)

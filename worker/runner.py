@@ -109,7 +109,8 @@ def _fail(ctx: Context, job_id: str, exc: Exception) -> None:
 
 
 def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=None) -> dict:
-    """Train on ``params["dataset"]`` (relative to the data root), publish, activate.
+    """Train on ``params["dataset"]`` (relative to the data root), publish, and activate
+    unless ``params["activate"]`` is false.
 
     With ``send`` (publish a task by name), recordings missing from the feature cache are
     featurized in chunks by the predict processes first (worker.fanout); without it, here.
@@ -126,6 +127,7 @@ def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=No
     features = params.get("features") or "default"
     adapt = params.get("adapt") or "auto"
     repeats = int(params.get("repeats") or jobs.TRAIN_REPEATS)
+    activate = params.get("activate", True) is not False
     lock = params.get("lock") or train_lock_name(dataset, protocol, adapt, features)
     last = [0.0]
 
@@ -158,7 +160,11 @@ def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=No
         if (ctx.jobs.get(job_id) or {}).get("status") != jobs.RUNNING:
             raise JobCancelled(job_id)
         metrics = bundle.metrics
-        png = report.confusion_png(metrics["confusion_matrix"], bundle.classes)
+
+        def png(version: str) -> bytes:  # drawn once the version is known, for its title
+            title = report.confusion_title(version, protocol, metrics.get("f1_macro_mean"))
+            return report.confusion_png(metrics["confusion_matrix"], bundle.classes, title)
+
         every = metrics.get("protocols") or {}
         meta = {
             "created_at": bundle.created_at,
@@ -180,7 +186,7 @@ def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=No
             "job_id": job_id,
         }
         version = ctx.registry.publish(
-            bundle.to_bytes(), meta, settings.require_secret_key(), png=png
+            bundle.to_bytes(), meta, settings.require_secret_key(), png=png, activate=activate
         )
         speaker_f1 = {}
         if "speaker" in every:  # the dataset names enough speakers for that protocol
@@ -213,6 +219,7 @@ def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=No
             "FEATURES_COMPUTED": feats["computed"] + counter.misses,
             "FEATURES_CACHED": counter.hits if feats["cached"] is None else feats["cached"],
             "MODEL_VERSION": version,
+            "ACTIVATED": activate,  # false: kept aside, `current` unchanged
             "CONFUSION_PNG": f"/models/{version}/confusion.png",
         }
         ctx.jobs.succeed(job_id, result)
