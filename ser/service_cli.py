@@ -278,16 +278,98 @@ def _stop(procs: list[subprocess.Popen], timeout: float = 20) -> None:
                 proc.wait()
 
 
-def _spawn(argv: list[str], env: dict) -> subprocess.Popen:
+LOCK_NAME = "ser-up.lock"
+
+
+def _lock_state(state: Path) -> int:
+    """Hold ``state/ser-up.lock`` (flock) for the life of this process: one ``ser up`` per state
+    folder. Returns the file descriptor; the OS releases the lock when the process dies (and
+    the bundled redis-server, which inherits it, has exited). Raises ALREADY_RUNNING, naming
+    the holder, if another process has it."""
+    import fcntl
+
+    path = state / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder: dict = {}
+        deadline = time.monotonic() + 2  # the holder writes its record just after locking
+        while not holder and time.monotonic() < deadline:
+            try:
+                holder = json.loads(path.read_text() or "{}")
+            except (OSError, ValueError):
+                holder = {}
+            if not holder:
+                time.sleep(0.05)
+        os.close(fd)
+        pid = holder.get("pid", "?")
+        if isinstance(pid, int) and not _alive(pid):
+            pid = f"{pid}, exited; its redis-server still runs"
+        who = f"pid {pid}, API {holder.get('api', '?')}"
+        if holder.get("started"):
+            who += f", started {holder['started']}"
+        raise SerError(
+            "ALREADY_RUNNING",
+            f"`ser up` is already running on {state} ({who}); stop it first or set another "
+            "SER_STATE_DIR",
+        ) from None
+    return fd
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_lock(fd: int, record: dict) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+
+
+def _check_port(host: str, port: int, option: str, what: str) -> None:
+    """Fail (PORT_IN_USE) if ``host:port`` cannot be bound, before anything is started."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise SerError(
+                "PORT_IN_USE",
+                f"port {port} ({what}) on {host or '0.0.0.0'} is not free ({exc.strerror}); "
+                f"choose another with {option}",
+            ) from None
+
+
+def _spawn(argv: list[str], env: dict, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
     # Own session: Ctrl-C reaches `ser up` only, which then stops the parts in order
     # (API, workers, Redis last) instead of all at once.
-    return subprocess.Popen(argv, env=env, start_new_session=True)
+    return subprocess.Popen(argv, env=env, start_new_session=True, pass_fds=pass_fds)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     settings = config.load()
     state = settings.state_dir.resolve()
     state.mkdir(parents=True, exist_ok=True)
+    # One stack per state folder (two redis-servers on one AOF corrupt it), and free ports,
+    # checked before any process starts. The lock is held until this process exits.
+    lock_fd = _lock_state(state)
+    external = bool(os.environ.get("SER_REDIS_URL", "").strip())
+    _check_port(args.host, args.port, "--port", "API")
+    if not external and args.redis_port:
+        _check_port("127.0.0.1", args.redis_port, "--redis-port", "bundled Redis")
+    holder = {
+        "pid": os.getpid(),
+        "api": f"http://{args.host}:{args.port}",
+        "redis_port": None if external else args.redis_port or None,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    _write_lock(lock_fd, holder)
     env = dict(os.environ)
     env["SER_STATE_DIR"] = str(state)
     env.setdefault("SER_DATA_DIR", str(settings.data_dir.resolve()))
@@ -303,16 +385,19 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        external = bool(os.environ.get("SER_REDIS_URL", "").strip())
         if external:
             redis_where = "external Redis (SER_REDIS_URL)"
             url = settings.redis_url
             _wait_redis(url, None, timeout=10)
         else:
             port = args.redis_port or free_port()
+            if not args.redis_port:
+                _write_lock(lock_fd, holder | {"redis_port": port})
             password = config.ensure_token(state / "redis.password", 24)
             url = f"redis://:{password}@127.0.0.1:{port}/0"
-            procs.append(_spawn(redis_argv(state, port, password), env))
+            # redis-server inherits the state lock: should `ser up` be killed (-9) and leave it
+            # running, no second `ser up` starts another one on the same append-only file.
+            procs.append(_spawn(redis_argv(state, port, password), env, pass_fds=(lock_fd,)))
             _wait_redis(url, procs[-1])
             redis_where = f"redis-server on 127.0.0.1:{port} (AOF under {state / 'redis'})"
         env["SER_REDIS_URL"] = url

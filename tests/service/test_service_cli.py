@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -118,3 +119,112 @@ def test_ser_up_starts_and_stops_the_embedded_stack(service_env, data_dir, tmp_p
         time.sleep(0.2)
     assert "ser: stopped" in (tmp_path / "up.log").read_text()
     assert os.path.exists(state / "redis" / "redis.conf")
+
+
+def _redis_servers(state) -> list[int]:
+    """Pids of the redis-server processes working in ``state`` (redis chdirs to its --dir;
+    it rewrites its command line, so that cannot tell)."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["name"]):
+        if "redis-server" not in (p.info["name"] or ""):
+            continue
+        try:
+            if Path(p.cwd()).is_relative_to(state):
+                found.append(p.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
+
+
+def _up(env: dict, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """A second `ser up`, expected to refuse at once; if it runs instead, stop it by SIGTERM
+    (so it stops its own servers) and return what it printed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ser.cli", "up", "--concurrency", "1", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        err += f"\n(still running after {timeout} s: stopped)"
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.fixture(scope="module")
+def running_up(service_env, tmp_path_factory):
+    """One `ser up` (embedded Redis, own state folder), healthy; stopped at the end."""
+    env = {k: v for k, v in service_env.items() if k not in ("SER_REDIS_URL", "SER_SECRET_KEY")}
+    env.pop("SER_API_KEY", None)
+    tmp = tmp_path_factory.mktemp("up_lock")
+    state = tmp / "state"
+    env["SER_STATE_DIR"] = str(state)
+    port = free_port()
+    log = open(tmp / "up.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ser.cli", "up", "--port", str(port), "--concurrency", "1"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        try:
+            return requests.get(base + "/health", timeout=5).status_code == 200
+        except (requests.ConnectionError, requests.Timeout):  # a busy machine answers late
+            return False
+
+    try:
+        wait_until(healthy, 90, "ser up", proc)
+    except Exception:
+        log.flush()
+        sys.stderr.write((tmp / "up.log").read_text()[-4000:])
+        stop(proc)
+        raise
+    try:
+        yield {"proc": proc, "env": env, "state": state, "port": port, "healthy": healthy}
+    finally:
+        stop(proc, timeout=60)
+        log.close()
+
+
+def test_second_ser_up_on_the_same_state_folder_refuses(running_up):
+    first, state = running_up["proc"], running_up["state"]
+    redis_before = _redis_servers(state)
+    assert len(redis_before) == 1, redis_before
+    # another API port, so only the state folder is shared
+    started = time.monotonic()
+    out = _up(running_up["env"], "--port", str(free_port()))
+    took = time.monotonic() - started
+    assert out.returncode == 1, out.stdout + out.stderr
+    message = out.stderr.strip()
+    assert "ALREADY_RUNNING" in message and len(message.splitlines()) == 1, message
+    assert f"pid {first.pid}" in message, message
+    assert f"http://127.0.0.1:{running_up['port']}" in message, message
+    assert "redis-server on" not in out.stdout and "API listening" not in out.stdout
+    assert took < 30, f"the refusal took {took:.1f} s"
+    # nothing of the first stack disturbed
+    assert first.poll() is None
+    assert running_up["healthy"](), "the first `ser up` must stay healthy"
+    assert _redis_servers(state) == redis_before
+
+
+def test_ser_up_refuses_a_taken_api_port_before_starting_anything(running_up, tmp_path):
+    env = dict(running_up["env"], SER_STATE_DIR=str(tmp_path / "other"))
+    port = running_up["port"]
+    out = _up(env, "--port", str(port))
+    assert out.returncode == 1, out.stdout + out.stderr
+    message = out.stderr.strip()
+    assert "PORT_IN_USE" in message and f"port {port}" in message and "--port" in message
+    assert not (tmp_path / "other" / "redis").exists(), "nothing may start on a taken port"
+    assert _redis_servers(tmp_path / "other") == []
+    assert running_up["proc"].poll() is None and running_up["healthy"]()
