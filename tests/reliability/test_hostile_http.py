@@ -183,7 +183,7 @@ def test_unknown_model_versions_are_404(healthy, version):
         ("PUT", "/jobs/" + "0" * 32),
         ("POST", "/jobs/" + "0" * 32),
         ("POST", "/models"),
-        ("DELETE", "/models/v1"),
+        ("PUT", "/models/v1"),
         ("GET", "/models/v1/activate"),
         ("POST", "/health"),
         ("DELETE", "/openapi.json"),
