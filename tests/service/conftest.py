@@ -34,6 +34,14 @@ def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
     service_cli._stop([proc], timeout)
 
 
+def answers_ok(url: str, timeout: float = 5) -> bool:
+    """Whether GET ``url`` answers 200; False while a starting or busy server cannot answer."""
+    try:
+        return requests.get(url, timeout=timeout).status_code == 200
+    except (requests.ConnectionError, requests.Timeout):
+        return False
+
+
 def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):
     deadline = time.monotonic() + timeout
     while True:
@@ -261,14 +269,8 @@ def api_url(service_env, worker1, logdir):
     )
     base = f"http://127.0.0.1:{port}"
 
-    def up():
-        try:
-            return requests.get(base + "/health", timeout=5).status_code == 200
-        except (requests.ConnectionError, requests.Timeout):  # a busy machine answers late
-            return False
-
     try:
-        wait_until(up, 60, "API start", proc)
+        wait_until(lambda: answers_ok(base + "/health"), 60, "API start", proc)
     except Exception:
         sys.stderr.write((logdir / "api.log").read_text(errors="replace")[-4000:])
         stop(proc)  # never leave the server running when the fixture fails
@@ -337,3 +339,11 @@ def upload(api: Api, path: Path, wait: float | None = 30, name: str | None = Non
 def beat(client, prefix: str, hostname: str) -> dict | None:
     raw = client.get(f"{prefix}worker:{hostname}")
     return json.loads(raw) if raw else None
+
+
+@pytest.fixture(scope="module")
+def restore_current(api, trained):
+    """The model current before a module's trainings is current again after them."""
+    before = api.get("/models").json()["CURRENT"]
+    yield
+    assert api.post(f"/models/{before}/activate").status_code == 200

@@ -12,15 +12,11 @@ from ser.registry import BundleCache, Registry, UnknownVersion
 from tests.service.conftest import ser, train_ok
 from tests.service.test_http import error_of
 
-pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def restore_current(api, trained):
-    """The model current before this module's trainings is current again after them."""
-    before = api.get("/models").json()["CURRENT"]
-    yield
-    assert api.post(f"/models/{before}/activate").status_code == 200
+pytestmark = [
+    pytest.mark.service,
+    pytest.mark.xdist_group("service"),
+    pytest.mark.usefixtures("restore_current"),
+]
 
 
 def train_aside(api, **extra) -> dict:

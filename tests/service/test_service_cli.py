@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.service.conftest import ROOT, free_port, ser, stop, wait_until
+from tests.service.conftest import ROOT, answers_ok, free_port, ser, stop, wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
 
@@ -61,13 +61,16 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_ser_up_starts_and_stops_the_embedded_stack(service_env, data_dir, tmp_path):
+def _start_up(service_env: dict, tmp: Path):
+    """`ser up` with its own state folder (embedded Redis, no API key) on a free port, once
+    healthy: (process, env, state folder, port, open log file). The log is printed, and the
+    process stopped, when it never becomes healthy."""
     env = {k: v for k, v in service_env.items() if k not in ("SER_REDIS_URL", "SER_SECRET_KEY")}
     env.pop("SER_API_KEY", None)
-    state = tmp_path / "state"
+    state = tmp / "state"
     env["SER_STATE_DIR"] = str(state)
     port = free_port()
-    log = open(tmp_path / "up.log", "w")  # noqa: SIM115
+    log = open(tmp / "up.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "ser.cli", "up", "--port", str(port), "--concurrency", "1"],
         cwd=ROOT,
@@ -75,21 +78,21 @@ def test_ser_up_starts_and_stops_the_embedded_stack(service_env, data_dir, tmp_p
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    try:
+        wait_until(lambda: answers_ok(f"http://127.0.0.1:{port}/health"), 90, "ser up", proc)
+    except Exception:
+        log.flush()
+        sys.stderr.write((tmp / "up.log").read_text()[-4000:])
+        stop(proc)
+        log.close()
+        raise
+    return proc, env, state, port, log
+
+
+def test_ser_up_starts_and_stops_the_embedded_stack(service_env, data_dir, tmp_path):
+    proc, _, state, port, log = _start_up(service_env, tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
-
-        def healthy():
-            try:
-                return requests.get(base + "/health", timeout=2).status_code == 200
-            except (requests.ConnectionError, requests.Timeout):  # a busy machine answers late
-                return False
-
-        try:
-            wait_until(healthy, 90, "ser up", proc)
-        except Exception:
-            log.flush()
-            sys.stderr.write((tmp_path / "up.log").read_text()[-4000:])
-            raise
         text = (tmp_path / "up.log").read_text()
         assert f"http://127.0.0.1:{port}" in text
         key = state / "secret_key"
@@ -161,35 +164,11 @@ def _up(env: dict, *args: str, timeout: float = 60) -> subprocess.CompletedProce
 @pytest.fixture(scope="module")
 def running_up(service_env, tmp_path_factory):
     """One `ser up` (embedded Redis, own state folder), healthy; stopped at the end."""
-    env = {k: v for k, v in service_env.items() if k not in ("SER_REDIS_URL", "SER_SECRET_KEY")}
-    env.pop("SER_API_KEY", None)
-    tmp = tmp_path_factory.mktemp("up_lock")
-    state = tmp / "state"
-    env["SER_STATE_DIR"] = str(state)
-    port = free_port()
-    log = open(tmp / "up.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ser.cli", "up", "--port", str(port), "--concurrency", "1"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc, env, state, port, log = _start_up(service_env, tmp_path_factory.mktemp("up_lock"))
 
     def healthy():
-        try:
-            return requests.get(base + "/health", timeout=5).status_code == 200
-        except (requests.ConnectionError, requests.Timeout):  # a busy machine answers late
-            return False
+        return answers_ok(f"http://127.0.0.1:{port}/health")
 
-    try:
-        wait_until(healthy, 90, "ser up", proc)
-    except Exception:
-        log.flush()
-        sys.stderr.write((tmp / "up.log").read_text()[-4000:])
-        stop(proc)
-        raise
     try:
         yield {"proc": proc, "env": env, "state": state, "port": port, "healthy": healthy}
     finally:

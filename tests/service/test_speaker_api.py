@@ -14,15 +14,11 @@ from ser import jobs as J
 from tests.service.conftest import ser, upload
 from tests.service.test_http import error_of
 
-pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def restore_current(api, trained):
-    """The model current before this module's trainings is current again after them."""
-    before = api.get("/models").json()["CURRENT"]
-    yield
-    assert api.post(f"/models/{before}/activate").status_code == 200
+pytestmark = [
+    pytest.mark.service,
+    pytest.mark.xdist_group("service"),
+    pytest.mark.usefixtures("restore_current"),
+]
 
 
 @pytest.fixture(scope="module")
