@@ -16,12 +16,12 @@ from typing import Any
 from flask import Flask
 
 from ser import config as ser_config
-from ser.jobs import JobStore
-from ser.outbox import Outbox
-from ser.registry import Registry
-from ser.results import ResultStore
-from ser.speakers import SpeakerStore
-from ser.store import redis_client
+from ser.service.jobs import JobStore
+from ser.service.outbox import Outbox
+from ser.service.redis import redis_client
+from ser.service.registry import Registry
+from ser.service.results import ResultStore
+from ser.service.speakers import SpeakerStore
 
 UPLOAD_OVERHEAD = 64 * 1024  # multipart headers and boundaries around the file
 DRAINED_BY_SERVER = 64 * 1024  # gunicorn reads at most this much of a body the app left unread
@@ -37,7 +37,7 @@ class Service:
     redis: Any
     jobs: JobStore
     registry: Registry
-    messages: Any  # worker.messages.TaskMessages: task messages pushed in our transactions
+    messages: Any  # worker.producer.TaskMessages: task messages pushed in our transactions
     outbox: Outbox  # every task message until a worker ran it (lost ones are republished)
     results: ResultStore  # rows of bulk jobs
     speakers: SpeakerStore  # per-speaker feature statistics (GET/DELETE /speakers/<id>)
@@ -101,8 +101,7 @@ def _settings(config: Mapping[str, Any] | None) -> ser_config.Settings:
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; ``config`` overrides the environment (SER_* keys) and Flask settings."""
     from api import errors, routes
-    from worker.celeryconfig import make_celery
-    from worker.messages import TaskMessages
+    from worker import producer
 
     settings = _settings(config)
     app = Flask(__name__)
@@ -119,7 +118,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         redis=client,
         jobs=JobStore(client, settings.key_prefix, settings.job_ttl),
         registry=Registry(client, settings.key_prefix),
-        messages=TaskMessages(make_celery(settings)),
+        messages=producer.connect(settings),
         outbox=Outbox(client, settings.key_prefix),
         results=ResultStore(client, settings.key_prefix, settings.job_ttl),
         speakers=SpeakerStore(client, settings.key_prefix, settings.job_ttl),

@@ -11,25 +11,25 @@ import uuid
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from api.errors import ApiError
-from ser import jobs as J
+from ser import contract as C
 from ser.bulk import DEFAULT_PATTERNS, check_labels, parse_speakers, speakers_summary
+from ser.contract import MAX_WAIT, PROTOCOLS, QUEUES, TASK_PREDICT, TASK_SCORE, TASK_TRAIN
 from ser.errors import AudioError, NoModelError
 from ser.paths import confine, relative
-from ser.results import stream_csv, stream_jsonl
-from ser.speakers import SpeakerNotFound, check_speaker
-from ser.store import blob_key, heartbeats
-from worker.celeryconfig import QUEUES, TASK_PREDICT, TASK_SCORE, TASK_TRAIN
-from worker.recovery import publish
+from ser.service import jobs as J
+from ser.service.heartbeats import heartbeats
+from ser.service.redis import blob_key
+from ser.service.results import stream_csv, stream_jsonl
+from ser.service.speakers import SpeakerNotFound, check_speaker
+from worker.producer import publish
 
 bp = Blueprint("ser", __name__)
 
-MAX_WAIT = 30.0
 MAX_LIST = 500
 MAX_PAGE = 1000  # rows per page of /jobs/<id>/results
 MAX_PATTERNS = 20
 MAX_CHUNK = 1000  # files per chunk when a client sets it (default: ser.bulk.chunk_size)
-PROTOCOLS = ("stratified", "speaker")
-FEATURES = ("default", "seed")
+FEATURES = C.FEATURE_SETS
 PUBLIC = {"ser.health"}  # endpoints open without the API key
 
 # Leading bytes of the containers libsndfile reads (the worker still decodes and validates).
@@ -183,14 +183,14 @@ def _repeats(body: dict, query: bool) -> int:
     """``repeats``: an integer 1..20 (a JSON number, or the digits of a query string)."""
     value = body.get("repeats")
     if value is None or (query and value == ""):
-        return J.TRAIN_REPEATS
+        return C.TRAIN_REPEATS
     if query and isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         value = 0
-    if not 1 <= value <= J.MAX_TRAIN_REPEATS:
+    if not 1 <= value <= C.MAX_TRAIN_REPEATS:
         raise ApiError(
-            400, "INVALID_REPEATS", f"repeats must be an integer 1..{J.MAX_TRAIN_REPEATS}"
+            400, "INVALID_REPEATS", f"repeats must be an integer 1..{C.MAX_TRAIN_REPEATS}"
         )
     return value
 
@@ -220,8 +220,8 @@ def train():
         raise ApiError(400, "INVALID_PROTOCOL", f"protocol must be one of {', '.join(PROTOCOLS)}")
     if features not in FEATURES:
         raise ApiError(400, "INVALID_FEATURES", f"features must be one of {', '.join(FEATURES)}")
-    if adapt not in J.ADAPT_CHOICES:
-        choices = ", ".join(J.ADAPT_CHOICES)
+    if adapt not in C.ADAPT_CHOICES:
+        choices = ", ".join(C.ADAPT_CHOICES)
         raise ApiError(400, "INVALID_ADAPT", f"adapt must be one of {choices}")
     repeats = _repeats(body, query=request.method == "GET")
     activate = _activate(body, query=request.method == "GET")

@@ -22,11 +22,11 @@ from pathlib import Path
 
 from common import corpus, dump, print_table
 
-from ser import model
 from ser.config import second_corpus_dir
 from ser.datasets import load_dataset
 from ser.features import get_spec
 from ser.features.cache import DiskCache
+from ser.ml import training
 from tests import audiogen
 
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -53,9 +53,11 @@ def evaluate(name, root, cache, runs, repeats) -> list[dict]:
     rows, data = [], {}
     for features, adapt, protocols in runs:
         if features not in data:
-            data[features] = model.featurize_dataset(ds, get_spec(features), cache=cache, n_jobs=2)
+            data[features] = training.featurize_dataset(
+                ds, get_spec(features), cache=cache, n_jobs=2
+            )
         for protocol in protocols:
-            m, _ = model.evaluate_features(
+            m, _ = training.evaluate_features(
                 data[features], protocol, features=features, adapt=adapt, repeats=repeats, n_jobs=2
             )
             folds = Counter(m["adapt_folds"])
@@ -122,8 +124,8 @@ def main() -> None:
         rows += evaluate(
             "generated, one class per speaker", gen, cache, [("default", "auto", both)], repeats
         )
-        data = model.featurize_dataset(load_dataset(gen), get_spec("default"), cache=cache)
-        chosen = model.fit_model(data, adapt="auto").mode_
+        data = training.featurize_dataset(load_dataset(gen), get_spec("default"), cache=cache)
+        chosen = training.fit_model(data, adapt="auto").mode_
         print(f"generated one-class-per-speaker corpus: auto fitted on all of it chose {chosen!r}")
     print_table(rows, COLUMNS)
     dump("accuracy", rows)

@@ -16,25 +16,27 @@ import numpy as np
 from common import corpus, dump, print_table
 from sklearn.metrics import f1_score
 
-from ser import adapt, model
 from ser.config import second_corpus_dir
 from ser.datasets import load_dataset
 from ser.features import get_spec
 from ser.features.cache import DiskCache
+from ser.ml import adapt, pipeline, training
 
 KS = (0, 1, 2, 3, 5, 10, 20, "all")
 DRAWS = 3
 
 
 def curve(name: str, root, cache) -> dict:
-    data = model.featurize_dataset(load_dataset(root), get_spec("default"), cache=cache, n_jobs=2)
+    data = training.featurize_dataset(
+        load_dataset(root), get_spec("default"), cache=cache, n_jobs=2
+    )
     X, y, g = data.X, data.y, np.asarray(data.groups)
     rng = np.random.default_rng(0)
     pred: dict = {k: [] for k in KS}
     truth: dict = {k: [] for k in KS}
     for speaker in np.unique(g):
         train, test = np.flatnonzero(g != speaker), np.flatnonzero(g == speaker)
-        m = adapt.SpeakerAdaptive(model.build_pipeline(), "speaker", min_clips=1)
+        m = adapt.SpeakerAdaptive(pipeline.build_pipeline(), "speaker", min_clips=1)
         m.fit(X[train], y[train], g[train])
         for k in KS:
             draws = 1 if k in (0, "all") else DRAWS

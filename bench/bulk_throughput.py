@@ -31,11 +31,12 @@ import soundfile as sf
 from common import corpus, dump, print_table, wait_for
 from service_latency import _descendants
 
-from ser import config, model
+from ser import config
+from ser.cli.servers import _stop, _wait_redis, free_port
 from ser.datasets import load_dataset
 from ser.features.batch import warm_pool
-from ser.registry import Registry
-from ser.service_cli import _stop, _wait_redis, free_port
+from ser.ml import training
+from ser.service.registry import Registry
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,7 +188,7 @@ def main() -> None:
         files = build_folder(corpus(), data / "bulk", copies, limit)
         print(f"built {len(files)} files in {time.perf_counter() - t0:.1f}s under {tmp}")
         # The model is not what is measured: train it through the usual on-disk cache.
-        bundle = model.train(
+        bundle = training.train(
             load_dataset(corpus()), n_jobs=max(processes), cache_dir=config.load().cache_dir
         )
         rows: list[dict] = []

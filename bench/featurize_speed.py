@@ -5,7 +5,7 @@
 What is timed, on both sides of the headline ratio:
 
 - **seed serial (baseline)**: ``featurize(paths, "seed", n_jobs=1)`` in this process, after
-  ``model.warm_up("seed")`` has paid the imports and first calls: the prototype's serial MFCC
+  ``warm_up("seed")`` has paid the imports and first calls: the prototype's serial MFCC
   means, extraction only (decode, resample, features), warm.
 - **seed serial, cold** and **default, N threads, cold**: a fresh interpreter per measurement
   (``python -c``) that reads the file list, imports ``ser.features.batch`` and runs
@@ -37,11 +37,11 @@ from pathlib import Path
 import soundfile as sf
 from common import corpus, dump, print_table, timer
 
-from ser import model
 from ser.datasets import load_dataset
-from ser.features import get_spec
+from ser.features import get_spec, warm_up
 from ser.features.batch import _extract_chunk, featurize
 from ser.features.cache import DiskCache
+from ser.ml import training
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def warm_processes(paths: list[Path], n_jobs: int, t: dict[str, float]) -> None:
 
     get_reusable_executor().shutdown(wait=True)
     with timer(t, f"process-pool start + warm-up, {n_jobs} processes (not used)"):
-        Parallel(n_jobs=n_jobs)(delayed(model.warm_up)("default") for _ in range(4 * n_jobs))
+        Parallel(n_jobs=n_jobs)(delayed(warm_up)("default") for _ in range(4 * n_jobs))
     todo = list(enumerate(paths))
     chunks = [todo[k :: n_jobs * 8] for k in range(n_jobs * 8)]
     with timer(t, f"default, {n_jobs} warm processes (not used)"):
@@ -110,8 +110,8 @@ def main() -> None:
     t[cold_seed] = statistics.median(cold["seed"])
     t[cold_default] = statistics.median(cold["default"])
 
-    model.warm_up("default")
-    model.warm_up("seed")
+    warm_up("default")
+    warm_up("seed")
     with timer(t, "seed serial"):
         featurize(paths, "seed", n_jobs=1)
     with timer(t, "default serial"):
@@ -126,7 +126,7 @@ def main() -> None:
         with timer(t, "default from cache"):
             featurize(paths, "default", n_jobs=cores, cache=cache)
         t0 = time.perf_counter()
-        model.evaluate_dataset(ds, features="default", cache_dir=Path(tmp), n_jobs=cores)
+        training.evaluate_dataset(ds, features="default", cache_dir=Path(tmp), n_jobs=cores)
         t["stratified evaluation, cached features"] = round(time.perf_counter() - t0, 3)
 
     seed = t["seed serial"]

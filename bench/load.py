@@ -28,7 +28,7 @@ from pathlib import Path
 import requests
 from common import dump, print_table
 
-from ser.service_cli import free_port
+from ser.cli.servers import free_port
 from tests import audiogen
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,8 +32,8 @@ import requests
 import soundfile as sf
 from common import dump, print_table
 
+from ser.cli.servers import free_port
 from ser.config import emodb_dir
-from ser.service_cli import free_port
 from tests import audiogen
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,7 +223,7 @@ class Stack:
 
     def bundle(self):
         """The current bundle, fetched from the registry and signature-verified."""
-        from ser.registry import Registry
+        from ser.service.registry import Registry
 
         key = (self.state / "secret_key").read_text().strip().encode()
         reg = Registry(self.redis, "ser:")

@@ -55,7 +55,7 @@ _barrier = None
 def _init(bundle_bytes: bytes, clip: bytes, barrier) -> None:
     global _bundle, _clip, _barrier
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from ser.model import Bundle
+    from ser.ml.bundle import Bundle
 
     _bundle, _clip, _barrier = Bundle.from_bytes(bundle_bytes), clip, barrier
     for _ in range(5):  # librosa/numba first-call costs, as a worker pays at start-up

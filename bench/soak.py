@@ -32,7 +32,7 @@ import requests
 from common import dump, print_table, wait_for
 from load import ROOT, TERMINAL, make_data, train
 
-from ser.service_cli import _wait_redis, free_port
+from ser.cli.servers import _wait_redis, free_port
 from tests import audiogen
 
 VISIBILITY, TRAIN_LIMIT, PREDICT_LIMIT = 40, 35, 30
@@ -42,7 +42,7 @@ class Parts:
     """Redis, two worker nodes and the API, each a process (group) this script owns."""
 
     def __init__(self, workdir: Path) -> None:
-        from ser.service_cli import redis_argv
+        from ser.cli.servers import redis_argv
 
         self.workdir = workdir
         self.state, self.data = workdir / "state", workdir / "data"
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             parts.stop()
             # messages the broker lost (a node killed between BRPOP and its unacked record)
-            # that the outbox sweeper published again (worker/recovery.py)
+            # that the outbox sweeper published again (worker/sweeper.py)
             republished = sum(
                 (parts.workdir / f"{n}.log").read_text(errors="replace").count("republishing ")
                 for n in ("node_a", "node_b")

@@ -53,7 +53,7 @@ class Settings:
     cache_dir: Path = field(default_factory=lambda: Path(".ser/cache"))
     max_audio_seconds: float = 600.0
     n_jobs: int = 1
-    # Service settings (api/, worker/, ser.registry, ser.jobs).
+    # Service settings (api/, worker/, ser.service.registry, ser.service.jobs).
     # Secrets stay out of repr() so a logged Settings never leaks them.
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
     secret_key: str = field(default="", repr=False)

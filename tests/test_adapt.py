@@ -1,4 +1,4 @@
-"""ser.adapt: speaker statistics, normalisation, the adaptive model and the choice of mode."""
+"""ser.ml.adapt: speaker statistics, normalisation, the adaptive model and the choice of mode."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ser import adapt, model
 from ser.datasets import load_dataset
 from ser.features import get_spec
+from ser.ml import adapt, evaluation, training
 from tests import audiogen
 
 
@@ -61,8 +61,10 @@ def test_normalize_shrinks_few_clips_towards_the_population():
 def test_speaker_mode_beats_raw_on_new_speakers():
     X, y, g = shifted_speakers()
     classes = ["a", "b", "c"]
-    off, _ = model.cross_validate(X, y, g, "speaker", adapt.SpeakerAdaptive(pipe(), "off"), classes)
-    spk, _ = model.cross_validate(
+    off, _ = evaluation.cross_validate(
+        X, y, g, "speaker", adapt.SpeakerAdaptive(pipe(), "off"), classes
+    )
+    spk, _ = evaluation.cross_validate(
         X, y, g, "speaker", adapt.SpeakerAdaptive(pipe(), "speaker"), classes
     )
     assert spk["f1_macro_mean"] > off["f1_macro_mean"] + 0.2
@@ -132,16 +134,16 @@ def test_auto_chooses_off_where_each_speaker_voices_one_class():
 
 def test_confounded_corpus_is_flagged_and_auto_keeps_raw_features(tmp_path):
     root = audiogen.make_dataset(tmp_path, "labels_csv", n_per_class=8, confounded=True)
-    metrics, _, _ = model.evaluate_dataset(root, features="default", repeats=2)
+    metrics, _, _ = training.evaluate_dataset(root, features="default", repeats=2)
     assert metrics["speaker_baseline_f1"] == pytest.approx(1.0)
     assert metrics["speaker_confounded"] is True
     assert set(metrics["adapt_folds"]) == {"off"}
-    data = model.featurize_dataset(load_dataset(root), get_spec("default"))
-    assert model.fit_model(data, adapt="auto").mode_ == "off"
+    data = training.featurize_dataset(load_dataset(root), get_spec("default"))
+    assert training.fit_model(data, adapt="auto").mode_ == "off"
 
 
 def test_bundle_reports_which_model_answered(tmp_path, csv_dataset):
-    bundle = model.train(csv_dataset, adapt="speaker", repeats=1)
+    bundle = training.train(csv_dataset, adapt="speaker", repeats=1)
     assert bundle.adapt == "speaker"
     clip = audiogen.write(tmp_path / "q.wav", audiogen.voice_like("tense", 1.3, seed=99))
     x = bundle.features(clip)

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from ser import model
 from ser.config import second_corpus_dir
 from ser.datasets import load_dataset
 from ser.features import get_spec
 from ser.features.cache import DiskCache
+from ser.ml import training
 
 # In the stack tests' xdist group, so never beside them: these fits keep both cores busy for a
 # minute or two, and the fault tests' redeliveries (12 s visibility) then came too late.
@@ -26,7 +26,7 @@ def cache(tmp_path_factory):
 
 
 def featurized(root, cache, features="default"):
-    return model.featurize_dataset(load_dataset(root), get_spec(features), cache=cache, n_jobs=2)
+    return training.featurize_dataset(load_dataset(root), get_spec(features), cache=cache, n_jobs=2)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def corpus2(cache):
 
 
 def f1(data, protocol, adapt, repeats=1, features="default"):
-    m, _ = model.evaluate_features(
+    m, _ = training.evaluate_features(
         data, protocol, features=features, adapt=adapt, repeats=repeats, n_jobs=2
     )
     return m

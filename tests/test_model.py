@@ -1,28 +1,30 @@
-"""ser.model: leak-free protocols, metrics, training, the bundle round trip, prediction."""
+"""ser.ml: leak-free protocols, metrics, training, the bundle round trip, prediction."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ser import model, report
 from ser.errors import AudioError, DatasetError
+from ser.features import warm_up
+from ser.ml import evaluation, pipeline, report, training
+from ser.ml.bundle import Bundle
 from tests import audiogen
 
 
 def test_ece_perfect_and_overconfident():
     y = np.array([0, 1, 0, 1])
     perfect = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
-    assert model.expected_calibration_error(perfect, y) == pytest.approx(0.0)
+    assert evaluation.expected_calibration_error(perfect, y) == pytest.approx(0.0)
     wrong = perfect[:, ::-1]
-    assert model.expected_calibration_error(wrong, y) == pytest.approx(1.0)
+    assert evaluation.expected_calibration_error(wrong, y) == pytest.approx(1.0)
 
 
 def test_stratified_splits_are_the_prototypes():
     from sklearn.model_selection import StratifiedKFold
 
     y = np.repeat(np.arange(3), 8)
-    ours = model.make_splits("stratified", y, None)
+    ours = evaluation.make_splits("stratified", y, None)
     ref = StratifiedKFold(4, shuffle=True, random_state=42).split(np.zeros((24, 1)), y)
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(ours, ref))
 
@@ -30,20 +32,20 @@ def test_stratified_splits_are_the_prototypes():
 def test_speaker_splits_never_share_a_speaker():
     y = np.tile(np.arange(2), 10)
     groups = [f"s{i % 5}" for i in range(20)]
-    splits = model.make_splits("speaker", y, groups)
+    splits = evaluation.make_splits("speaker", y, groups)
     assert len(splits) == 5  # leave-one-speaker-out
     for train, test in splits:
         assert not {groups[i] for i in train} & {groups[i] for i in test}
     many = [f"s{i}" for i in range(20)]
-    assert len(model.make_splits("speaker", y, many)) == 5  # grouped k-fold when many speakers
-    assert len(model.make_splits("speaker", y, many, repeats=2)) == 10
-    assert len(model.make_splits("speaker", y, groups, repeats=3)) == 5  # LOSO: one answer
+    assert len(evaluation.make_splits("speaker", y, many)) == 5  # grouped k-fold when many speakers
+    assert len(evaluation.make_splits("speaker", y, many, repeats=2)) == 10
+    assert len(evaluation.make_splits("speaker", y, groups, repeats=3)) == 5  # LOSO: one answer
 
 
 def test_repeated_stratified_splits_start_with_the_prototypes():
     y = np.repeat(np.arange(3), 8)
-    one = model.make_splits("stratified", y, None)
-    three = model.make_splits("stratified", y, None, repeats=3)
+    one = evaluation.make_splits("stratified", y, None)
+    three = evaluation.make_splits("stratified", y, None, repeats=3)
     assert len(three) == 12
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(one, three[:4]))
     # Each repetition is another shuffle, and tests every sample exactly once.
@@ -57,7 +59,9 @@ def test_f1_is_averaged_over_every_fold_of_every_repeat():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((60, 5)) + np.repeat(np.eye(3, 5) * 2, 20, axis=0)
     y = np.repeat(np.arange(3), 20)
-    m, _ = model.cross_validate(X, y, None, "stratified", model.build_model(), "abc", repeats=3)
+    m, _ = evaluation.cross_validate(
+        X, y, None, "stratified", pipeline.build_model(), "abc", repeats=3
+    )
     assert m["repeats"] == 3 and m["n_folds"] == 12 and len(m["f1_macro_folds"]) == 12
     assert m["f1_macro_mean"] == pytest.approx(np.mean(m["f1_macro_folds"]))
     assert m["adapt_folds"] == ["off"] * 12  # no speakers: nothing to adapt to
@@ -65,13 +69,13 @@ def test_f1_is_averaged_over_every_fold_of_every_repeat():
 
 def test_chance_and_speaker_baselines():
     y = np.repeat(np.arange(4), 30)
-    splits = model.make_splits("stratified", y, None, repeats=3)
-    assert model.chance_f1(y, splits) == pytest.approx(0.25, abs=0.07)
+    splits = evaluation.make_splits("stratified", y, None, repeats=3)
+    assert evaluation.chance_f1(y, splits) == pytest.approx(0.25, abs=0.07)
     # Speakers that each voice one class: their majority label is always right.
     confounded = [f"s{c}{i % 2}" for c, i in zip(y, range(120))]
-    assert model.speaker_baseline_f1(y, confounded, splits, 4) == pytest.approx(1.0)
+    assert evaluation.speaker_baseline_f1(y, confounded, splits, 4) == pytest.approx(1.0)
     mixed = [f"s{i % 5}" for i in range(120)]
-    assert model.speaker_baseline_f1(y, mixed, splits, 4) < 0.5
+    assert evaluation.speaker_baseline_f1(y, mixed, splits, 4) < 0.5
 
 
 def test_a_fold_is_scored_on_the_classes_it_holds():
@@ -80,7 +84,9 @@ def test_a_fold_is_scored_on_the_classes_it_holds():
     X = np.repeat(np.eye(3) * 5, 12, axis=0) + np.random.default_rng(0).normal(0, 0.3, (36, 3))
     y = np.repeat(np.arange(3), 12)
     groups = [f"c{c}s{i % 2}" for c, i in zip(y, range(36))]
-    m, _ = model.cross_validate(X, y, groups, "speaker", model.build_model(adapt="off"), "abc")
+    m, _ = evaluation.cross_validate(
+        X, y, groups, "speaker", pipeline.build_model(adapt="off"), "abc"
+    )
     assert m["n_folds"] == 6 and m["f1_macro_mean"] == pytest.approx(1.0)
 
 
@@ -90,15 +96,15 @@ def test_nothing_is_fitted_outside_the_folds():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((120, 200))
     y = np.repeat(np.arange(3), 40)
-    metrics, proba = model.cross_validate(
-        X, y, None, "stratified", model.build_pipeline("default"), ["a", "b", "c"], repeats=3
+    metrics, proba = evaluation.cross_validate(
+        X, y, None, "stratified", pipeline.build_pipeline("default"), ["a", "b", "c"], repeats=3
     )
     assert metrics["f1_macro_mean"] < 0.5
     assert proba.shape == (120, 3) and np.allclose(proba.sum(axis=1), 1)
 
 
 def test_metrics_keys(csv_dataset):
-    metrics, data, proba = model.evaluate_dataset(csv_dataset, features="seed", repeats=2)
+    metrics, data, proba = training.evaluate_dataset(csv_dataset, features="seed", repeats=2)
     for key in ("f1_macro_mean", "f1_macro_std", "uar", "accuracy", "log_loss", "ece"):
         assert 0 <= metrics[key] <= (10 if key == "log_loss" else 1)
     for key in ("chance_f1", "speaker_baseline_f1"):
@@ -113,7 +119,7 @@ def test_metrics_keys(csv_dataset):
 
 @pytest.mark.parametrize("features", ["seed", "default"])
 def test_train_bundle_round_trip_and_predict(tmp_path, csv_dataset, features):
-    bundle = model.train(csv_dataset, features=features, cache_dir=tmp_path / "cache", repeats=1)
+    bundle = training.train(csv_dataset, features=features, cache_dir=tmp_path / "cache", repeats=1)
     assert bundle.classes == ["calm", "excited", "tense"]
     assert bundle.feature_spec.startswith(features + "-")
     assert len(bundle.fingerprint) == 16 and bundle.versions["scikit-learn"]
@@ -121,7 +127,7 @@ def test_train_bundle_round_trip_and_predict(tmp_path, csv_dataset, features):
     assert set(bundle.metrics["protocols"]) == {"stratified", "speaker"}
     assert bundle.metrics["protocol"] == "stratified"
     assert bundle.metrics["adapt_chosen"] == bundle.adapt
-    loaded = model.Bundle.from_bytes(bundle.to_bytes())
+    loaded = Bundle.from_bytes(bundle.to_bytes())
     clip = audiogen.write(tmp_path / "q.wav", audiogen.voice_like("excited", 1.4, seed=777))
     out = loaded.predict(clip)
     assert out["emotion"] == "excited"
@@ -131,7 +137,7 @@ def test_train_bundle_round_trip_and_predict(tmp_path, csv_dataset, features):
 
 
 def test_predict_many_keeps_errors_in_place(tmp_path, csv_dataset):
-    bundle = model.train(csv_dataset, features="seed", repeats=1)
+    bundle = training.train(csv_dataset, features="seed", repeats=1)
     good = audiogen.write(tmp_path / "g.wav", audiogen.voice_like("calm", 1.2, seed=5))
     bad = tmp_path / "bad.wav"
     bad.write_text("not audio")
@@ -142,9 +148,9 @@ def test_predict_many_keeps_errors_in_place(tmp_path, csv_dataset):
 
 def test_fingerprint_tracks_content(tmp_path):
     root = audiogen.make_dataset(tmp_path / "d", "labels_csv", n_per_class=4)
-    a = model.train(root, features="seed", repeats=1).fingerprint
+    a = training.train(root, features="seed", repeats=1).fingerprint
     audiogen.write(root / "audio" / "calm_000.flac", audiogen.voice_like("calm", 1.0, seed=4242))
-    assert model.train(root, features="seed", repeats=1).fingerprint != a
+    assert training.train(root, features="seed", repeats=1).fingerprint != a
 
 
 def test_bundle_from_bytes_rejects_other_objects():
@@ -155,26 +161,51 @@ def test_bundle_from_bytes_rejects_other_objects():
     buf = io.BytesIO()
     joblib.dump({"not": "a bundle"}, buf)
     with pytest.raises(Exception) as err:
-        model.Bundle.from_bytes(buf.getvalue())
+        Bundle.from_bytes(buf.getvalue())
     assert getattr(err.value, "code", "") == "MODEL_INVALID"
+
+
+def test_bundles_saved_before_the_ml_package_still_load(tmp_path, csv_dataset, monkeypatch):
+    """A registry keeps models pickled when Bundle lived in ser.model and the adaptation in
+    ser.adapt; they load and predict the same after the move to ser.ml."""
+    import sys
+
+    from ser.ml import adapt
+    from ser.ml import bundle as bundle_module
+
+    model = training.train(csv_dataset, features="seed", repeats=1)
+    for cls in (Bundle, adapt.SpeakerAdaptive, adapt.AutoAdaptive, adapt.Stats):
+        old = "ser.model" if cls is Bundle else "ser.adapt"
+        monkeypatch.setattr(cls, "__module__", old)
+    monkeypatch.setitem(sys.modules, "ser.model", bundle_module)
+    monkeypatch.setitem(sys.modules, "ser.adapt", adapt)
+    data = model.to_bytes()
+    monkeypatch.undo()
+    assert "ser.model" not in sys.modules
+    with monkeypatch.context() as m:  # the pickle names the old modules: no alias, no load
+        m.setattr(bundle_module, "LEGACY_MODULES", {})
+        with pytest.raises(ModuleNotFoundError, match="ser.model"):
+            Bundle.from_bytes(data)
+    clip = audiogen.write(tmp_path / "q.wav", audiogen.voice_like("tense", 1.3, seed=91))
+    assert Bundle.from_bytes(data).predict(clip) == model.predict(clip)
 
 
 def test_dataset_errors_surface(tmp_path):
     root = audiogen.make_dataset(tmp_path, "folders", n_per_class=4)
     with pytest.raises(DatasetError):
-        model.train(root, protocol="speaker")
+        training.train(root, protocol="speaker")
 
 
 def test_unusable_files_are_reported_not_fatal(tmp_path):
     root = audiogen.make_dataset(tmp_path, "folders", n_per_class=5)
     (root / "calm" / "broken.wav").write_bytes(b"RIFF")
-    metrics, data, _ = model.evaluate_dataset(root, features="seed", repeats=1)
+    metrics, data, _ = training.evaluate_dataset(root, features="seed", repeats=1)
     assert list(metrics["failed_files"]) == ["calm/broken.wav"]
     assert metrics["n_samples"] == 15
 
 
 def test_report_files(tmp_path, csv_dataset):
-    metrics, data, _ = model.evaluate_dataset(csv_dataset, features="seed", repeats=1)
+    metrics, data, _ = training.evaluate_dataset(csv_dataset, features="seed", repeats=1)
     paths = report.write_report(tmp_path, metrics, data.X, data.y, metrics["classes"])
     for key in ("confusion", "pca"):
         assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -182,4 +213,4 @@ def test_report_files(tmp_path, csv_dataset):
 
 
 def test_warm_up_runs():
-    model.warm_up("seed")
+    warm_up("seed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ser import report
+from ser.ml import report
 
 MATRIX = [[8, 2, 0], [1, 1, 0], [0, 0, 0]]
 CLASSES = ["anger", "fear", "neutral"]

@@ -1,3 +1,6 @@
-"""Celery workers: ``worker.app`` (the Celery app), ``worker.tasks`` (thin tasks by name),
-``worker.runner`` (the work, as plain functions), ``worker.celeryconfig`` (every setting).
+"""Celery workers: ``worker.app`` (the Celery app and per-process set-up), ``worker.tasks``
+(thin tasks by name), the work as plain functions of a ``worker.context.Context``
+(``worker.train``, ``worker.predict``, ``worker.score``), ``worker.sweeper`` (republishes lost
+messages), ``worker.celeryconfig`` (every setting) and ``worker.producer`` (how tasks are
+sent: the only module the API imports).
 """

@@ -2,7 +2,7 @@
 
 - Each pool process builds its own Redis clients after the fork (``context()``), pays the
   librosa/numba warm-up once and loads the current model before taking its first task.
-- The main process runs the outbox sweeper (worker/recovery.py), which republishes task
+- The main process runs the outbox sweeper (worker/sweeper.py), which republishes task
   messages the broker lost, and keeps a heartbeat key (``<prefix>worker:<hostname>``, 30 s TTL) that
   ``/health`` reads to count the workers online and the queues they serve.
 """
@@ -24,7 +24,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 from celery import signals  # noqa: E402
 
 from ser import config  # noqa: E402
-from ser.outbox import OUTBOX_DONE  # noqa: E402
+from ser.service.outbox import OUTBOX_DONE  # noqa: E402
 from worker.celeryconfig import make_celery  # noqa: E402
 
 HEARTBEAT_EVERY = 10  # seconds
@@ -65,7 +65,7 @@ app.Task = RequeueOnRedisLoss
 
 
 def _outbox_done(task_id: str | None) -> None:
-    """The task ran: drop its outbox entry (ser.outbox). Best effort: an entry left behind
+    """The task ran: drop its outbox entry (ser.service.outbox). Best effort: an entry left behind
     is dropped by the sweeper, which finds its job no longer waiting for it."""
     if not task_id:
         return
@@ -80,10 +80,10 @@ _stop = threading.Event()
 
 
 def context():
-    """This process's runner.Context (created on first use, after any fork)."""
+    """This process's worker.context.Context (created on first use, after any fork)."""
     global _context
     if _context is None:
-        from worker.runner import Context
+        from worker.context import Context
 
         _context = Context(settings)
     return _context
@@ -97,9 +97,9 @@ def _init_process(**_kwargs) -> None:
         return
     t0 = time.perf_counter()
     try:
-        from ser import model
+        from ser.features import warm_up
 
-        model.warm_up()
+        warm_up()
         ctx = context()
         if ctx.registry.current() is not None:
             ctx.models.get()
@@ -109,7 +109,8 @@ def _init_process(**_kwargs) -> None:
 
 
 def _beat(hostname: str, queues: list[str], concurrency) -> None:
-    from ser.store import heartbeat_key, redis_client
+    from ser.service.heartbeats import heartbeat_key
+    from ser.service.redis import redis_client
 
     client = redis_client(settings.redis_url)
     key = heartbeat_key(settings.key_prefix, hostname)
@@ -146,9 +147,9 @@ def _start_heartbeat(sender=None, **_kwargs) -> None:
 
 
 def _sweep(hostname: str) -> None:
-    from ser.store import redis_client
-    from worker.messages import TaskMessages
-    from worker.recovery import Sweeper
+    from ser.service.redis import redis_client
+    from worker.producer import TaskMessages
+    from worker.sweeper import Sweeper
 
     Sweeper(TaskMessages(app), redis_client(settings.redis_url), settings, hostname).run(_stop)
 

@@ -1,21 +1,21 @@
 """Every Celery setting of the service, each with the reason it is set.
 
-Light on purpose: the API imports this module to send tasks by name, so it imports Celery
-and ser.config only (no task code, no audio libraries).
+Light on purpose: the producer (worker.producer, which the API imports) builds its Celery app
+from here, so it imports Celery and ser.config only (no task code, no audio libraries).
 """
 
 from __future__ import annotations
 
 from ser.config import Settings
-
-TRAIN_QUEUE = "ser.train"
-PREDICT_QUEUE = "ser.predict"  # predictions, bulk scoring and featurization chunks
-QUEUES = (TRAIN_QUEUE, PREDICT_QUEUE)
-TASK_TRAIN = "ser.train"
-TASK_PREDICT = "ser.predict"
-TASK_SCORE = "ser.score"  # lists a folder and fans out score chunks
-TASK_SCORE_CHUNK = "ser.score_chunk"
-TASK_FEATURIZE_CHUNK = "ser.featurize_chunk"  # fills the feature cache for a training
+from ser.contract import (
+    PREDICT_QUEUE,
+    TASK_FEATURIZE_CHUNK,
+    TASK_PREDICT,
+    TASK_SCORE,
+    TASK_SCORE_CHUNK,
+    TASK_TRAIN,
+    TRAIN_QUEUE,
+)
 
 
 def restore_interval(visibility_timeout: int) -> tuple[int, int]:
@@ -103,7 +103,7 @@ def make_config(settings: Settings) -> dict:
         "result_backend_transport_options": transport,
         # Anything publishing through Celery itself must not hang on a dead broker: few,
         # quick retries. (The service's own publishes are Redis writes in its transactions,
-        # worker/messages.py: a dead Redis is a 503 at once.)
+        # worker/producer.py: a dead Redis is a 503 at once.)
         "task_publish_retry": True,
         "task_publish_retry_policy": {
             "max_retries": 2,

@@ -1,18 +1,20 @@
-"""The Celery tasks, named explicitly; each parses its message and calls worker.runner."""
+"""The Celery tasks, named explicitly; each calls the work in worker.train, worker.predict or
+worker.score."""
 
 from __future__ import annotations
 
-from worker import fanout, runner
-from worker.app import app, context
-from worker.celeryconfig import (
+from ser.contract import (
     TASK_FEATURIZE_CHUNK,
     TASK_PREDICT,
     TASK_SCORE,
     TASK_SCORE_CHUNK,
     TASK_TRAIN,
 )
-from worker.messages import TaskMessages
-from worker.recovery import publish
+from worker import predict as predict_work
+from worker import score as score_work
+from worker import train as train_work
+from worker.app import app, context
+from worker.producer import TaskMessages, publish
 
 messages = TaskMessages(app)
 
@@ -27,20 +29,20 @@ def send(name: str, args: list, pipe=None) -> None:
 def train(self, job_id: str, params: dict) -> dict:
     """Train a model on a dataset under the data root and make it current."""
     host = self.request.hostname or ""
-    return runner.run_train(context(), job_id, params, worker=host, send=send)
+    return train_work.run_train(context(), job_id, params, worker=host, send=send)
 
 
 @app.task(name=TASK_PREDICT, bind=True)
 def predict(self, job_id: str, params: dict) -> dict:
     """Predict the emotion of one recording (an upload blob or a file under the data root)."""
     req = self.request
-    return runner.run_predict(context(), job_id, params, req.hostname or "", task_id=req.id)
+    return predict_work.run_predict(context(), job_id, params, req.hostname or "", task_id=req.id)
 
 
 @app.task(name=TASK_SCORE, bind=True)
 def score(self, job_id: str, params: dict) -> dict:
     """List a folder under the data root and send its score chunks."""
-    return fanout.run_score(context(), job_id, params, send, worker=self.request.hostname or "")
+    return score_work.run_score(context(), job_id, params, send, worker=self.request.hostname or "")
 
 
 @app.task(name=TASK_SCORE_CHUNK, bind=True)
@@ -48,10 +50,11 @@ def score_chunk(self, job_id: str, params: dict) -> dict:
     """Score one chunk of a folder; the chunk that completes the last file ends the job (the
     one that completes pass 1 of a job normalised by speakers sends pass 2)."""
     host = self.request.hostname or ""
-    return fanout.run_score_chunk(context(), job_id, params, worker=host, send=send)
+    return score_work.run_score_chunk(context(), job_id, params, worker=host, send=send)
 
 
 @app.task(name=TASK_FEATURIZE_CHUNK, bind=True)
 def featurize_chunk(self, job_id: str, params: dict) -> dict:
     """Fill the shared feature cache for one chunk of a training set."""
-    return fanout.run_featurize_chunk(context(), job_id, params, worker=self.request.hostname or "")
+    host = self.request.hostname or ""
+    return train_work.run_featurize_chunk(context(), job_id, params, worker=host)

@@ -85,3 +85,12 @@ def spec_for_version(version: str) -> FeatureSpec:
             f"features {version} are not what this code computes ({spec.version}); retrain",
         )
     return spec
+
+
+def warm_up(features: str = "default") -> None:
+    """Pay librosa/numba first-call costs once per process, before real work arrives."""
+    rng = np.random.default_rng(0)
+    spec = get_spec(features)
+    t = np.arange(spec.sr) / spec.sr
+    y = (0.2 * np.sin(2 * np.pi * 150 * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    spec.from_waveform(y)

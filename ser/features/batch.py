@@ -70,7 +70,7 @@ def warm_pool(n_jobs: int, spec_name: str = "default") -> int:
     Extraction threads share this process's imports, so warming the process warms them all.
     Returns how many processes will do the work (1: this one).
     """
-    from ser.model import warm_up
+    from ser.features import warm_up
 
     warm_up(spec_name)
     return 1

@@ -53,7 +53,7 @@ class RedisServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        from ser.service_cli import redis_argv
+        from ser.cli.servers import redis_argv
 
         # as `ser up` runs it (AOF on), without a password; data under <dir>/redis
         self.proc = subprocess.Popen(

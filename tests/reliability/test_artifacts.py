@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from ser.registry import Registry
+from ser.service.registry import Registry
 from tests.reliability.conftest import error_of
 
 pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
@@ -93,7 +93,7 @@ def _publish_raw(stack, body: bytes, content_type: str, task: str, task_id: str)
 
 
 def test_hostile_task_messages_are_refused_and_the_worker_lives(healthy, marker):
-    from ser.jobs import JobStore
+    from ser.service.jobs import JobStore
 
     stack = healthy
     store = JobStore(stack.client(), stack.prefix, 600)

@@ -179,7 +179,7 @@ def test_node_killed_mid_training_job_finishes_on_the_other(healthy):
 def test_running_job_whose_worker_vanished_is_failed_not_running_forever(healthy):
     """The message is gone (acknowledged elsewhere, or purged) and the worker died: the job
     record reports JOB_TIMEOUT once its deadline passes, instead of RUNNING forever."""
-    from ser.jobs import DEADLINE_MARGIN, JobStore
+    from ser.service.jobs import DEADLINE_MARGIN, JobStore
 
     stack = healthy
     store = JobStore(stack.client(), stack.prefix, 600)

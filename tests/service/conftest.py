@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from ser import service_cli
-from ser.service_cli import free_port
+from ser.cli import servers
+from ser.cli.servers import free_port
 from tests import audiogen
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ MAX_UPLOAD_MB = 1
 
 def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
     """SIGTERM, then SIGKILL after ``timeout`` (only this process, by its id)."""
-    service_cli._stop([proc], timeout)
+    servers._stop([proc], timeout)
 
 
 def answers_ok(url: str, timeout: float = 5) -> bool:
@@ -326,7 +326,7 @@ def train_ok(api: Api, dataset: str = "ds", timeout: float = 90) -> dict:
     resp = api.post("/train", json={"dataset": dataset})
     assert resp.status_code == 202, resp.text
     body = api.wait_job(resp.json()["JOB_ID"], timeout=timeout)
-    assert body["JOB_STATUS"] == "SUCCEEDED", body
+    assert body["JOB_STATUS"] == "SUCCEEDED", body.get("ERROR", body)
     return body
 
 

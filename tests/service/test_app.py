@@ -61,7 +61,8 @@ def test_api_never_imports_audio_or_learning_libraries(service_env):
         "app = api.create_app({'SER_REDIS_URL': 'redis://127.0.0.1:1/0'})\n"
         "app.test_client().get('/health')\n"
         "heavy = ['librosa', 'sklearn', 'soundfile', 'soxr', 'numba', 'ser.features',"
-        " 'ser.model', 'ser.audio', 'worker.tasks', 'worker.runner']\n"
+        " 'ser.ml', 'ser.audio', 'worker.tasks', 'worker.train', 'worker.predict',"
+        " 'worker.score']\n"
         "print(json.dumps([m for m in heavy if m in sys.modules]))\n"
     )
     out = subprocess.run(
@@ -79,7 +80,7 @@ def test_api_never_imports_audio_or_learning_libraries(service_env):
 def test_library_never_imports_service_frameworks():
     code = (
         "import json, sys\n"
-        "import ser.cli, ser.registry, ser.jobs, ser.paths, ser.service_cli, ser.config\n"
+        "import ser.cli, ser.service.registry, ser.service.jobs, ser.paths, ser.config\n"
         "ser.cli.build_parser()\n"
         "bad = ['flask', 'celery', 'kombu', 'api', 'worker']\n"
         "print(json.dumps([m for m in bad if m in sys.modules]))\n"
@@ -111,7 +112,7 @@ def test_celery_config_refuses_pickle_and_keeps_limits_below_visibility(settings
 
 def test_pickle_message_is_refused_by_the_worker(redis_client, settings, worker1, api, trained):
     """A pickle-serialized task sent to the queue is rejected, never executed."""
-    from ser.jobs import JobStore
+    from ser.service.jobs import JobStore
     from worker.celeryconfig import make_celery
 
     app = make_celery(settings)

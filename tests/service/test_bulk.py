@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ser.registry import Registry
+from ser.service.registry import Registry
 from tests import audiogen, hostile
 from tests.service.conftest import Worker, make_client, ser, wait_until
 

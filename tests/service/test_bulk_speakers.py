@@ -17,9 +17,9 @@ import uuid
 
 import pytest
 
-from ser import jobs as J
-from ser.adapt import MIN_CLIPS
-from ser.registry import Registry
+from ser.ml.adapt import MIN_CLIPS
+from ser.service import jobs as J
+from ser.service.registry import Registry
 from tests import audiogen
 from tests.service.test_bulk import rows_of
 
@@ -68,9 +68,9 @@ def spk_mix(data_dir) -> dict:
 
 
 def _train(data_dir, adapt: str) -> bytes:
-    from ser import model
+    from ser.ml import training
 
-    return model.train(data_dir / "ds", adapt=adapt, repeats=1).to_bytes()
+    return training.train(data_dir / "ds", adapt=adapt, repeats=1).to_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def _score(api, body: dict, timeout: float = 120) -> dict:
 
 
 def _in_process(bundle_bytes: bytes, data_dir, files: list[str], speakers: list) -> list:
-    from ser.model import Bundle
+    from ser.ml.bundle import Bundle
 
     bundle = Bundle.from_bytes(bundle_bytes)
     return bundle.predict_many([data_dir / f for f in files], speakers=speakers, stats=None)
@@ -224,7 +224,7 @@ def test_bad_speakers_are_refused(api, data_dir, spk_mix, models):
 def runner(settings, redis_client, models):
     """A Context on a fresh key prefix of the shared Redis with the adapting model current;
     messages go to ``sent`` (no worker sees them)."""
-    from worker.runner import Context
+    from worker.context import Context
 
     prefix = f"spk{uuid.uuid4().hex[:8]}:"
     ctx = Context(dataclasses.replace(settings, key_prefix=prefix))
@@ -241,7 +241,7 @@ def runner(settings, redis_client, models):
 
 
 def _start_job(ctx, sent, send, speakers: str = "folder", chunk: int = 3) -> tuple[str, list]:
-    from worker.fanout import run_score
+    from worker.score import run_score
 
     params = {
         "folder": FOLDER,
@@ -262,7 +262,7 @@ def _start_job(ctx, sent, send, speakers: str = "folder", chunk: int = 3) -> tup
 
 
 def _run(ctx, job_id, msg, send):
-    from worker.fanout import run_score_chunk
+    from worker.score import run_score_chunk
 
     return run_score_chunk(ctx, job_id, msg, send=send)
 
@@ -342,10 +342,11 @@ def test_a_lost_pass_two_message_is_republished(redis_url, service_env, models):
     import redis
 
     from ser import config
-    from worker.celeryconfig import PREDICT_QUEUE, TASK_SCORE_CHUNK, make_celery
-    from worker.messages import TaskMessages
-    from worker.recovery import Sweeper, publish
-    from worker.runner import Context
+    from ser.contract import PREDICT_QUEUE, TASK_SCORE_CHUNK
+    from worker.celeryconfig import make_celery
+    from worker.context import Context
+    from worker.producer import TaskMessages, publish
+    from worker.sweeper import Sweeper
 
     url = redis_url.rsplit("/", 1)[0] + "/6"  # no worker reads this database
     client = redis.Redis.from_url(url)
@@ -386,7 +387,7 @@ def test_a_lost_pass_two_message_is_republished(redis_url, service_env, models):
 
 def test_labels_gone_by_the_listing_fail_the_job(runner, data_dir):
     """The API checked labels.csv; the worker reads it again when it lists the folder."""
-    from worker.fanout import run_score
+    from worker.score import run_score
 
     ctx, _, send = runner
     folder = data_dir / "spk_vanish"

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from ser.outbox import Outbox
+from ser.service.outbox import Outbox
 from tests.service.conftest import API_KEY, MAX_UPLOAD_MB, Api, upload, wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]

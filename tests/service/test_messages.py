@@ -1,4 +1,4 @@
-"""Task messages pushed straight to Redis (worker/messages.py) and the broker transport
+"""Task messages pushed straight to Redis (worker/producer.py) and the broker transport
 (worker/transport.py).
 
 The API and the fan-out push task messages with one LPUSH inside their own transactions
@@ -16,16 +16,15 @@ import json
 import pytest
 
 from ser import config
-from worker.celeryconfig import (
+from ser.contract import (
     PREDICT_QUEUE,
     TASK_PREDICT,
     TASK_SCORE_CHUNK,
     TASK_TRAIN,
     TRAIN_QUEUE,
-    make_celery,
-    make_config,
 )
-from worker.messages import TaskMessages, queue_key
+from worker.celeryconfig import make_celery, make_config
+from worker.producer import TaskMessages, queue_key
 
 pytestmark = [pytest.mark.service]
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from ser.registry import BundleCache, Registry, UnknownVersion
+from ser.service.registry import BundleCache, Registry, UnknownVersion
 from tests.service.conftest import ser, train_ok
 from tests.service.test_http import error_of
 

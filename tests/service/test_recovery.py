@@ -1,4 +1,4 @@
-"""Lost task messages come back (ser.outbox, worker/recovery.py).
+"""Lost task messages come back (ser.service.outbox, worker/sweeper.py).
 
 kombu's Redis transport pops a message (BRPOP) before it records it as unacknowledged, so a
 worker node killed in between loses it; so does an API killed between writing a job record
@@ -14,17 +14,18 @@ import uuid
 
 import pytest
 
-from ser import config, jobs
-from ser.outbox import MAX_REPUBLISH, Outbox
-from worker.celeryconfig import (
+from ser import config
+from ser.contract import (
     PREDICT_QUEUE,
     TASK_FEATURIZE_CHUNK,
     TASK_PREDICT,
     TASK_SCORE_CHUNK,
-    make_celery,
 )
-from worker.messages import TaskMessages
-from worker.recovery import Sweeper, broker_keys, broker_task_ids, publish
+from ser.service import jobs
+from ser.service.outbox import MAX_REPUBLISH, Outbox
+from worker.celeryconfig import make_celery
+from worker.producer import TaskMessages, publish
+from worker.sweeper import Sweeper, broker_keys, broker_task_ids
 
 
 @pytest.fixture()

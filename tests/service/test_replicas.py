@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ser.registry import Registry
+from ser.service.registry import Registry
 from tests.service.conftest import Worker, upload
 
 pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]

@@ -10,7 +10,8 @@ from urllib.parse import quote
 
 import pytest
 
-from ser import jobs as J
+from ser import contract
+from ser.service import jobs as J
 from tests.service.conftest import ser, upload
 from tests.service.test_http import error_of
 
@@ -129,21 +130,15 @@ def test_lock_names_differ_by_every_model_choice():
     names = {
         J.train_lock_name("ds", p, a, f)
         for p in ("stratified", "speaker")
-        for a in J.ADAPT_CHOICES
+        for a in contract.ADAPT_CHOICES
         for f in ("default", "seed")
     }
-    assert len(names) == 2 * len(J.ADAPT_CHOICES) * 2
-
-
-def test_the_api_knows_the_library_choices():
-    from ser import adapt
-
-    assert J.ADAPT_CHOICES == adapt.CHOICES
+    assert len(names) == 2 * len(contract.ADAPT_CHOICES) * 2
 
 
 # -- predictions with a speaker ---------------------------------------------------------------
 def test_adapted_once_a_speaker_has_enough_clips(api, current, data_dir):
-    from ser.adapt import MIN_CLIPS
+    from ser.ml.adapt import MIN_CLIPS
 
     speaker = new_speaker()
     for _ in range(MIN_CLIPS - 1):  # too few clips yet: the raw-feature model answers

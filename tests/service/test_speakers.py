@@ -1,5 +1,5 @@
-"""ser.speakers against the real Redis, and speaker-adapted predictions in worker.runner (the
-task body, no broker): atomic updates, redelivery, round trips."""
+"""ser.service.speakers against the real Redis, and speaker-adapted predictions in
+worker.predict (the task body, no broker): atomic updates, redelivery, round trips."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import uuid
 import numpy as np
 import pytest
 
-from ser import jobs as J
-from ser.adapt import Stats
 from ser.errors import SerError
-from ser.speakers import InvalidSpeaker, SpeakerStore, check_speaker, clip_count
+from ser.ml.adapt import Stats
+from ser.service import jobs as J
+from ser.service.speakers import InvalidSpeaker, SpeakerStore, check_speaker, clip_count
 
 pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
 
@@ -177,18 +177,18 @@ def test_unreadable_statistics_are_refused_not_merged(store, redis_client):
 @pytest.fixture(scope="module")
 def speaker_bundles(tmp_path_factory):
     """Bundles trained on a generated dataset with speakers: adapted, and not."""
-    from ser import model
+    from ser.ml import training
     from tests import audiogen
 
     root = audiogen.make_dataset(tmp_path_factory.mktemp("spk"), "labels_csv", n_per_class=8)
-    adapted = model.train(root, adapt="speaker", repeats=1)
-    plain = model.train(root, adapt="off", repeats=1)
+    adapted = training.train(root, adapt="speaker", repeats=1)
+    plain = training.train(root, adapt="off", repeats=1)
     assert adapted.adapt == "speaker" and plain.adapt == "off"
     return adapted.to_bytes(), plain.to_bytes()
 
 
 def _context(settings, prefix, bundle: bytes):
-    from worker.runner import Context
+    from worker.context import Context
 
     ctx = Context(dataclasses.replace(settings, key_prefix=prefix))
     ctx.registry.publish(bundle, {"metrics": {}}, settings.require_secret_key())
@@ -196,7 +196,7 @@ def _context(settings, prefix, bundle: bytes):
 
 
 def _predict(ctx, params: dict, job_id: str | None = None) -> dict:
-    from worker.runner import run_predict
+    from worker.predict import run_predict
 
     rec = ctx.jobs.create("predict", params, job_id=job_id)
     run_predict(ctx, rec["id"], params)
@@ -206,7 +206,7 @@ def _predict(ctx, params: dict, job_id: str | None = None) -> dict:
 
 
 def test_adapted_once_the_speaker_has_enough_clips(settings, prefix, speaker_bundles):
-    from ser.adapt import MIN_CLIPS
+    from ser.ml.adapt import MIN_CLIPS
 
     ctx = _context(settings, prefix, speaker_bundles[0])
     for _ in range(MIN_CLIPS - 1):
@@ -225,7 +225,7 @@ def test_adapted_once_the_speaker_has_enough_clips(settings, prefix, speaker_bun
 def test_a_redelivered_prediction_does_not_add_its_clip_twice(
     settings, prefix, speaker_bundles, data_dir
 ):
-    from ser.adapt import MIN_CLIPS
+    from ser.ml.adapt import MIN_CLIPS
 
     ctx = _context(settings, prefix, speaker_bundles[0])
     for _ in range(MIN_CLIPS - 1):
@@ -263,7 +263,7 @@ def test_a_speaker_costs_a_prediction_no_extra_round_trip(settings, prefix, spea
         trips.append(1)
         return checkout(*args, **kwargs)
 
-    from worker.runner import run_predict
+    from worker.predict import run_predict
 
     def count(params: dict) -> int:
         rec = ctx.jobs.create("predict", params)

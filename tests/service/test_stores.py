@@ -1,4 +1,5 @@
-"""ser.paths, ser.jobs, ser.registry and worker.runner against the real Redis (no broker)."""
+"""ser.paths, ser.service.jobs, ser.service.registry and the worker's work against the real
+Redis (no broker)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import uuid
 
 import pytest
 
-from ser import jobs as J
 from ser.errors import ModelIntegrityError, NoModelError, PathError
 from ser.paths import confine
-from ser.registry import BundleCache, Registry, UnknownVersion
+from ser.service import jobs as J
+from ser.service.registry import BundleCache, Registry, UnknownVersion
 
 pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
 
@@ -186,11 +187,11 @@ def test_single_flight_lock(store):
 # -- registry ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bundle_bytes(tmp_path_factory):
-    from ser import model
+    from ser.ml import training
     from tests import audiogen
 
     root = audiogen.make_dataset(tmp_path_factory.mktemp("tiny"), "folders", n_per_class=6)
-    return model.train(root, features="seed").to_bytes()
+    return training.train(root, features="seed").to_bytes()
 
 
 def test_registry_publish_activate_and_load(redis_client, prefix, bundle_bytes):
@@ -213,15 +214,15 @@ def test_registry_publish_activate_and_load(redis_client, prefix, bundle_bytes):
 
 
 def test_registry_refuses_tampered_or_foreign_bytes(redis_client, prefix, bundle_bytes):
-    import ser.model
+    from ser.ml.bundle import Bundle
 
     reg = Registry(redis_client, prefix)
     key = b"k" * 32
     v = reg.publish(bundle_bytes, {"metrics": {}}, key)
     redis_client.hset(f"{prefix}model:{v}", "bundle", bundle_bytes + b"!")
     calls = []
-    original = ser.model.Bundle.from_bytes
-    ser.model.Bundle.from_bytes = classmethod(lambda cls, data: calls.append(data))
+    original = Bundle.from_bytes
+    Bundle.from_bytes = classmethod(lambda cls, data: calls.append(data))
     try:
         with pytest.raises(ModelIntegrityError):
             reg.load(v, key)
@@ -237,7 +238,7 @@ def test_registry_refuses_tampered_or_foreign_bytes(redis_client, prefix, bundle
         with pytest.raises(ModelIntegrityError):
             reg.load(w, key)
     finally:
-        ser.model.Bundle.from_bytes = original
+        Bundle.from_bytes = original
     assert calls == [], "nothing may be unpickled before the signature verifies"
 
 
@@ -261,8 +262,10 @@ def test_bundle_cache_follows_the_current_pointer(redis_client, prefix, bundle_b
 def test_runner_train_cancelled_midway_publishes_nothing(settings, prefix, data_dir, tmp_path):
     import dataclasses
 
+    from ser.service.jobs import train_lock_name
     from tests import audiogen
-    from worker.runner import Context, run_train, train_lock_name
+    from worker.context import Context
+    from worker.train import run_train
 
     audiogen.make_dataset(data_dir / "ds_unit_cancel", "folders", n_per_class=30, seconds=1.5)
     ctx = Context(dataclasses.replace(settings, key_prefix=prefix))
@@ -292,7 +295,9 @@ def test_runner_train_cancelled_midway_publishes_nothing(settings, prefix, data_
 def test_runner_records_domain_errors(settings, prefix, bundle_bytes):
     import dataclasses
 
-    from worker.runner import Context, run_predict, run_train
+    from worker.context import Context
+    from worker.predict import run_predict
+    from worker.train import run_train
 
     ctx = Context(dataclasses.replace(settings, key_prefix=prefix))
     rec = ctx.jobs.create("predict", {"filename": "clips/calm.wav"})

@@ -8,7 +8,7 @@ Layout under the key prefix:
 
 Artifacts are signed with HMAC-SHA256 under SER_SECRET_KEY over the version and the bytes;
 a bundle is only unpickled after its signature verifies. Metadata reads never load a bundle,
-so the API can use this module without scikit-learn (``ser.model`` is imported lazily).
+so the API can use this module without scikit-learn (``ser.ml.bundle`` is imported lazily).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ser.errors import ModelIntegrityError, NoModelError, SerError
-from ser.store import as_str
+from ser.service.redis import as_str
 
 VERSION_RE = re.compile(r"^v[0-9]{1,9}$")
 _SIG_CONTEXT = b"ser-model-bundle/1\n"
@@ -191,7 +191,7 @@ class Registry:
 
     def load(self, version: str, key: bytes):
         """The Bundle of ``version``, unpickled only after its signature verifies."""
-        from ser.model import Bundle  # lazy: the API uses this module without scikit-learn
+        from ser.ml.bundle import Bundle  # lazy: the API uses this module without scikit-learn
 
         return Bundle.from_bytes(self._verified_bytes(version, key))
 

@@ -8,7 +8,7 @@ way. The same gap opens when the API dies between writing a job record and publi
 API writes the entry in the same transaction as the job record.
 
 How: the publisher adds (task id, name, args) here before it publishes; the task removes its
-entry when it has run (whatever the outcome). A sweeper (worker/recovery.py) looks at entries
+entry when it has run (whatever the outcome). A sweeper (worker/sweeper.py) looks at entries
 older than a few seconds: an entry whose message is neither waiting in a queue nor held
 unacknowledged by a worker, in two snapshots of the broker in a row, is claimed (atomically:
 one sweeper wins) and handed back to be published again under the same task id. A second run
@@ -24,7 +24,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from ser.store import as_str
+from ser.service.redis import as_str
 
 # A task's result with this key true says the task dropped its own entry (in its last
 # pipeline): the task wrapper (worker/app.py) does not do it a second time.

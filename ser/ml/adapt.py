@@ -26,8 +26,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GroupKFold
 
-MODES = ("off", "speaker", "both")
-CHOICES = ("auto", *MODES)
+from ser.contract import ADAPT_CHOICES as CHOICES
+from ser.contract import ADAPT_MODES as MODES
+
 SHRINK = 5.0  # pseudo-clips of the population's statistics mixed into a speaker's
 # A speaker with fewer clips is classified by the raw-feature model: with statistics from 1-3
 # clips the adapted model does worse than the raw one on both corpora, from 5 it does better

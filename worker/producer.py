@@ -1,6 +1,8 @@
-"""Celery task messages written straight to Redis, so a publish can join a Redis transaction.
+"""How the API (and the workers) send tasks: the only worker module the API imports.
 
-Why: a prediction request writes its upload, its job record and its outbox entry (ser.outbox)
+Task messages are written straight to Redis, so a publish can join a Redis transaction.
+
+Why: a prediction request writes its upload, its job record and its outbox entry
 and publishes its task. Through ``Celery.send_task`` the publish is a separate round trip
 and ~0.8 ms of CPU (routing, signals, kombu's producer and a new redis-py client per
 publish), about a sixth of the API's CPU per prediction (bench/service_throughput.py). Here
@@ -16,7 +18,8 @@ list (anonymous exchange: the routing key is the queue; priority 0: the list is 
 the queue). tests/service/test_messages.py compares it field by field with what kombu's own
 producer pushes and has a real worker run it.
 
-Light like celeryconfig: the API imports it (Celery and kombu, no task code).
+Light: Celery and kombu, no task code. :func:`connect` builds the producer for a settings
+object; :func:`publish` records a task in the outbox and pushes its message in one step.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ import json
 import uuid
 
 from kombu.serialization import dumps as serialize
+
+from ser.config import Settings
+from ser.service.outbox import Outbox
+from worker.celeryconfig import make_celery
 
 PERSISTENT = 2  # AMQP delivery mode Celery's queues use (kombu: Exchange.PERSISTENT_DELIVERY_MODE)
 
@@ -85,3 +92,31 @@ class TaskMessages:
         """LPUSH the message through ``client`` (a redis-py client or a pipeline to join)."""
         key, payload = self.build(name, args, task_id)
         client.lpush(key, payload)
+
+
+def publish(
+    messages: TaskMessages,
+    outbox: Outbox,
+    name: str,
+    args: list,
+    task_id: str | None = None,
+    pipe=None,
+    recorded: bool = False,
+) -> str:
+    """Record task ``name`` in the outbox (unless ``recorded`` already, with its job record)
+    and push its message, in one transaction; returns its task id. With ``pipe`` (the
+    caller's MULTI, e.g. the one writing the job record) both are queued there and the caller
+    executes it."""
+    task_id = task_id or str(uuid.uuid4())
+    tx = pipe if pipe is not None else outbox.client.pipeline(transaction=True)
+    if not recorded:
+        outbox.add(task_id, name, args, pipe=tx)
+    messages.push(tx, name, args, task_id)
+    if pipe is None:
+        tx.execute()
+    return task_id
+
+
+def connect(settings: Settings) -> TaskMessages:
+    """The producer for ``settings``: Celery's routes and options, no connection opened."""
+    return TaskMessages(make_celery(settings))

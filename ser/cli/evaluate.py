@@ -1,85 +1,73 @@
-"""The ``ser`` command: offline evaluation here, service commands from ser.service_cli."""
+"""``ser evaluate``: cross-validate the pipeline on a dataset directory, offline."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
-from collections.abc import Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 from ser import config
-from ser.errors import DatasetError, SerError
-
-EXIT_FAILED = 1  # a job or command that ran and failed
-EXIT_USAGE = 2  # bad input: dataset, arguments
-EXIT_BROKEN_PIPE = 141  # what a shell reports for a command ended by SIGPIPE
+from ser.cli.common import progress_bar
+from ser.contract import ADAPT_CHOICES, CLASSIFIERS, FEATURE_SETS, PROTOCOLS, REPEATS
 
 
-@contextmanager
-def progress_bar(description: str, enabled: bool = True, unit: str = "files"):
-    """A rich progress bar on stderr with rate and ETA; yields a ``progress(done, total)``."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
+def register(subparsers) -> None:
+    """Add ``evaluate`` to an argparse subparsers object."""
+    ev = subparsers.add_parser(
+        "evaluate", help="cross-validate the pipeline on a dataset directory"
     )
-    from rich.text import Text
-
-    class Rate(ProgressColumn):
-        def render(self, task) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:.1f} {unit}/s" if speed else f"- {unit}/s", style="cyan")
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        Rate(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+    ev.add_argument("dataset", type=Path, help="dataset directory")
+    ev.add_argument("--features", choices=FEATURE_SETS, default="default")
+    ev.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        help="default: both where the dataset has speakers, else stratified",
     )
-    with Progress(*columns, console=Console(stderr=True), speed_estimate_period=30) as bar:
-        task = bar.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total or None)
-
-        yield update
+    ev.add_argument(
+        "--adapt",
+        choices=ADAPT_CHOICES,
+        default="auto",
+        help="speaker adaptation (default auto: chosen by speaker-grouped validation)",
+    )
+    ev.add_argument(
+        "--repeats",
+        type=int,
+        default=REPEATS,
+        help="stratified CV shuffles to average (default 10; 1 = the prototype's seed 42)",
+    )
+    ev.add_argument(
+        "--classifier", choices=CLASSIFIERS, help="default: svc for seed, logreg otherwise"
+    )
+    ev.add_argument("--report-dir", type=Path, help="write metrics.json, confusion.png, pca.png")
+    ev.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    ev.add_argument("--no-cache", action="store_true", help="bypass the feature cache")
+    ev.add_argument("--jobs", type=int, default=0, help="processes (default: SER_N_JOBS)")
+    ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ser import datasets, model, report
+    from ser import datasets
     from ser.features import get_spec
     from ser.features.cache import DiskCache
+    from ser.ml import evaluation, report, training
 
     settings = config.load()
     cache_dir = None if args.no_cache else settings.cache_dir
     ds = datasets.load_dataset(args.dataset)  # dataset errors before any progress output
-    protocols = (args.protocol,) if args.protocol else model.default_protocols(ds)
+    protocols = (args.protocol,) if args.protocol else training.default_protocols(ds)
     for protocol in protocols:
-        datasets.check_protocol(ds, protocol, model.N_SPLITS)
+        datasets.check_protocol(ds, protocol, evaluation.N_SPLITS)
     n_jobs = args.jobs or settings.n_jobs
     cache = DiskCache(cache_dir) if cache_dir else None
     with progress_bar("featurizing", enabled=not args.quiet) as progress:
-        data = model.featurize_dataset(
+        data = training.featurize_dataset(
             ds, get_spec(args.features), cache=cache, n_jobs=n_jobs, progress=progress
         )
     every: dict[str, dict] = {}
     chosen = None
     for protocol in protocols:
-        every[protocol], _ = model.evaluate_features(
+        every[protocol], _ = training.evaluate_features(
             data,
             protocol,
             features=args.features,
@@ -89,7 +77,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             n_jobs=n_jobs,
         )
         if chosen is None:  # the mode of the model fitted on the whole dataset
-            fitted = model.fit_model(
+            fitted = training.fit_model(
                 data, features=args.features, classifier=args.classifier, adapt=args.adapt
             )
             chosen = fitted.mode_
@@ -165,67 +153,3 @@ def print_metrics(metrics: dict) -> None:
     console.print(per)
     if metrics.get("failed_files"):
         console.print(f"[yellow]{len(metrics['failed_files'])} file(s) could not be used[/]")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="ser", description="Speech emotion recognition")
-    sub = parser.add_subparsers(dest="command", required=True)
-    ev = sub.add_parser("evaluate", help="cross-validate the pipeline on a dataset directory")
-    ev.add_argument("dataset", type=Path, help="dataset directory")
-    ev.add_argument("--features", choices=["default", "seed"], default="default")
-    ev.add_argument(
-        "--protocol",
-        choices=["stratified", "speaker"],
-        help="default: both where the dataset has speakers, else stratified",
-    )
-    ev.add_argument(
-        "--adapt",
-        choices=["auto", "off", "speaker", "both"],
-        default="auto",
-        help="speaker adaptation (default auto: chosen by speaker-grouped validation)",
-    )
-    ev.add_argument(
-        "--repeats",
-        type=int,
-        default=10,
-        help="stratified CV shuffles to average (default 10; 1 = the prototype's seed 42)",
-    )
-    ev.add_argument(
-        "--classifier", choices=["logreg", "svc"], help="default: svc for seed, logreg otherwise"
-    )
-    ev.add_argument("--report-dir", type=Path, help="write metrics.json, confusion.png, pca.png")
-    ev.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    ev.add_argument("--no-cache", action="store_true", help="bypass the feature cache")
-    ev.add_argument("--jobs", type=int, default=0, help="processes (default: SER_N_JOBS)")
-    ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    ev.set_defaults(func=_evaluate)
-    try:
-        from ser import service_cli
-    except ImportError:  # the service commands are optional for the library alone
-        service_cli = None
-    if service_cli is not None:
-        service_cli.register(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ser`` console script."""
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except DatasetError as exc:
-        print(f"ser: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except SerError as exc:
-        print(f"ser: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # `ser models | head`: the reader left; say nothing more
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
-        return EXIT_BROKEN_PIPE
-
-
-if __name__ == "__main__":
-    sys.exit(main())

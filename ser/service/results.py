@@ -20,7 +20,7 @@ import io
 import json
 from collections.abc import Iterator
 
-from ser.store import as_str
+from ser.service.redis import as_str
 
 # KEYS: job, rows. ARGV: ttl, deadline_ts, index1, row1, index2, row2, ...
 # Returns {status, rows done}; rows are only written while the job is RUNNING.

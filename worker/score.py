@@ -1,9 +1,9 @@
-"""Bulk work in chunks over every process serving the predict queue, as plain functions of a
-runner.Context: folder scoring (``ser.score`` lists, ``ser.score_chunk`` scores) and the
+"""Folder scoring in chunks over every process serving the predict queue, as plain functions of a
+worker.context.Context: folder scoring (``ser.score`` lists, ``ser.score_chunk`` scores) and the
 featurization of a training set (``ser.featurize_chunk`` fills the shared feature cache).
 
 No process has to stay alive for a job to end: each score chunk stores its rows and reads the
-row count in one atomic step (ser.results), and the chunk that completes the last file
+row count in one atomic step (ser.service.results), and the chunk that completes the last file
 finishes the job. A chunk lost with a dead process is redelivered (acks_late), and its rows
 overwrite rather than duplicate.
 
@@ -20,49 +20,24 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from ser import bulk, jobs
+from ser import bulk
+from ser.contract import TASK_SCORE_CHUNK
 from ser.errors import PathError
 from ser.paths import confine
-from ser.results import summarize
-from ser.store import heartbeats
-from worker.celeryconfig import PREDICT_QUEUE, TASK_FEATURIZE_CHUNK, TASK_SCORE_CHUNK
-from worker.runner import Context, _fail, _host
+from ser.service import jobs
+from ser.service.results import summarize
+from worker.context import Context, Send, fail, host, liveness_deadline, predict_processes
 
 log = logging.getLogger(__name__)
 
-# (task name, args[, pipe=]): publish one task message through the outbox; with ``pipe`` it
-# joins that transaction (worker.tasks.send)
-Send = Callable[..., None]
-WAIT_POLL = 0.2  # seconds between looks at the featurization chunks a training waits for
 
-
-def predict_processes(ctx: Context) -> int:
-    """Pool processes online that consume the predict queue (from the worker heartbeats)."""
-    total = sum(
-        int(beat.get("concurrency") or 1)
-        for beat in heartbeats(ctx.redis, ctx.settings.key_prefix)
-        if PREDICT_QUEUE in (beat.get("queues") or [])
-    )
-    return max(1, total)
-
-
-def liveness_deadline(ctx: Context) -> float:
-    """When a bulk job with no chunk finishing counts as lost: a chunk of a dead replica comes
-    back after the visibility timeout, then runs for at most the task time limit."""
-    s = ctx.settings
-    return time.time() + s.visibility_timeout + s.predict_time_limit + jobs.DEADLINE_MARGIN
-
-
-# -- folder scoring ---------------------------------------------------------------------------
 def run_score(ctx: Context, job_id: str, params: dict, send: Send, worker: str = "") -> dict:
     """List the folder (once per job), then send its chunks; returns at once."""
     settings = ctx.settings
     limit = settings.visibility_timeout + settings.predict_time_limit
-    if ctx.jobs.start(job_id, limit, worker=worker or _host()) is None:
+    if ctx.jobs.start(job_id, limit, worker=worker or host()) is None:
         return {"job_id": job_id, "ran": False}
     try:
         folder = confine(settings.data_dir, params.get("folder", ""), kind="dir")
@@ -98,7 +73,7 @@ def run_score(ctx: Context, job_id: str, params: dict, send: Send, worker: str =
         log.info("score job %s: %d files in %d chunks of %d", job_id, total, n, size)
         return {"job_id": job_id, "files": total, "chunks": n, "two_pass": two_pass}
     except Exception as exc:
-        _fail(ctx, job_id, exc)
+        fail(ctx, job_id, exc)
         return {"job_id": job_id, "failed": True}
 
 
@@ -137,7 +112,7 @@ def run_score_chunk(
     try:
         version, bundle = ctx.models.get(params["model_version"])
     except Exception as exc:  # the pinned model is gone or tampered with: the job cannot go on
-        _fail(ctx, job_id, exc)
+        fail(ctx, job_id, exc)
         return {"job_id": job_id, "failed": True}
     phase = params.get("pass")
     if phase == 1:
@@ -208,7 +183,7 @@ def _stats_chunk(ctx: Context, job_id: str, params: dict, bundle, send: Send | N
         try:
             out["sent"] = send_second_pass(ctx, job_id, params, send)
         except Exception as exc:  # Redis down: requeued (Reject); a bug fails the job
-            _fail(ctx, job_id, exc)
+            fail(ctx, job_id, exc)
             out["failed"] = True
     return out
 
@@ -249,7 +224,7 @@ def send_second_pass(ctx: Context, job_id: str, params: dict, send: Send | None)
 def _second_pass_inputs(ctx: Context, job_id: str, params: dict) -> tuple[dict, dict[int, dict]]:
     """({speaker: merged Stats} of the chunk's speakers, {position: error} of its files that
     failed in pass 1)."""
-    from ser.adapt import Stats
+    from ser.ml.adapt import Stats
 
     start = int(params["start"])
     names = sorted({s for s in params["speakers"] if s is not None})
@@ -297,113 +272,3 @@ def finish_score(
     if params.get("speakers"):
         ctx.results.drop_passes(job_id)
     return done
-
-
-# -- distributed featurization of a training set ----------------------------------------------
-def _claim_key(ctx: Context, job_id: str, index: int) -> str:
-    return f"{ctx.jobs.key(job_id)}:feat:claim:{index}"
-
-
-def _done_key(ctx: Context, job_id: str) -> str:
-    return f"{ctx.jobs.key(job_id)}:feat:done"
-
-
-def _claim(ctx: Context, job_id: str, index: int, who: str) -> bool:
-    # The claim lapses after the task time limit, so a chunk whose process died is taken
-    # over by the training instead of being waited for forever.
-    ttl = ctx.settings.predict_time_limit
-    return bool(ctx.redis.set(_claim_key(ctx, job_id, index), who, nx=True, ex=ttl))
-
-
-def _featurize_part(ctx: Context, job_id: str, index: int, files: list[str], spec: str) -> int:
-    """Featurize files (relative to the data root) into the cache; returns how many decoded."""
-    from ser.features.batch import featurize
-    from ser.features.cache import CountingCache
-
-    counter = CountingCache(ctx.feature_cache)
-    root = Path(ctx.settings.data_dir)
-    featurize(
-        [root / f for f in files],
-        spec,
-        cache=counter,
-        n_jobs=1,
-        max_seconds=ctx.settings.max_audio_seconds,
-    )
-    pipe = ctx.redis.pipeline(transaction=False)
-    pipe.hset(_done_key(ctx, job_id), str(index), str(counter.misses))
-    pipe.expire(_done_key(ctx, job_id), ctx.settings.job_ttl)
-    pipe.execute()
-    return counter.misses
-
-
-def run_featurize_chunk(ctx: Context, job_id: str, params: dict, worker: str = "") -> dict:
-    """Fill the feature cache for one chunk of a training set (unless already taken)."""
-    index = int(params["index"])
-    if ctx.jobs.status(job_id) != jobs.RUNNING:
-        return {"job_id": job_id, "skipped": True}
-    if not _claim(ctx, job_id, index, worker or _host()):
-        return {"job_id": job_id, "index": index, "taken": True}
-    try:
-        n = _featurize_part(ctx, job_id, index, list(params["files"]), params["spec"])
-    except Exception:  # let the training take the chunk over at once
-        log.exception("featurize chunk %d of job %s failed", index, job_id)
-        ctx.redis.delete(_claim_key(ctx, job_id, index))
-        return {"job_id": job_id, "index": index, "failed": True}
-    return {"job_id": job_id, "index": index, "computed": n}
-
-
-def featurize_training_set(
-    ctx: Context,
-    job_id: str,
-    root: Path,
-    spec: str,
-    send: Send | None,
-    progress: Callable[[int, int], None],
-) -> dict:
-    """Fill the shared cache for the dataset at ``root``: only files not cached are decoded,
-    in chunks spread over the predict processes while this training takes chunks from the
-    other end (so it never waits on a queue nobody serves). Returns {"cached", "computed"}."""
-    from ser.datasets import load_dataset
-    from ser.features import get_spec
-    from ser.features.cache import content_hash
-
-    version = get_spec(spec).version
-    ds = load_dataset(root)
-    base = Path(ctx.settings.data_dir).resolve()
-    keyed, misses = [], []
-    for path in ds.paths:
-        try:
-            keyed.append((path, content_hash(path.read_bytes())))
-        except OSError:
-            misses.append(path)  # fails again in the chunk, with its error recorded there
-    hits = ctx.feature_cache.contains_many(version, [k for _, k in keyed]) if keyed else []
-    misses += [p for (p, _), hit in zip(keyed, hits) if not hit]
-    stats = {"cached": len(ds.paths) - len(misses), "computed": 0}
-    if not misses:
-        return stats
-    rel = [p.relative_to(base).as_posix() for p in misses]
-    size = bulk.chunk_size(len(rel), predict_processes(ctx) + 1, lo=8, hi=64)
-    parts = [list(c) for c in bulk.chunks(rel, size)]
-    if send is not None:
-        for index, files in enumerate(parts):
-            send(TASK_FEATURIZE_CHUNK, [job_id, {"index": index, "files": files, "spec": spec}])
-    pending = set(range(len(parts)))
-    try:
-        while True:
-            done = {int(k) for k in ctx.redis.hkeys(_done_key(ctx, job_id))}
-            pending -= done
-            progress(len(rel) - sum(len(parts[i]) for i in pending), len(rel))
-            if not pending:
-                break
-            for index in sorted(pending, reverse=True):
-                if _claim(ctx, job_id, index, "train"):
-                    _featurize_part(ctx, job_id, index, parts[index], spec)
-                    break
-            else:  # every pending chunk is in a replica's hands: wait for them
-                time.sleep(WAIT_POLL)
-        computed = ctx.redis.hvals(_done_key(ctx, job_id))
-        stats["computed"] = sum(int(v) for v in computed)
-    finally:
-        keys = [_claim_key(ctx, job_id, i) for i in range(len(parts))]
-        ctx.redis.delete(_done_key(ctx, job_id), *keys)
-    return stats

@@ -1,7 +1,7 @@
 """Per-speaker feature statistics in Redis: what speaker adaptation normalises a clip with.
 
 ``<prefix>speaker:<id>`` is a hash from feature-spec version to the speaker's
-:class:`ser.adapt.Stats` (count, mean, M2) in its ``to_bytes`` form; every clip predicted with
+:class:`ser.ml.adapt.Stats` (count, mean, M2) in its ``to_bytes`` form; every clip predicted with
 that speaker adds its feature vector. The update is one Lua call (Chan's merge of one row,
 the same arithmetic as ``Stats.merge``), so concurrent predictions of one speaker never lose
 an update. ``<prefix>speaker-job:<job id>`` records, per spec version, that a job's clip was
@@ -13,7 +13,7 @@ marker with the job's start (:meth:`SpeakerStore.queue_read`), merges its own cl
 classify, and queues the atomic update with its result (:meth:`SpeakerStore.queue_add`).
 
 Light on purpose (struct and a redis-py client): the API lists and forgets speakers without
-numpy or scikit-learn; ``ser.adapt`` is imported only where statistics are built.
+numpy or scikit-learn; ``ser.ml.adapt`` is imported only where statistics are built.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import struct
 from typing import TYPE_CHECKING
 
 from ser.errors import SerError
-from ser.store import as_str
+from ser.service.redis import as_str
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from ser.adapt import Stats
+    from ser.ml.adapt import Stats
 
 MAX_SPEAKER_LEN = 128
 _HEAD = struct.Struct("<qq")  # Stats.to_bytes: count, dimension, then float64 mean and m2
@@ -163,7 +163,7 @@ class SpeakerStore:
         replies (the row counted once: a redelivered job finds it already there)."""
         import numpy as np
 
-        from ser.adapt import Stats
+        from ser.ml.adapt import Stats
 
         stored_all, marker = replies
         stored = _decode(_field(stored_all, spec), speaker)
@@ -198,7 +198,7 @@ def _invalid(speaker: str) -> SerError:
 def _decode(data, speaker: str) -> Stats | None:
     if not data:
         return None
-    from ser.adapt import Stats
+    from ser.ml.adapt import Stats
 
     try:
         return Stats.from_bytes(data)

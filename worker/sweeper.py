@@ -1,6 +1,6 @@
-"""Publishing through the outbox (ser.outbox), and the sweeper that republishes lost messages.
+"""The sweeper that republishes lost task messages (from the outbox, ser.service.outbox).
 
-Light on purpose, like celeryconfig: the API imports :func:`publish`. The sweeper runs as a
+The sweeper runs as a
 thread in every worker node's main process; a short Redis lock makes one node sweep per
 interval. It reads the broker's own keys (kombu's Redis transport: one list per queue and
 priority step, and the ``unacked`` hash of messages a worker holds).
@@ -11,46 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import uuid
 
-from ser import jobs
-from ser.outbox import Outbox
-from worker.celeryconfig import (
-    QUEUES,
-    TASK_FEATURIZE_CHUNK,
-    TASK_PREDICT,
-    TASK_SCORE,
-    TASK_SCORE_CHUNK,
-    TASK_TRAIN,
-)
-from worker.messages import TaskMessages, queue_key
+from ser.contract import JOB_TASKS, QUEUES, TASK_FEATURIZE_CHUNK, TASK_SCORE_CHUNK
+from ser.service import jobs
+from ser.service.outbox import Outbox
+from worker.producer import TaskMessages, queue_key
 
 log = logging.getLogger(__name__)
-
-OWN_TASKS = (TASK_TRAIN, TASK_PREDICT, TASK_SCORE)  # the one message of a job
-
-
-def publish(
-    messages: TaskMessages,
-    outbox: Outbox,
-    name: str,
-    args: list,
-    task_id: str | None = None,
-    pipe=None,
-    recorded: bool = False,
-) -> str:
-    """Record task ``name`` in the outbox (unless ``recorded`` already, with its job record)
-    and push its message, in one transaction; returns its task id. With ``pipe`` (the
-    caller's MULTI, e.g. the one writing the job record) both are queued there and the caller
-    executes it."""
-    task_id = task_id or str(uuid.uuid4())
-    tx = pipe if pipe is not None else outbox.client.pipeline(transaction=True)
-    if not recorded:
-        outbox.add(task_id, name, args, pipe=tx)
-    messages.push(tx, name, args, task_id)
-    if pipe is None:
-        tx.execute()
-    return task_id
 
 
 def _message_id(raw) -> str | None:
@@ -131,7 +98,7 @@ class Sweeper:
         for task_id, name, args in report.abandoned:
             log.error("giving up on %s %s: its message was lost again and again", name, task_id)
             job_id = str(args[0]) if args else ""
-            rec = self.jobs.get(job_id) if name in OWN_TASKS else None
+            rec = self.jobs.get(job_id) if name in JOB_TASKS else None
             if rec is not None and rec["status"] == jobs.QUEUED:
                 # (chunks: the bulk job's liveness deadline reports it)
                 self.jobs.fail(

@@ -16,17 +16,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ser.store import as_str
-
-QUEUED = "QUEUED"
-RUNNING = "RUNNING"
-SUCCEEDED = "SUCCEEDED"
-FAILED = "FAILED"
-CANCELLED = "CANCELLED"
-STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
-ACTIVE = (QUEUED, RUNNING)
-TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
-KINDS = ("train", "predict", "score")
+from ser.contract import (  # noqa: F401 - the statuses and kinds are read as jobs.X
+    ACTIVE,
+    CANCELLED,
+    FAILED,
+    KINDS,
+    QUEUED,
+    RUNNING,
+    STATUSES,
+    SUCCEEDED,
+    TERMINAL,
+)
+from ser.service.redis import as_str
 
 TIMEOUT_ERROR = {
     "CODE": "JOB_TIMEOUT",
@@ -93,13 +94,6 @@ return 0
 def now_iso() -> str:
     """The current UTC time, ISO 8601 with milliseconds."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-# Trainings through the service: speaker adaptation (ser.adapt.CHOICES, repeated here so
-# the API need not import scikit-learn) and repetitions of the stratified cross-validation.
-ADAPT_CHOICES = ("auto", "off", "speaker", "both")
-TRAIN_REPEATS = 1  # the prototype's seed-42 split: a warm EMO-DB training stays under 10 s
-MAX_TRAIN_REPEATS = 20
 
 
 def train_lock_name(

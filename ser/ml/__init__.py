@@ -1,0 +1,2 @@
+"""Machine learning: the pipeline, speaker adaptation, evaluation, the bundle, training
+and the evaluation report."""

@@ -1,0 +1,142 @@
+"""What every task's work needs: the worker process's :class:`Context` (settings and its
+Redis-backed stores), how a failure lands in a job record, and who is working.
+
+The work behind the tasks (worker.train, worker.predict, worker.score) is plain functions of
+a Context, testable without Celery. Each moves the job record QUEUED -> RUNNING ->
+SUCCEEDED/FAILED, reports progress, and never raises for a domain error: the error lands in
+the job record with its code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from ser import config
+from ser.contract import PREDICT_QUEUE
+from ser.errors import SerError
+from ser.service import jobs
+from ser.service.feature_cache import RedisCache
+from ser.service.heartbeats import heartbeats
+from ser.service.outbox import Outbox
+from ser.service.redis import blob_key, redis_client
+from ser.service.registry import BundleCache, Registry
+from ser.service.results import ResultStore
+from ser.service.speakers import SpeakerStore
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 0.25  # seconds between progress writes (and cancellation checks)
+# (task name, args[, pipe=]): publish one task message through the outbox; with ``pipe`` it
+# joins that transaction (worker.tasks.send)
+Send = Callable[..., None]
+
+
+class JobCancelled(Exception):
+    """The job was cancelled while it ran."""
+
+
+@dataclass
+class Context:
+    """What a worker process needs: settings and its Redis-backed stores (built per process)."""
+
+    settings: config.Settings = field(default_factory=config.load)
+
+    @cached_property
+    def redis(self):
+        return redis_client(self.settings.redis_url)
+
+    @cached_property
+    def jobs(self) -> jobs.JobStore:
+        return jobs.JobStore(self.redis, self.settings.key_prefix, self.settings.job_ttl)
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry(self.redis, self.settings.key_prefix)
+
+    @cached_property
+    def models(self) -> BundleCache:
+        return BundleCache(self.registry, self.settings.require_secret_key())
+
+    @cached_property
+    def outbox(self):
+
+        return Outbox(self.redis, self.settings.key_prefix)
+
+    @cached_property
+    def results(self):
+
+        return ResultStore(self.redis, self.settings.key_prefix, self.settings.job_ttl)
+
+    @cached_property
+    def speakers(self):
+
+        # A job's "clip added" mark lives as long as the job record (its redeliveries).
+        return SpeakerStore(self.redis, self.settings.key_prefix, self.settings.job_ttl)
+
+    @cached_property
+    def feature_cache(self):
+
+        # Shared by every replica: a recording is featurized once per feature-spec version.
+        return RedisCache(self.redis, self.settings.key_prefix)
+
+    def blob_key(self, blob_id: str) -> str:
+        return blob_key(self.settings.key_prefix, blob_id)
+
+
+def fail(ctx: Context, job_id: str, exc: Exception) -> None:
+    import redis
+
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        # Redis (broker and job store) went away mid-job: not the job's fault, and the job
+        # record cannot be written anyway. Requeue the message instead of failing the job
+        # (or acknowledging it once Redis is back): job records make a re-run harmless.
+        from celery.exceptions import Reject
+
+        raise Reject(f"Redis unavailable: {exc}", requeue=True) from exc
+    if isinstance(exc, SerError):
+        ctx.jobs.fail(job_id, exc.to_dict(), exc.http_status)
+        return
+    try:
+        from celery.exceptions import SoftTimeLimitExceeded
+    except ImportError:  # pragma: no cover - unit use without celery
+        SoftTimeLimitExceeded = ()  # noqa: N806
+    if SoftTimeLimitExceeded and isinstance(exc, SoftTimeLimitExceeded):
+        err = {"CODE": "JOB_TIMEOUT", "MESSAGE": "the job exceeded its time limit"}
+        ctx.jobs.fail(job_id, err, 504)
+        return
+    log.exception("job %s failed unexpectedly", job_id)
+    err = {"CODE": "INTERNAL_ERROR", "MESSAGE": f"{type(exc).__name__}: {exc}"[:500]}
+    ctx.jobs.fail(job_id, err, 500)
+
+
+def requeued() -> bool:
+    """Whether the exception being raised (in a ``finally``) requeues the task."""
+    exc = sys.exc_info()[1]
+    return exc is not None and bool(getattr(exc, "requeue", False))
+
+
+def host() -> str:
+    return f"{os.uname().nodename}:{os.getpid()}"
+
+
+def predict_processes(ctx: Context) -> int:
+    """Pool processes online that consume the predict queue (from the worker heartbeats)."""
+    total = sum(
+        int(beat.get("concurrency") or 1)
+        for beat in heartbeats(ctx.redis, ctx.settings.key_prefix)
+        if PREDICT_QUEUE in (beat.get("queues") or [])
+    )
+    return max(1, total)
+
+
+def liveness_deadline(ctx: Context) -> float:
+    """When a bulk job with no chunk finishing counts as lost: a chunk of a dead replica comes
+    back after the visibility timeout, then runs for at most the task time limit."""
+    s = ctx.settings
+    return time.time() + s.visibility_timeout + s.predict_time_limit + jobs.DEADLINE_MARGIN

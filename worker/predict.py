@@ -1,0 +1,93 @@
+"""Prediction jobs: one recording (an upload blob or a file under the data root), adapted to
+its speaker when the request names one."""
+
+from __future__ import annotations
+
+import logging
+
+from ser.errors import SerError
+from ser.paths import confine
+from ser.service.outbox import OUTBOX_DONE
+from ser.service.redis import as_str
+from worker.context import Context, fail, host, requeued
+
+log = logging.getLogger(__name__)
+
+
+def run_predict(
+    ctx: Context, job_id: str, params: dict, worker: str = "", task_id: str | None = None
+) -> dict:
+    """Predict one recording: an uploaded blob or a file under the data root.
+
+    Two round trips to Redis besides the task's own acknowledgement: one starts the job and
+    reads the model pointer and the upload, one records the result and drops the upload and
+    (given the task's id) its outbox entry. With ``params["speaker"]`` the first also reads
+    the speaker's statistics, and the second adds this clip's features to them (atomically,
+    once per job: ser.service.speakers), whether or not the model adapts; an adapting model
+    classifies with the statistics this clip included."""
+    settings = ctx.settings
+    blob = params.get("blob")
+    speaker = params.get("speaker")
+    dropped = False  # the upload was deleted with the result
+
+    def reads(pipe) -> None:
+        pipe.get(ctx.registry.current_key)
+        if blob:
+            pipe.get(ctx.blob_key(blob))
+        if speaker:
+            ctx.speakers.queue_read(pipe, speaker, job_id)
+
+    try:
+        limit = settings.predict_time_limit
+        rec, got = ctx.jobs.start_reading(job_id, limit, worker or host(), reads)
+        if rec is None:
+            return {"job_id": job_id, "ran": False}
+        try:
+            version, bundle = ctx.models.current(as_str(got[0]) if got[0] else None)
+            if blob:
+                source = got[1]
+                if source is None:
+                    raise SerError("UPLOAD_EXPIRED", "the uploaded clip expired before its turn")
+            else:
+                source = confine(settings.data_dir, params.get("filename", ""), kind="file")
+            x = bundle.features(source, max_seconds=settings.max_audio_seconds)
+            stats = None
+            if speaker:  # read (and checked) even when the model does not adapt
+                spoken = got[2:] if blob else got[1:]
+                stats = ctx.speakers.merged(spoken, speaker, bundle.feature_spec, x)
+            res = bundle.classify(x[None], [stats if bundle.adapt != "off" else None])[0]
+            result = {
+                "FILENAME": params.get("name") or params.get("filename"),
+                **({"SPEAKER": speaker} if speaker else {}),
+                "EMOTION": res["emotion"],
+                "PROBABILITY": res["probability"],
+                "PROBABILITIES": res["probabilities"],
+                "ADAPTED": res["adapted"],
+                "MODEL_VERSION": version,
+            }
+            end = ctx.redis.pipeline(transaction=False)
+            if speaker:  # first: its reply is looked at apart
+                ctx.speakers.queue_add(end, speaker, bundle.feature_spec, x, job_id)
+            ctx.jobs.succeed(job_id, result, pipe=end)
+            if blob:
+                end.delete(ctx.blob_key(blob))
+            if task_id:  # its outbox entry goes in the same round trip
+                ctx.outbox.done(task_id, pipe=end)
+            # inside the try: a failed write fails (or requeues) the job
+            replies = end.execute(raise_on_error=False)
+            if speaker and isinstance(replies[0], Exception):
+                # statistics of another size appeared since the read (never for one spec
+                # version): the result stands, this clip is not added
+                log.warning("speaker %r: statistics not updated: %s", speaker, replies[0])
+                replies = replies[1:]
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            dropped = True
+            return {"job_id": job_id, "model_version": version, OUTBOX_DONE: bool(task_id)}
+        except Exception as exc:
+            fail(ctx, job_id, exc)
+            return {"job_id": job_id, "failed": True}
+    finally:
+        if blob and not dropped and not requeued():  # a requeued job still needs its upload
+            ctx.redis.delete(ctx.blob_key(blob))
