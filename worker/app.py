@@ -3,13 +3,13 @@
 - Each pool process builds its own Redis clients after the fork (``context()``), pays the
   librosa/numba warm-up once and loads the current model before taking its first task.
 - The main process runs the outbox sweeper (worker/sweeper.py), which republishes task
-  messages the broker lost, and keeps a heartbeat key (``<prefix>worker:<hostname>``, 30 s TTL) that
-  ``/health`` reads to count the workers online and the queues they serve.
+  messages the broker lost, and keeps its heartbeat (ser.service.heartbeats: one hash entry
+  per node, lapsing 30 s after its last beat) that ``/health`` reads to count the workers
+  online and the queues they serve.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -24,11 +24,10 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 from celery import signals  # noqa: E402
 
 from ser import config  # noqa: E402
+from ser.service import heartbeats  # noqa: E402
 from ser.service.outbox import OUTBOX_DONE  # noqa: E402
+from ser.service.redis import redis_client  # noqa: E402
 from worker.celeryconfig import make_celery  # noqa: E402
-
-HEARTBEAT_EVERY = 10  # seconds
-HEARTBEAT_TTL = 30  # a worker missing three beats counts as gone
 
 log = logging.getLogger(__name__)
 settings = config.load()
@@ -109,28 +108,23 @@ def _init_process(**_kwargs) -> None:
 
 
 def _beat(hostname: str, queues: list[str], concurrency) -> None:
-    from ser.service.heartbeats import heartbeat_key
-    from ser.service.redis import redis_client
-
     client = redis_client(settings.redis_url)
-    key = heartbeat_key(settings.key_prefix, hostname)
-    value = json.dumps(
-        {
+    prefix = settings.key_prefix
+    info = {
             "hostname": hostname,
             "queues": queues,
             "concurrency": concurrency,
             "pid": os.getpid(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-    )
+    }
     while not _stop.is_set():
         try:
-            client.set(key, value, ex=HEARTBEAT_TTL)
+            heartbeats.beat(client, prefix, hostname, info)
         except Exception as exc:  # Redis down: keep trying, /health will say so
             log.warning("heartbeat failed: %s", exc)
-        _stop.wait(HEARTBEAT_EVERY)
+        _stop.wait(heartbeats.HEARTBEAT_EVERY)
     try:
-        client.delete(key)
+        heartbeats.forget(client, prefix, hostname)
     except Exception:
         pass
 
@@ -147,7 +141,6 @@ def _start_heartbeat(sender=None, **_kwargs) -> None:
 
 
 def _sweep(hostname: str) -> None:
-    from ser.service.redis import redis_client
     from worker.producer import TaskMessages
     from worker.sweeper import Sweeper
 

@@ -7,7 +7,6 @@ session fixtures start once.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -21,6 +20,7 @@ import requests
 
 from ser.cli import servers
 from ser.cli.servers import free_port
+from ser.service.heartbeats import heartbeat
 from tests import audiogen
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,10 +189,10 @@ class Worker:
         self.hostname = f"{name}@{socket.gethostname()}"
 
     def wait_ready(self, client, prefix: str, timeout: float = 120) -> None:
-        """Until the node's heartbeat key exists and its pool process has warmed up."""
+        """Until the node's heartbeat is online and its pool process has warmed up."""
 
         def ready():
-            beat = client.get(f"{prefix}worker:{self.hostname}")
+            beat = heartbeat(client, prefix, self.hostname)
             return beat and b"warm in" in self.log.read_bytes()
 
         try:
@@ -334,11 +334,6 @@ def upload(api: Api, path: Path, wait: float | None = 30, name: str | None = Non
     query = f"?wait={wait}" if wait else ""
     with open(path, "rb") as fh:
         return api.post(f"/predict{query}", files={"file": (name or path.name, fh)})
-
-
-def beat(client, prefix: str, hostname: str) -> dict | None:
-    raw = client.get(f"{prefix}worker:{hostname}")
-    return json.loads(raw) if raw else None
 
 
 @pytest.fixture(scope="module")

@@ -313,3 +313,21 @@ def test_runner_records_domain_errors(settings, prefix, bundle_bytes):
     ctx.registry.publish(bundle_bytes, {"metrics": {}}, settings.require_secret_key())
     run_predict(ctx, blob["id"], {"blob": "gone", "name": "x.wav"})
     assert ctx.jobs.get(blob["id"])["error"]["CODE"] == "UPLOAD_EXPIRED"
+
+
+def test_heartbeats_lapse_and_are_one_hash(redis_client, prefix):
+    from ser.service import heartbeats as hb
+
+    hb.beat(redis_client, prefix, "a@h", {"hostname": "a@h", "queues": []}, ttl=30)
+    hb.beat(redis_client, prefix, "b@h", {"hostname": "b@h", "queues": ["q"]}, ttl=1)
+    assert {b["hostname"] for b in hb.heartbeats(redis_client, prefix)} == {"a@h", "b@h"}
+    assert hb.heartbeat(redis_client, prefix, "a@h") == {"hostname": "a@h", "queues": []}
+    # Liveness is one hash: no key per worker for a reader to scan for.
+    assert redis_client.hlen(hb.heartbeats_key(prefix)) == 2
+    assert list(redis_client.scan_iter(match=f"{prefix}worker:*")) == []
+    redis_client.hset(hb.heartbeats_key(prefix), "c@h", "not a beat")
+    redis_client.hset(hb.heartbeats_key(prefix), "b@h", "1 {}")  # lapsed long ago
+    assert [b["hostname"] for b in hb.heartbeats(redis_client, prefix)] == ["a@h"]
+    assert redis_client.hkeys(hb.heartbeats_key(prefix)) == [b"a@h"]  # lapsed ones removed
+    hb.forget(redis_client, prefix, "a@h")
+    assert hb.heartbeats(redis_client, prefix) == []
