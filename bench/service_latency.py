@@ -223,11 +223,12 @@ class Stack:
 
     def bundle(self):
         """The current bundle, fetched from the registry and signature-verified."""
+        from ser.ml.bundle import Bundle
         from ser.service.registry import Registry
 
         key = (self.state / "secret_key").read_text().strip().encode()
         reg = Registry(self.redis, "ser:")
-        return reg.current(), reg.load(reg.current(), key)
+        return reg.current(), reg.load(reg.current(), key, Bundle.from_bytes)
 
 
 def copy_emodb(dst: Path) -> Path | None:

@@ -253,16 +253,15 @@ def speaker_stats(
     max_seconds: float | None = 600.0,
 ) -> tuple[dict, dict[int, dict]]:
     """Pass 1 of a speaker-normalised job over some files: their features (into ``cache``,
-    for pass 2) and ({speaker: ser.ml.adapt.Stats} of the files that have a speaker, {position:
+    for pass 2) and ({speaker: ser.ml.stats.Stats} of the files that have a speaker, {position:
     error} of the files that fail, which count in no statistics)."""
-    import numpy as np
+    import numpy as np  # numpy only where statistics are built: the API lists folders here
 
-    from ser.features.batch import featurize
-    from ser.ml.adapt import by_speaker
+    from ser.ml.stats import by_speaker
 
     root = Path(root)
     sources, rows = _confined(root, relpaths)
-    feats = iter(featurize(sources, bundle.spec, cache=cache, max_seconds=max_seconds))
+    feats = iter(bundle.featurize(sources, cache=cache, max_seconds=max_seconds))
     failed: dict[int, dict] = {}
     vectors, names = [], []
     for i, row in enumerate(rows):
@@ -291,7 +290,7 @@ def encode_stats_entry(stats: Mapping, failed: Mapping[int, dict]) -> bytes:
 
 def decode_stats_entry(raw: bytes | str) -> tuple[dict, dict[int, dict]]:
     """(stats, failed) of :func:`encode_stats_entry`."""
-    from ser.ml.adapt import Stats
+    from ser.ml.stats import Stats
 
     body = json.loads(raw)
     stats = {s: Stats.from_bytes(base64.b64decode(b)) for s, b in body["stats"].items()}

@@ -21,13 +21,19 @@ import time
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+import redis  # noqa: E402
 from celery import signals  # noqa: E402
+from celery.exceptions import Reject  # noqa: E402
 
 from ser import config  # noqa: E402
+from ser.features import warm_up  # noqa: E402
 from ser.service import heartbeats  # noqa: E402
 from ser.service.outbox import OUTBOX_DONE  # noqa: E402
 from ser.service.redis import redis_client  # noqa: E402
 from worker.celeryconfig import make_celery  # noqa: E402
+from worker.context import Context  # noqa: E402
+from worker.producer import TaskMessages  # noqa: E402
+from worker.sweeper import Sweeper  # noqa: E402
 
 log = logging.getLogger(__name__)
 settings = config.load()
@@ -43,9 +49,6 @@ class RequeueOnRedisLoss(app.Task):
     abstract = True
 
     def __call__(self, *args, **kwargs):
-        import redis
-        from celery.exceptions import Reject
-
         try:
             result = super().__call__(*args, **kwargs)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
@@ -82,8 +85,6 @@ def context():
     """This process's worker.context.Context (created on first use, after any fork)."""
     global _context
     if _context is None:
-        from worker.context import Context
-
         _context = Context(settings)
     return _context
 
@@ -96,8 +97,6 @@ def _init_process(**_kwargs) -> None:
         return
     t0 = time.perf_counter()
     try:
-        from ser.features import warm_up
-
         warm_up()
         ctx = context()
         if ctx.registry.current() is not None:
@@ -111,11 +110,11 @@ def _beat(hostname: str, queues: list[str], concurrency) -> None:
     client = redis_client(settings.redis_url)
     prefix = settings.key_prefix
     info = {
-            "hostname": hostname,
-            "queues": queues,
-            "concurrency": concurrency,
-            "pid": os.getpid(),
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "hostname": hostname,
+        "queues": queues,
+        "concurrency": concurrency,
+        "pid": os.getpid(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     while not _stop.is_set():
         try:
@@ -141,9 +140,6 @@ def _start_heartbeat(sender=None, **_kwargs) -> None:
 
 
 def _sweep(hostname: str) -> None:
-    from worker.producer import TaskMessages
-    from worker.sweeper import Sweeper
-
     Sweeper(TaskMessages(app), redis_client(settings.redis_url), settings, hostname).run(_stop)
 
 

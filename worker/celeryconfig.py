@@ -6,6 +6,8 @@ from here, so it imports Celery and ser.config only (no task code, no audio libr
 
 from __future__ import annotations
 
+from celery import Celery
+
 from ser.config import Settings
 from ser.contract import (
     PREDICT_QUEUE,
@@ -141,8 +143,6 @@ def make_config(settings: Settings) -> dict:
 
 def make_celery(settings: Settings, include: list[str] | None = None):
     """A Celery app for ``settings``: the API sends with it, the worker runs it."""
-    from celery import Celery
-
     app = Celery("ser", include=include or [])
     app.conf.update(make_config(settings))
     return app

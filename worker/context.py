@@ -17,9 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import redis
+from celery.exceptions import Reject, SoftTimeLimitExceeded
+
 from ser import config
 from ser.contract import PREDICT_QUEUE
 from ser.errors import SerError
+from ser.ml.bundle import Bundle
 from ser.service import jobs
 from ser.service.feature_cache import RedisCache
 from ser.service.heartbeats import heartbeats
@@ -61,7 +65,7 @@ class Context:
 
     @cached_property
     def models(self) -> BundleCache:
-        return BundleCache(self.registry, self.settings.require_secret_key())
+        return BundleCache(self.registry, self.settings.require_secret_key(), Bundle.from_bytes)
 
     @cached_property
     def outbox(self):
@@ -90,23 +94,16 @@ class Context:
 
 
 def fail(ctx: Context, job_id: str, exc: Exception) -> None:
-    import redis
-
+    """Record ``exc`` in the job record with its code (a lost Redis requeues the task)."""
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         # Redis (broker and job store) went away mid-job: not the job's fault, and the job
         # record cannot be written anyway. Requeue the message instead of failing the job
         # (or acknowledging it once Redis is back): job records make a re-run harmless.
-        from celery.exceptions import Reject
-
         raise Reject(f"Redis unavailable: {exc}", requeue=True) from exc
     if isinstance(exc, SerError):
         ctx.jobs.fail(job_id, exc.to_dict(), exc.http_status)
         return
-    try:
-        from celery.exceptions import SoftTimeLimitExceeded
-    except ImportError:  # pragma: no cover - unit use without celery
-        SoftTimeLimitExceeded = ()  # noqa: N806
-    if SoftTimeLimitExceeded and isinstance(exc, SoftTimeLimitExceeded):
+    if isinstance(exc, SoftTimeLimitExceeded):
         err = {"CODE": "JOB_TIMEOUT", "MESSAGE": "the job exceeded its time limit"}
         ctx.jobs.fail(job_id, err, 504)
         return

@@ -29,6 +29,7 @@ import json
 import uuid
 
 from kombu.serialization import dumps as serialize
+from kombu.transport.redis import Channel
 
 from ser.config import Settings
 from ser.service.outbox import Outbox
@@ -39,8 +40,6 @@ PERSISTENT = 2  # AMQP delivery mode Celery's queues use (kombu: Exchange.PERSIS
 
 def queue_key(queue: str, transport_options: dict | None = None, priority: int = 0) -> str:
     """The Redis list kombu's transport keeps ``queue`` (at ``priority``) in."""
-    from kombu.transport.redis import Channel
-
     opts = transport_options or {}
     prefix = opts.get("global_keyprefix", "")
     sep = opts.get("sep", Channel.sep)

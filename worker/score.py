@@ -22,9 +22,12 @@ import logging
 import math
 from pathlib import Path
 
+import redis
+
 from ser import bulk
 from ser.contract import TASK_SCORE_CHUNK
 from ser.errors import PathError
+from ser.ml.stats import Stats
 from ser.paths import confine
 from ser.service import jobs
 from ser.service.results import summarize
@@ -193,8 +196,6 @@ def send_second_pass(ctx: Context, job_id: str, params: dict, send: Send | None)
     merged statistics, the messages (with their outbox entries) and a flag are written in one
     transaction that WATCHes the flag. Returns the chunks sent (0: already sent, or the job
     is not running)."""
-    import redis
-
     if send is None:
         raise RuntimeError("pass 1 of a score job needs a way to publish pass 2")
     results = ctx.results
@@ -224,8 +225,6 @@ def send_second_pass(ctx: Context, job_id: str, params: dict, send: Send | None)
 def _second_pass_inputs(ctx: Context, job_id: str, params: dict) -> tuple[dict, dict[int, dict]]:
     """({speaker: merged Stats} of the chunk's speakers, {position: error} of its files that
     failed in pass 1)."""
-    from ser.ml.adapt import Stats
-
     start = int(params["start"])
     names = sorted({s for s in params["speakers"] if s is not None})
     entry, raw = ctx.results.second_pass_inputs(job_id, int(params["index"]), names)

@@ -12,6 +12,8 @@ import json
 import logging
 import threading
 
+from kombu.transport.redis import PRIORITY_STEPS, Channel
+
 from ser.contract import JOB_TASKS, QUEUES, TASK_FEATURIZE_CHUNK, TASK_SCORE_CHUNK
 from ser.service import jobs
 from ser.service.outbox import Outbox
@@ -36,8 +38,6 @@ def _message_id(raw) -> str | None:
 
 def broker_keys(transport_options: dict | None = None, queues=QUEUES) -> tuple[list[str], str]:
     """(queue list keys, unacked hash key) of kombu's Redis transport with these options."""
-    from kombu.transport.redis import PRIORITY_STEPS, Channel
-
     opts = transport_options or {}
     steps = opts.get("priority_steps", PRIORITY_STEPS)
     lists = [queue_key(queue, opts, pri) for queue in queues for pri in steps]

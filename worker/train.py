@@ -10,6 +10,11 @@ from pathlib import Path
 
 from ser import bulk
 from ser.contract import TASK_FEATURIZE_CHUNK, TRAIN_REPEATS
+from ser.datasets import load_dataset
+from ser.features import get_spec
+from ser.features.batch import featurize
+from ser.features.cache import CountingCache, content_hash
+from ser.ml import report, training
 from ser.paths import confine, relative
 from ser.service import jobs
 from ser.service.jobs import train_lock_name
@@ -35,9 +40,6 @@ def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=No
     With ``send`` (publish a task by name), recordings missing from the feature cache are
     featurized in chunks by the predict processes first (below); without it, here.
     """
-    from ser.features.cache import CountingCache
-    from ser.ml import report, training
-
     settings = ctx.settings
     rec = ctx.jobs.start(job_id, settings.train_time_limit, worker=worker or host())
     if rec is None:
@@ -170,9 +172,6 @@ def _claim(ctx: Context, job_id: str, index: int, who: str) -> bool:
 
 def _featurize_part(ctx: Context, job_id: str, index: int, files: list[str], spec: str) -> int:
     """Featurize files (relative to the data root) into the cache; returns how many decoded."""
-    from ser.features.batch import featurize
-    from ser.features.cache import CountingCache
-
     counter = CountingCache(ctx.feature_cache)
     root = Path(ctx.settings.data_dir)
     featurize(
@@ -216,10 +215,6 @@ def featurize_training_set(
     """Fill the shared cache for the dataset at ``root``: only files not cached are decoded,
     in chunks spread over the predict processes while this training takes chunks from the
     other end (so it never waits on a queue nobody serves). Returns {"cached", "computed"}."""
-    from ser.datasets import load_dataset
-    from ser.features import get_spec
-    from ser.features.cache import content_hash
-
     version = get_spec(spec).version
     ds = load_dataset(root)
     base = Path(ctx.settings.data_dir).resolve()

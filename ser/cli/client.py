@@ -9,6 +9,9 @@ import os
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
+
+import requests
 
 from ser import config
 from ser.cli.common import EXIT_FAILED, progress_bar
@@ -100,16 +103,12 @@ class Client:
     """A small HTTP client of the API (SER_API_URL, SER_API_KEY)."""
 
     def __init__(self, settings: config.Settings | None = None) -> None:
-        import requests
-
         self.settings = settings or config.load()
         self.session = requests.Session()
         if self.settings.api_key:
             self.session.headers["Authorization"] = f"Bearer {self.settings.api_key}"
 
     def request(self, method: str, path: str, **kwargs) -> dict:
-        import requests
-
         url = self.settings.api_url + path
         kwargs.setdefault("timeout", 60)
         try:
@@ -234,8 +233,6 @@ SCORE_POLL = 0.5  # seconds between progress polls of a score job
 
 def _download(client: Client, job_id: str, path: Path) -> int:
     """Stream a score job's rows into ``path`` (CSV, or JSON Lines for .jsonl); returns bytes."""
-    import requests
-
     fmt = "jsonl" if path.suffix.lower() in (".jsonl", ".ndjson") else "csv"
     url = f"{client.settings.api_url}/jobs/{job_id}/results?format={fmt}"
     try:
@@ -340,8 +337,6 @@ def _f1(mean, std) -> str:
 
 
 def cmd_speakers(args: argparse.Namespace) -> int:
-    from urllib.parse import quote
-
     client = Client()
     path = "/speakers/" + quote(args.speaker, safe="")
     _print(client.request("DELETE" if args.delete else "GET", path), args.json)

@@ -4,6 +4,18 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
 EXIT_FAILED = 1  # a job or command that ran and failed
 EXIT_USAGE = 2  # bad input: dataset, arguments
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a command ended by SIGPIPE
@@ -15,17 +27,6 @@ def progress_bar(description: str, enabled: bool = True, unit: str = "files"):
     if not enabled:
         yield None
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
 
     class Rate(ProgressColumn):
         def render(self, task) -> Text:

@@ -6,9 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from ser import config
+from rich.console import Console
+from rich.table import Table
+
+from ser import config, datasets
 from ser.cli.common import progress_bar
 from ser.contract import ADAPT_CHOICES, CLASSIFIERS, FEATURE_SETS, PROTOCOLS, REPEATS
+from ser.features import get_spec
+from ser.features.cache import DiskCache
 
 
 def register(subparsers) -> None:
@@ -47,9 +52,7 @@ def register(subparsers) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ser import datasets
-    from ser.features import get_spec
-    from ser.features.cache import DiskCache
+    # scikit-learn and scipy (1.5 s) load only here: the service commands do not pay them.
     from ser.ml import evaluation, report, training
 
     settings = config.load()
@@ -98,9 +101,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def print_metrics(metrics: dict) -> None:
     """A readable summary table of evaluation metrics on stdout."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     protocol = metrics["protocol"]
     adapt = metrics.get("adapt", "off")

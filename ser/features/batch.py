@@ -16,14 +16,16 @@ bit those of the former process pool (and of a worker, which runs one BLAS threa
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ser import audio
 from ser.errors import AudioError, SerError
-from ser.features import FeatureSpec, get_spec
+from ser.features import FeatureSpec, get_spec, warm_up
 from ser.features.cache import content_hash
 
 Result = np.ndarray | SerError
@@ -70,8 +72,6 @@ def warm_pool(n_jobs: int, spec_name: str = "default") -> int:
     Extraction threads share this process's imports, so warming the process warms them all.
     Returns how many processes will do the work (1: this one).
     """
-    from ser.features import warm_up
-
     warm_up(spec_name)
     return 1
 
@@ -140,8 +140,6 @@ def _run_threads(
     record: Callable[[list[tuple[int, Result]]], None],
 ) -> None:
     """Extract ``todo`` on ``n_jobs`` threads, recording each chunk as it completes."""
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
     # Several chunks per thread: balanced load, one cache write per chunk, live progress.
     n_chunks = min(len(todo), n_jobs * 8)
     chunks = [todo[k::n_chunks] for k in range(n_chunks)]
@@ -160,10 +158,4 @@ def _run_threads(
 
 def _one_blas_thread():
     """Hold BLAS to one thread per caller while the extraction threads run."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - installed with scikit-learn
-        from contextlib import nullcontext
-
-        return nullcontext()
     return threadpool_limits(limits=1, user_api="blas")

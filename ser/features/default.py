@@ -35,6 +35,8 @@ from functools import cache
 
 import numpy as np
 import scipy.fft
+import scipy.linalg
+import scipy.ndimage
 
 PARAMS: dict = {
     "sr": 16000,
@@ -137,8 +139,6 @@ def _mel_filters(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> 
 def _savgol_coeffs(width: int, order: int) -> np.ndarray:
     """scipy.signal.savgol_coeffs(width, order, deriv=order) (convolution order), as scipy
     computes them: the least-squares solve of the flipped Vandermonde system."""
-    import scipy.linalg
-
     half = width // 2
     x = np.flip(np.arange(-half, width - half, dtype=np.float64))
     a = x ** np.reshape(np.arange(order + 1, dtype=np.float64), (-1, 1))
@@ -298,8 +298,6 @@ def _stats(x: np.ndarray, stats: tuple[str, ...]) -> np.ndarray:
 def _delta(x: np.ndarray, width: int, order: int = 1) -> np.ndarray:
     """Savitzky-Golay deltas along frames, edge-safe for short inputs: librosa.feature.delta
     (scipy.signal.savgol_filter, mode "nearest") without importing either."""
-    import scipy.ndimage
-
     if x.shape[-1] < width:
         return np.zeros_like(x)
     x = np.atleast_1d(x)

@@ -9,7 +9,7 @@ PARAMS = {"sr": 22050, "n_mfcc": 40}
 
 def extract(y: np.ndarray, sr: int) -> np.ndarray:
     """Mean over frames of librosa's 40 MFCCs (defaults otherwise)."""
-    import librosa
+    import librosa  # 1.2 s to import: only a process using the seed features pays it
 
     mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=PARAMS["n_mfcc"])
     return np.mean(mfcc.T, axis=0).astype(np.float32)

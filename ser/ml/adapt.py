@@ -17,9 +17,7 @@ An adapted model keeps a raw-feature model beside it: a clip whose speaker has n
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -28,6 +26,7 @@ from sklearn.model_selection import GroupKFold
 
 from ser.contract import ADAPT_CHOICES as CHOICES
 from ser.contract import ADAPT_MODES as MODES
+from ser.ml.stats import Stats, by_speaker  # noqa: F401 - by_speaker is read as adapt.by_speaker
 
 SHRINK = 5.0  # pseudo-clips of the population's statistics mixed into a speaker's
 # A speaker with fewer clips is classified by the raw-feature model: with statistics from 1-3
@@ -39,57 +38,6 @@ INNER_SPLITS = 2  # speaker-grouped folds of the validation that chooses the mod
 # the fitting time (logistic regression on EMO-DB: 18 L-BFGS iterations instead of 111).
 SELECTION_TOL = 1e-3
 _EPS = 1e-8
-
-
-@dataclass(frozen=True)
-class Stats:
-    """Count, mean and sum of squared deviations of feature vectors (mergeable, exact)."""
-
-    n: int
-    mean: np.ndarray
-    m2: np.ndarray
-
-    @classmethod
-    def of(cls, X: np.ndarray) -> Stats:
-        """Statistics of the rows of ``X``."""
-        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
-        mean = X.mean(axis=0)
-        return cls(len(X), mean, ((X - mean) ** 2).sum(axis=0))
-
-    @property
-    def var(self) -> np.ndarray:
-        return self.m2 / max(self.n, 1)
-
-    def merge(self, other: Stats | None) -> Stats:
-        """The statistics of both sets of rows together (Chan et al.'s parallel update)."""
-        if other is None or other.n == 0:
-            return self
-        if self.n == 0:
-            return other
-        n = self.n + other.n
-        delta = other.mean - self.mean
-        mean = self.mean + delta * (other.n / n)
-        m2 = self.m2 + other.m2 + delta**2 * (self.n * other.n / n)
-        return Stats(n, mean, m2)
-
-    def to_bytes(self) -> bytes:
-        """A compact binary form (count, then float64 mean and m2) for a Redis value."""
-        head = struct.pack("<qq", self.n, len(self.mean))
-        return head + self.mean.astype("<f8").tobytes() + self.m2.astype("<f8").tobytes()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Stats:
-        n, dim = struct.unpack_from("<qq", data)
-        body = np.frombuffer(data, dtype="<f8", offset=16)
-        if body.size != 2 * dim:
-            raise ValueError("speaker statistics of the wrong size")
-        return cls(int(n), body[:dim].copy(), body[dim:].copy())
-
-
-def by_speaker(X: np.ndarray, groups: Sequence[str]) -> dict[str, Stats]:
-    """Statistics of each speaker's rows."""
-    groups = np.asarray(groups)
-    return {g: Stats.of(X[groups == g]) for g in np.unique(groups)}
 
 
 def population(per_speaker: Mapping[str, Stats]) -> Stats:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import platform
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 
+import joblib
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+import ser
 from ser import audio
 from ser.errors import SerError
 from ser.features import FeatureSpec, spec_for_version
@@ -43,8 +48,6 @@ class Bundle:
 
     def to_bytes(self) -> bytes:
         """Serialized with joblib (unsigned: the registry signs and verifies)."""
-        import joblib
-
         buf = io.BytesIO()
         joblib.dump(self, buf, compress=3)
         return buf.getvalue()
@@ -52,11 +55,6 @@ class Bundle:
     @classmethod
     def from_bytes(cls, data: bytes) -> Bundle:
         """Load bytes from a TRUSTED source (verify the signature first)."""
-        import importlib
-        import sys
-
-        import joblib
-
         for old, new in LEGACY_MODULES.items():
             sys.modules.setdefault(old, importlib.import_module(new))
         obj = joblib.load(io.BytesIO(data))
@@ -78,6 +76,25 @@ class Bundle:
     ) -> np.ndarray:
         """The feature vector this model reads from one recording (raises AudioError)."""
         return self.spec.from_source(source, max_seconds=max_seconds)
+
+    def featurize(
+        self,
+        sources: Sequence[Path | str | bytes],
+        *,
+        cache=None,
+        n_jobs: int = 1,
+        progress: Progress | None = None,
+        max_seconds: float | None = audio.DEFAULT_MAX_SECONDS,
+    ) -> list[np.ndarray | SerError]:
+        """The feature vector this model reads from each source, or its error, in order."""
+        return featurize(
+            sources,
+            self.spec,
+            cache=cache,
+            n_jobs=n_jobs,
+            progress=progress,
+            max_seconds=max_seconds,
+        )
 
     def classify(self, X: np.ndarray, stats: Sequence[adaptation.Stats | None] | None = None):
         """One result per feature row; ``stats[i]`` is row i's speaker statistics (None:
@@ -127,13 +144,8 @@ class Bundle:
 
         ``speakers`` names each source's speaker (None: unknown); their statistics come
         from ``stats`` or, without it, from these sources' own features."""
-        feats = featurize(
-            sources,
-            self.spec,
-            cache=cache,
-            n_jobs=n_jobs,
-            progress=progress,
-            max_seconds=max_seconds,
+        feats = self.featurize(
+            sources, cache=cache, n_jobs=n_jobs, progress=progress, max_seconds=max_seconds
         )
         ok = [i for i, f in enumerate(feats) if isinstance(f, np.ndarray)]
         results: list[dict | SerError] = list(feats)  # errors stay in place
@@ -153,17 +165,9 @@ class Bundle:
 
 def library_versions() -> dict[str, str]:
     """Versions of what shapes a bundle's behaviour."""
-    import joblib
-    import librosa
-    import sklearn
-
-    import ser
-
+    # From the installed distributions: no need to import librosa (a second) to name it.
     return {
         "python": platform.python_version(),
         "ser": ser.__version__,
-        "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-        "librosa": librosa.__version__,
-        "joblib": joblib.__version__,
+        **{name: metadata.version(name) for name in ("numpy", "scikit-learn", "librosa", "joblib")},
     }

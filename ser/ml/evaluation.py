@@ -7,6 +7,7 @@ import multiprocessing
 from collections.abc import Sequence
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.dummy import DummyClassifier
 from sklearn.metrics import (
@@ -171,8 +172,6 @@ def cross_validate(
     figures are the first repetition's (the prototype's seed 42). Returns the metrics and
     the first repetition's out-of-fold probabilities.
     """
-    from joblib import Parallel, delayed
-
     repeats = effective_repeats(protocol, groups, repeats)
     splits = make_splits(protocol, y, groups, repeats)
     adaptive = isinstance(estimator, adaptation.SpeakerAdaptive)

@@ -8,9 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
 
 
 def _figure():
+    # matplotlib (half a second to import) loads only when a picture is drawn.
     import matplotlib
 
     matplotlib.use("Agg")  # no display anywhere this runs
@@ -74,8 +77,6 @@ def confusion_png(
 
 def pca_png(X: np.ndarray, y: np.ndarray, classes: Sequence[str], title: str = "") -> bytes:
     """The standardized features projected on their first two principal components."""
-    from sklearn.decomposition import PCA
-    from sklearn.preprocessing import StandardScaler
 
     Z = PCA(n_components=2, random_state=0).fit_transform(StandardScaler().fit_transform(X))
     fig = _figure()(figsize=(6.5, 5))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
+
 
 def as_str(value: Any) -> str:
     """A Redis reply (bytes or str) as str."""
@@ -13,8 +15,6 @@ def as_str(value: Any) -> str:
 
 def redis_client(url: str, **kwargs):
     """A binary-safe redis-py client with short connect timeouts."""
-    import redis
-
     kwargs.setdefault("socket_connect_timeout", 3)
     kwargs.setdefault("health_check_interval", 30)
     return redis.Redis.from_url(url, **kwargs)

@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import redis
+
 from ser.errors import ModelIntegrityError, NoModelError, SerError
 from ser.service.redis import as_str
 
@@ -118,8 +120,6 @@ class Registry:
         """Remove ``version`` (bundle, signature, metadata, PNG) unless it is current; returns
         its metadata. Raises UnknownVersion, or ModelIsCurrent (checked and deleted in one
         transaction watching the `current` pointer, so an activation cannot slip between)."""
-        import redis
-
         key = self._key(version)
         while True:
             with self.client.pipeline(transaction=True) as pipe:
@@ -189,11 +189,11 @@ class Registry:
             )
         return data
 
-    def load(self, version: str, key: bytes):
-        """The Bundle of ``version``, unpickled only after its signature verifies."""
-        from ser.ml.bundle import Bundle  # lazy: the API uses this module without scikit-learn
-
-        return Bundle.from_bytes(self._verified_bytes(version, key))
+    def load(self, version: str, key: bytes, loader: Callable[[bytes], Any]):
+        """The model of ``version``: ``loader`` (e.g. ``Bundle.from_bytes``) is given its
+        bytes only after their signature verifies. The loader is passed in, so the API uses
+        this module without importing scikit-learn."""
+        return loader(self._verified_bytes(version, key))
 
 
 class BundleCache:
@@ -203,9 +203,10 @@ class BundleCache:
     is served by the next task in every process without a restart.
     """
 
-    def __init__(self, registry: Registry, key: bytes) -> None:
+    def __init__(self, registry: Registry, key: bytes, loader: Callable[[bytes], Any]) -> None:
         self.registry = registry
         self.key = key
+        self.loader = loader
         self._version: str | None = None
         self._bundle = None
         self._others: dict[str, Any] = {}
@@ -224,7 +225,7 @@ class BundleCache:
             raise NoModelError(message="no model has been trained yet: POST /train first")
         with self._lock:
             if version != self._version:
-                bundle = self.registry.load(version, self.key)
+                bundle = self.registry.load(version, self.key, self.loader)
                 self._version, self._bundle = version, bundle
             return self._version, self._bundle
 
@@ -240,5 +241,5 @@ class BundleCache:
             if version not in self._others:
                 # A second slot: a bulk job pinned to an older version does not evict the
                 # current model that single predictions keep using.
-                self._others = {version: self.registry.load(version, self.key)}
+                self._others = {version: self.registry.load(version, self.key, self.loader)}
             return self._others[version]

@@ -1,7 +1,7 @@
 """Per-speaker feature statistics in Redis: what speaker adaptation normalises a clip with.
 
 ``<prefix>speaker:<id>`` is a hash from feature-spec version to the speaker's
-:class:`ser.ml.adapt.Stats` (count, mean, M2) in its ``to_bytes`` form; every clip predicted with
+:class:`ser.ml.stats.Stats` (count, mean, M2) in its ``to_bytes`` form; every clip predicted with
 that speaker adds its feature vector. The update is one Lua call (Chan's merge of one row,
 the same arithmetic as ``Stats.merge``), so concurrent predictions of one speaker never lose
 an update. ``<prefix>speaker-job:<job id>`` records, per spec version, that a job's clip was
@@ -13,7 +13,7 @@ marker with the job's start (:meth:`SpeakerStore.queue_read`), merges its own cl
 classify, and queues the atomic update with its result (:meth:`SpeakerStore.queue_add`).
 
 Light on purpose (struct and a redis-py client): the API lists and forgets speakers without
-numpy or scikit-learn; ``ser.ml.adapt`` is imported only where statistics are built.
+numpy or scikit-learn; ``ser.ml.stats`` (numpy) is imported only where statistics are built.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ser.service.redis import as_str
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from ser.ml.adapt import Stats
+    from ser.ml.stats import Stats
 
 MAX_SPEAKER_LEN = 128
 _HEAD = struct.Struct("<qq")  # Stats.to_bytes: count, dimension, then float64 mean and m2
@@ -161,9 +161,10 @@ class SpeakerStore:
     def merged(self, replies: list, speaker: str, spec: str, x: np.ndarray) -> Stats:
         """The speaker's statistics with this job's row ``x`` from :meth:`queue_read`'s two
         replies (the row counted once: a redelivered job finds it already there)."""
+        # numpy only in the worker, which builds statistics: the API never loads it.
         import numpy as np
 
-        from ser.ml.adapt import Stats
+        from ser.ml.stats import Stats
 
         stored_all, marker = replies
         stored = _decode(_field(stored_all, spec), speaker)
@@ -175,7 +176,7 @@ class SpeakerStore:
 
     def queue_add(self, pipe, speaker: str, spec: str, x: np.ndarray, job_id: str) -> None:
         """Queue the atomic update that adds job ``job_id``'s row ``x`` (see :meth:`add`)."""
-        import numpy as np
+        import numpy as np  # worker side only, as above
 
         row = np.ascontiguousarray(x, dtype="<f8").ravel().tobytes()
         keys = [self.key(speaker), self.marker_key(job_id)]
@@ -198,7 +199,7 @@ def _invalid(speaker: str) -> SerError:
 def _decode(data, speaker: str) -> Stats | None:
     if not data:
         return None
-    from ser.ml.adapt import Stats
+    from ser.ml.stats import Stats  # numpy: worker side only
 
     try:
         return Stats.from_bytes(data)

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from ser.ml.bundle import Bundle
 from ser.service.registry import BundleCache, Registry, UnknownVersion
 from tests.service.conftest import ser, train_ok
 from tests.service.test_http import error_of
@@ -123,7 +124,7 @@ def test_a_cached_copy_of_a_deleted_version_is_not_served(redis_client):
     assert reg.current() == other
     aside = reg.publish(b"aside", {}, key, activate=False)
     assert reg.current() == other and reg.versions() == [kept, other, aside]
-    cache = BundleCache(reg, key)
+    cache = BundleCache(reg, key, Bundle.from_bytes)
     sentinel = object()
     cache._others = {kept: sentinel}  # as a chunk pinned to it left it
     assert cache.get(kept) == (kept, sentinel)

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from ser.errors import ModelIntegrityError, NoModelError, PathError
+from ser.ml.bundle import Bundle
 from ser.paths import confine
 from ser.service import jobs as J
 from ser.service.registry import BundleCache, Registry, UnknownVersion
@@ -206,7 +207,7 @@ def test_registry_publish_activate_and_load(redis_client, prefix, bundle_bytes):
     assert reg.confusion_png("v1") == b"\x89PNG"
     reg.activate("v2", key)
     assert reg.current() == "v2"
-    assert reg.load("v2", key).classes == ["calm", "excited", "tense"]
+    assert reg.load("v2", key, Bundle.from_bytes).classes == ["calm", "excited", "tense"]
     with pytest.raises(UnknownVersion):
         reg.meta("v3")
     with pytest.raises(UnknownVersion):
@@ -214,38 +215,32 @@ def test_registry_publish_activate_and_load(redis_client, prefix, bundle_bytes):
 
 
 def test_registry_refuses_tampered_or_foreign_bytes(redis_client, prefix, bundle_bytes):
-    from ser.ml.bundle import Bundle
-
     reg = Registry(redis_client, prefix)
     key = b"k" * 32
     v = reg.publish(bundle_bytes, {"metrics": {}}, key)
     redis_client.hset(f"{prefix}model:{v}", "bundle", bundle_bytes + b"!")
     calls = []
-    original = Bundle.from_bytes
-    Bundle.from_bytes = classmethod(lambda cls, data: calls.append(data))
-    try:
-        with pytest.raises(ModelIntegrityError):
-            reg.load(v, key)
-        with pytest.raises(ModelIntegrityError):
-            reg.activate(v, key)
-        w = reg.publish(bundle_bytes, {"metrics": {}}, b"other key")
-        with pytest.raises(ModelIntegrityError):
-            reg.load(w, key)
-        # a signature is bound to its version: copying a good one onto another fails
-        good = reg.publish(bundle_bytes, {"metrics": {}}, key)
-        sig = redis_client.hget(f"{prefix}model:{good}", "sig")
-        redis_client.hset(f"{prefix}model:{w}", "sig", sig)
-        with pytest.raises(ModelIntegrityError):
-            reg.load(w, key)
-    finally:
-        Bundle.from_bytes = original
+    loader = calls.append  # records anything it would be given to unpickle
+    with pytest.raises(ModelIntegrityError):
+        reg.load(v, key, loader)
+    with pytest.raises(ModelIntegrityError):
+        reg.activate(v, key)
+    w = reg.publish(bundle_bytes, {"metrics": {}}, b"other key")
+    with pytest.raises(ModelIntegrityError):
+        reg.load(w, key, loader)
+    # a signature is bound to its version: copying a good one onto another fails
+    good = reg.publish(bundle_bytes, {"metrics": {}}, key)
+    sig = redis_client.hget(f"{prefix}model:{good}", "sig")
+    redis_client.hset(f"{prefix}model:{w}", "sig", sig)
+    with pytest.raises(ModelIntegrityError):
+        reg.load(w, key, loader)
     assert calls == [], "nothing may be unpickled before the signature verifies"
 
 
 def test_bundle_cache_follows_the_current_pointer(redis_client, prefix, bundle_bytes):
     reg = Registry(redis_client, prefix)
     key = b"k" * 32
-    cache = BundleCache(reg, key)
+    cache = BundleCache(reg, key, Bundle.from_bytes)
     with pytest.raises(NoModelError):
         cache.get()
     v1 = reg.publish(bundle_bytes, {"metrics": {}}, key)
