@@ -37,8 +37,38 @@ MAX_ATTEMPTS = 3  # deliveries of one job (a worker killed mid-task redelivers i
 DEADLINE_MARGIN = 30  # seconds past the hard time limit before a RUNNING job counts as lost
 LIST_SCAN_MAX = 5000  # index entries examined by one listing
 
-# KEYS: job, done. ARGV: allowed statuses (",A,B,"), new status, ttl, terminal (0/1), fields...
-_TRANSITION = """
+# Job metrics, kept in Redis by the same scripts that move a job (so every API and worker
+# process, on any machine, counts into one place; /metrics reads them): ``<prefix>metrics:jobs``
+# counts transitions by "kind|status"; ``<prefix>metrics:seconds`` is a histogram by
+# "kind|phase|le" (phase: queued, from creation to the first start; running, from the last
+# start to the end), with "kind|phase|sum" and "kind|phase|count".
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+_OBSERVE = (
+    """
+local function observe(hist, kind, phase, seconds)
+  if seconds < 0 then seconds = 0 end
+  local base = kind .. '|' .. phase .. '|'
+  for _, le in ipairs({"""
+    + ", ".join(repr(b) for b in DURATION_BUCKETS)
+    + """}) do
+    if seconds <= le then redis.call('HINCRBY', hist, base .. le, 1) end
+  end
+  redis.call('HINCRBY', hist, base .. '+Inf', 1)
+  redis.call('HINCRBY', hist, base .. 'count', 1)
+  redis.call('HINCRBYFLOAT', hist, base .. 'sum', tostring(seconds))
+end
+local function now_ts()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1e6
+end
+"""
+)
+
+# KEYS: job, done, job counters, durations. ARGV: allowed statuses (",A,B,"), new status, ttl,
+# terminal (0/1), fields...
+_TRANSITION = (
+    _OBSERVE
+    + """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return false end
 if not string.find(ARGV[1], ',' .. st .. ',', 1, true) then return st end
@@ -47,16 +77,24 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 if ARGV[4] == '1' then
   redis.call('RPUSH', KEYS[2], '1')
   redis.call('EXPIRE', KEYS[2], ARGV[3])
+  local kind = redis.call('HGET', KEYS[1], 'kind') or 'unknown'
+  redis.call('HINCRBY', KEYS[3], kind .. '|' .. ARGV[2], 1)
+  local started = tonumber(redis.call('HGET', KEYS[1], 'started_ts') or '')
+  if started then observe(KEYS[4], kind, 'running', now_ts() - started) end
 end
 return 'OK'
 """
+)
 
-# KEYS: job. ARGV: max attempts, ttl, started_at, deadline_ts, worker, now, start token.
+# KEYS: job, job counters, durations. ARGV: max attempts, ttl, started_at, deadline_ts, worker,
+# now, start token.
 # QUEUED/RUNNING -> RUNNING with one more attempt; returns the record's fields, false when the
 # job must not run (unknown, finished, cancelled), 'EXHAUSTED' past the last attempt,
 # 'TIMEOUT' for a RUNNING job past its deadline (its worker died long ago: not run again). The
 # token makes a call that redis-py re-sends after a lost reply count its attempt once.
-_START = """
+_START = (
+    _OBSERVE
+    + """
 local st = redis.call('HGET', KEYS[1], 'status')
 if st ~= 'QUEUED' and st ~= 'RUNNING' then return false end
 if redis.call('HGET', KEYS[1], 'start_token') == ARGV[7] then
@@ -68,11 +106,20 @@ if st == 'RUNNING' then
 end
 local n = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') + 1
 if n > tonumber(ARGV[1]) then return 'EXHAUSTED' end
+local now = now_ts()
 redis.call('HSET', KEYS[1], 'status', 'RUNNING', 'attempts', n, 'started_at', ARGV[3],
-           'deadline_ts', ARGV[4], 'worker', ARGV[5], 'start_token', ARGV[7])
+           'deadline_ts', ARGV[4], 'worker', ARGV[5], 'start_token', ARGV[7],
+           'started_ts', tostring(now))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
+if n == 1 then
+  local kind = redis.call('HGET', KEYS[1], 'kind') or 'unknown'
+  redis.call('HINCRBY', KEYS[2], kind .. '|RUNNING', 1)
+  local created = tonumber(redis.call('HGET', KEYS[1], 'created_ts') or '')
+  if created then observe(KEYS[3], kind, 'queued', now - created) end
+end
 return redis.call('HGETALL', KEYS[1])
 """
+)
 
 # KEYS: lock. ARGV: job id, lock ttl, job key prefix. Returns the id of the job holding it.
 _ACQUIRE = """
@@ -128,6 +175,16 @@ class JobStore:
         return f"{self.prefix}job:{job_id}:done"
 
     @property
+    def counters_key(self) -> str:
+        """Transitions counted by "kind|status" (see DURATION_BUCKETS)."""
+        return f"{self.prefix}metrics:jobs"
+
+    @property
+    def durations_key(self) -> str:
+        """Queued and running seconds, as histogram buckets by "kind|phase|le"."""
+        return f"{self.prefix}metrics:seconds"
+
+    @property
     def index_key(self) -> str:
         return f"{self.prefix}jobs"
 
@@ -166,6 +223,7 @@ class JobStore:
         pipe.expire(self.key(job_id), self.ttl)
         pipe.zadd(self.index_key, {job_id: now})
         pipe.zremrangebyscore(self.index_key, "-inf", now - self.ttl)
+        pipe.hincrby(self.counters_key, f"{kind}|{QUEUED}", 1)
         if also is not None:
             also(pipe)
         pipe.execute()
@@ -190,7 +248,7 @@ class JobStore:
         for name, value in fields.items():
             flat += [name, value if isinstance(value, str) else json.dumps(value)]
         terminal = "1" if status in TERMINAL else "0"
-        keys = [self.key(job_id), self.done_key(job_id)]
+        keys = [self.key(job_id), self.done_key(job_id), self.counters_key, self.durations_key]
         args = ["," + ",".join(allowed) + ",", status, str(self.ttl), terminal, *flat]
         if pipe is not None:  # plain EVAL: a registered script costs a SCRIPT EXISTS per pipeline
             pipe.eval(_TRANSITION, len(keys), *keys, *args)
@@ -212,7 +270,8 @@ class JobStore:
         deadline = now + time_limit + DEADLINE_MARGIN
         pipe = self.client.pipeline(transaction=False)
         args = [str(MAX_ATTEMPTS), str(self.ttl), now_iso(), repr(deadline), worker, repr(now)]
-        pipe.eval(_START, 1, self.key(job_id), *args, uuid.uuid4().hex)
+        keys = [self.key(job_id), self.counters_key, self.durations_key]
+        pipe.eval(_START, len(keys), *keys, *args, uuid.uuid4().hex)
         if reads is not None:
             reads(pipe)
         res, *extra = pipe.execute()
@@ -351,6 +410,29 @@ class JobStore:
         """Free lock ``name`` if ``job_id`` holds it."""
         self._release(keys=[self.lock_key(name)], args=[job_id])
 
+    def metrics(self) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], dict]]:
+        """({(kind, status): transitions}, {(kind, phase): {"buckets": {le: n}, "sum", "count"}})
+        over every process that ever moved a job through this Redis."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.counters_key)
+        pipe.hgetall(self.durations_key)
+        raw_counts, raw_hist = pipe.execute()
+        counts = {}
+        for field, value in raw_counts.items():
+            kind, _, status = as_str(field).partition("|")
+            counts[(kind, status)] = int(value)
+        hist: dict[tuple[str, str], dict] = {}
+        for field, value in raw_hist.items():
+            kind, phase, name = as_str(field).split("|", 2)
+            entry = hist.setdefault((kind, phase), {"buckets": {}, "sum": 0.0, "count": 0})
+            if name == "sum":
+                entry["sum"] = float(value)
+            elif name == "count":
+                entry["count"] = int(value)
+            else:
+                entry["buckets"][name] = int(value)
+        return counts, hist
+
     # -- decoding -----------------------------------------------------------------------------
     @staticmethod
     def _decode(fields: dict[str, str]) -> dict:
@@ -361,7 +443,7 @@ class JobStore:
         for name in ("progress_done", "progress_total", "attempts", "http_status"):
             if name in rec:
                 rec[name] = int(rec[name])
-        for name in ("created_ts", "deadline_ts"):
+        for name in ("created_ts", "deadline_ts", "started_ts"):
             if name in rec:
                 rec[name] = float(rec[name])
         return rec

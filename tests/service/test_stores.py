@@ -111,10 +111,11 @@ def test_a_resent_start_counts_its_attempt_once(store, redis_client):
     """redis-py re-sends a command whose reply was lost: the same start must not count twice."""
     rec = store.create("predict")
     args = [str(J.MAX_ATTEMPTS), "600", J.now_iso(), repr(time.time() + 90), "w", repr(time.time())]
+    keys = [store.key(rec["id"]), store.counters_key, store.durations_key]
     for _ in range(J.MAX_ATTEMPTS + 1):
-        redis_client.eval(J._START, 1, store.key(rec["id"]), *args, "same-token")
+        redis_client.eval(J._START, len(keys), *keys, *args, "same-token")
     assert store.get(rec["id"])["attempts"] == 1
-    redis_client.eval(J._START, 1, store.key(rec["id"]), *args, "next-delivery")
+    redis_client.eval(J._START, len(keys), *keys, *args, "next-delivery")
     assert store.get(rec["id"])["attempts"] == 2
 
 
@@ -326,3 +327,34 @@ def test_heartbeats_lapse_and_are_one_hash(redis_client, prefix):
     assert redis_client.hkeys(hb.heartbeats_key(prefix)) == [b"a@h"]  # lapsed ones removed
     hb.forget(redis_client, prefix, "a@h")
     assert hb.heartbeats(redis_client, prefix) == []
+
+
+def test_job_transitions_are_counted_and_timed_in_redis(redis_client, prefix):
+    """Every process counts into the same two hashes, in the scripts that move the job."""
+    store = J.JobStore(redis_client, prefix)
+    a = store.create("predict")["id"]
+    b = store.create("predict")["id"]
+    c = store.create("train")["id"]
+    assert store.start(a, 60, worker="w") is not None
+    assert store.start(a, 60, worker="w") is not None  # a redelivery: not a second start
+    store.succeed(a, {"EMOTION": "x"})
+    assert store.start(b, 60) is not None
+    store.fail(b, {"CODE": "X", "MESSAGE": "m"})
+    store.cancel(c)  # never ran: counted, not timed
+    counts, hist = store.metrics()
+    assert counts == {
+        ("predict", "QUEUED"): 2,
+        ("predict", "RUNNING"): 2,
+        ("predict", "SUCCEEDED"): 1,
+        ("predict", "FAILED"): 1,
+        ("train", "QUEUED"): 1,
+        ("train", "CANCELLED"): 1,
+    }
+    assert set(hist) == {("predict", "queued"), ("predict", "running")}
+    for entry in hist.values():
+        assert entry["count"] == 2 and entry["buckets"]["+Inf"] == 2
+        assert 0 <= entry["sum"] < 60
+        # cumulative buckets: never decreasing with the bound
+        les = sorted((float(le), n) for le, n in entry["buckets"].items() if le != "+Inf")
+        assert all(x[1] <= y[1] for x, y in zip(les, les[1:]))
+    assert hist[("predict", "running")]["buckets"]["3600"] == 2
