@@ -93,16 +93,21 @@ def context():
 def _init_process(**_kwargs) -> None:
     global _context
     _context = None  # never reuse connections inherited from the parent
-    if os.environ.get("SER_SKIP_WARMUP"):
-        return
     t0 = time.perf_counter()
+    model, warmed = None, False
     try:
-        warm_up()
-        ctx = context()
-        if ctx.registry.current() is not None:
-            ctx.models.get()
+        if not os.environ.get("SER_SKIP_WARMUP"):
+            warm_up()
+            ctx = context()
+            if ctx.registry.current() is not None:
+                model = ctx.models.get()[0]
+            warmed = True
     except Exception:  # a warm-up problem must not keep the process from serving
         log.exception("warm-up failed; the first task will pay the start-up cost")
+    try:  # readiness (/ready) counts this process from now on
+        heartbeats.mark_warm(context().redis, settings.key_prefix, model, warmed)
+    except Exception as exc:  # Redis down: /ready says not ready, which is true
+        log.warning("could not mark process %d warm: %s", os.getpid(), exc)
     log.info("pool process %d warm in %.2fs", os.getpid(), time.perf_counter() - t0)
 
 
@@ -114,6 +119,7 @@ def _beat(hostname: str, queues: list[str], concurrency) -> None:
         "queues": queues,
         "concurrency": concurrency,
         "pid": os.getpid(),
+        "machine": heartbeats.machine(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     while not _stop.is_set():

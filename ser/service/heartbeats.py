@@ -1,14 +1,21 @@
-"""Worker liveness: each worker node refreshes its heartbeat while it is online.
+"""Worker liveness and readiness.
 
-All heartbeats live in one hash, ``<prefix>workers`` (hostname -> JSON), so reading them is
-one HGETALL, not a scan of the keyspace (``/health`` and every bulk fan-out read them). Each
-entry carries its expiry in Redis's own clock (a beat and a reader on different machines never
-compare their clocks); a reader ignores lapsed entries and removes them.
+Liveness: each worker node refreshes its heartbeat while it is online. All heartbeats live in
+one hash, ``<prefix>workers`` (hostname -> JSON), so reading them is one script call, not a
+scan of the keyspace (``/health`` and every bulk fan-out read them). Each entry carries its
+expiry in Redis's own clock (a beat and a reader on different machines never compare their
+clocks); a reader ignores lapsed entries and removes them.
+
+Readiness: each pool process, once it has loaded its libraries and the current model, marks
+itself warm in ``<prefix>workers:warm``, naming its machine and its node's main process. A
+mark counts while that node's heartbeat is live (a node restarted under the same name starts
+with no warm process); marks of nodes gone are removed by the reader.
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 HEARTBEAT_EVERY = 10  # seconds between beats of a worker node
 HEARTBEAT_TTL = 30  # a node missing three beats counts as gone
@@ -39,6 +46,11 @@ return live
 """
 
 
+def machine() -> str:
+    """This machine's name, as heartbeats and warm marks record it."""
+    return os.uname().nodename
+
+
 def heartbeats_key(prefix: str) -> str:
     """The hash of every worker node's heartbeat."""
     return f"{prefix}workers"
@@ -62,3 +74,42 @@ def heartbeats(client, prefix: str) -> list[dict]:
 def heartbeat(client, prefix: str, hostname: str) -> dict | None:
     """``hostname``'s heartbeat while it is online, else None."""
     return next((b for b in heartbeats(client, prefix) if b.get("hostname") == hostname), None)
+
+
+def warm_key(prefix: str) -> str:
+    """The hash of the pool processes that are warm."""
+    return f"{prefix}workers:warm"
+
+
+def mark_warm(client, prefix: str, model: str | None, warmed: bool = True) -> None:
+    """Record that this pool process (a child of its node's main process) is ready to work:
+    its libraries loaded (``warmed``) and ``model`` (the version current at start, or None
+    before any training) in memory."""
+    pid, parent = os.getpid(), os.getppid()
+    doc = {"machine": machine(), "node_pid": parent, "pid": pid, "model": model, "warm": warmed}
+    client.hset(warm_key(prefix), f"{machine()}/{parent}/{pid}", json.dumps(doc))
+
+
+def readiness(client, prefix: str, queues: tuple[str, ...] | list[str]) -> dict:
+    """{"ready": every queue has a warm process on a live node, "queues": {queue: warm
+    processes}, "workers": live nodes}. Marks of nodes no longer live are removed."""
+    nodes = heartbeats(client, prefix)
+    live = {(b.get("machine"), b.get("pid")): b for b in nodes}
+    per_queue = {q: 0 for q in queues}
+    stale = []
+    for field, raw in client.hgetall(warm_key(prefix)).items():
+        try:
+            doc = json.loads(raw)
+            node = live.get((doc["machine"], doc["node_pid"]))
+        except (ValueError, KeyError, TypeError):
+            node = None
+        if node is None:
+            stale.append(field)
+            continue
+        for q in node.get("queues") or []:
+            if q in per_queue and doc.get("warm", True):
+                per_queue[q] += 1
+    if stale:
+        client.hdel(warm_key(prefix), *stale)
+    ready = bool(per_queue) and all(per_queue.values())
+    return {"ready": ready, "queues": per_queue, "workers": len(nodes)}

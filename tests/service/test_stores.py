@@ -358,3 +358,32 @@ def test_job_transitions_are_counted_and_timed_in_redis(redis_client, prefix):
         les = sorted((float(le), n) for le, n in entry["buckets"].items() if le != "+Inf")
         assert all(x[1] <= y[1] for x, y in zip(les, les[1:]))
     assert hist[("predict", "running")]["buckets"]["3600"] == 2
+
+
+def test_readiness_counts_warm_processes_of_live_nodes_only(redis_client, prefix):
+    import os
+
+    from ser.service import heartbeats as hb
+
+    queues = ("ser.train", "ser.predict")
+    node = {"hostname": "w@h", "queues": ["ser.predict"], "machine": hb.machine()}
+    assert hb.readiness(redis_client, prefix, queues)["ready"] is False  # nothing at all
+    # This test process plays a pool process; its parent plays the node's main process.
+    hb.beat(redis_client, prefix, "w@h", {**node, "pid": os.getppid()})
+    assert hb.readiness(redis_client, prefix, queues)["queues"] == {
+        "ser.train": 0,
+        "ser.predict": 0,
+    }
+    hb.mark_warm(redis_client, prefix, "v1")
+    state = hb.readiness(redis_client, prefix, queues)
+    assert state == {"ready": False, "queues": {"ser.train": 0, "ser.predict": 1}, "workers": 1}
+    hb.beat(redis_client, prefix, "w@h", {**node, "queues": list(queues), "pid": os.getppid()})
+    assert hb.readiness(redis_client, prefix, queues)["ready"] is True
+    # The node restarted under the same name (another main process): its old marks are void.
+    hb.beat(redis_client, prefix, "w@h", {**node, "queues": list(queues), "pid": -1})
+    assert hb.readiness(redis_client, prefix, queues)["ready"] is False
+    assert redis_client.hlen(hb.warm_key(prefix)) == 0  # removed by the reader
+    # A process whose warm-up failed serves, but does not make the service ready.
+    hb.beat(redis_client, prefix, "w@h", {**node, "queues": list(queues), "pid": os.getppid()})
+    hb.mark_warm(redis_client, prefix, None, warmed=False)
+    assert hb.readiness(redis_client, prefix, queues)["ready"] is False
