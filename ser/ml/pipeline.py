@@ -3,9 +3,11 @@ adaptation step."""
 
 from __future__ import annotations
 
-import warnings
-
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -16,9 +18,41 @@ from ser.ml import adapt as adaptation
 
 RANDOM_STATE = 42
 
-# The seed pipeline keeps the prototype's libsvm Platt scaling (SVC(probability=True)), which
-# scikit-learn 1.9 deprecates for removal in 1.11; requirements.txt pins 1.9.
-warnings.filterwarnings("ignore", message="The `probability` parameter", category=FutureWarning)
+
+class PlattSVC(ClassifierMixin, BaseEstimator):
+    """An SVC with Platt-scaled probabilities, as libsvm's ``probability=True`` made them (a
+    sigmoid fitted on out-of-fold decision values over up to 5 stratified folds; the SVC itself
+    fitted on everything), built from what scikit-learn keeps: it deprecates
+    ``SVC(probability=True)`` for removal in 1.11. With fewer than 2 examples of some class
+    there are no folds to calibrate on: a logistic regression on the SVC's own decision values
+    over the training data then stands in for the sigmoids."""
+
+    def __init__(self, C: float = 1.0, class_weight=None, random_state: int = RANDOM_STATE):
+        self.C = C
+        self.class_weight = class_weight
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        svc = SVC(C=self.C, class_weight=self.class_weight, random_state=self.random_state)
+        folds = min(5, int(np.unique(y, return_counts=True)[1].min()))
+        if folds >= 2:
+            cv = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
+            self.model_ = CalibratedClassifierCV(svc, method="sigmoid", cv=cv, ensemble=False)
+            self.model_.fit(X, y)
+            self.scaler_ = None
+        else:
+            self.model_ = svc.fit(X, y)
+            self.scaler_ = LogisticRegression(max_iter=1000).fit(svc.decision_function(X), y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X):
+        if self.scaler_ is None:
+            return self.model_.predict_proba(X)
+        return self.scaler_.predict_proba(self.model_.decision_function(X))
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
 def default_classifier(features: str) -> str:
@@ -36,7 +70,7 @@ def build_pipeline(features: str = "default", classifier: str | None = None) -> 
     """
     classifier = classifier or default_classifier(features)
     if classifier == "svc":
-        clf = SVC(C=10, class_weight="balanced", probability=True, random_state=RANDOM_STATE)
+        clf = PlattSVC(C=10, class_weight="balanced")
     elif classifier == "logreg":
         clf = LogisticRegression(C=0.1, class_weight="balanced", max_iter=5000)
     else:
