@@ -93,7 +93,7 @@ def context():
 def _init_process(**_kwargs) -> None:
     global _context
     _context = None  # never reuse connections inherited from the parent
-    if os.environ.get("SER_SKIP_WARMUP"):
+    if settings.skip_warmup:
         return
     t0 = time.perf_counter()
     try:
