@@ -7,7 +7,6 @@ serves job records. It never imports the audio or learning libraries.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -93,9 +92,8 @@ def _body_may_be_unread(environ) -> bool:
 
 
 def _settings(config: Mapping[str, Any] | None) -> ser_config.Settings:
-    env = dict(os.environ)
-    env.update({k: str(v) for k, v in (config or {}).items() if k.startswith("SER_")})
-    return ser_config.load(env)
+    overrides = {k: str(v) for k, v in (config or {}).items() if k.startswith("SER_")}
+    return ser_config.load(overrides=overrides)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

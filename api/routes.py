@@ -50,7 +50,7 @@ def looks_like_audio(head: bytes) -> bool:
 
 @bp.before_request
 def _authenticate():
-    key = svc().settings.api_key
+    key = svc().settings.api_key.get_secret_value()
     if not key or request.endpoint in PUBLIC:
         return None
     header = request.headers.get("Authorization", "")
@@ -574,7 +574,7 @@ def confusion_png(version: str):
 def activate_model(version: str):
     """Make ``version`` the model every worker serves (roll back or forward)."""
     s = svc()
-    key = s.settings.secret_key.encode() if s.settings.secret_key else None
+    key = s.settings.require_secret_key() if s.settings.secret_key else None
     meta = s.registry.activate(version, key)
     return jsonify(model_body(meta, s.registry.current()))
 

@@ -1,39 +1,27 @@
-"""Settings from the environment, documented in one place.
+"""Settings from the environment (``SER_*``): the :class:`Settings` model is the one place
+where each setting's type, default and meaning are written.
 
-| variable | default | meaning |
-|---|---|---|
-| SER_DATA_DIR | ./data | data root: every dataset/file path a client names is confined below it |
-| SER_STATE_DIR | ./.ser | local state (embedded Redis, secret key, logs) |
-| SER_CACHE_DIR | $SER_STATE_DIR/cache | on-disk feature cache |
-| SER_MAX_AUDIO_SECONDS | 600 | longest recording accepted (10 minutes) |
-| SER_N_JOBS | number of cores | processes for batch feature extraction |
-| SER_EMODB_DIR | ../shared/data/emodb | EMO-DB copy used by tests and benchmarks |
-| SER_CORPUS2_DIR | ../shared/data/ravdess13-24 | second test corpus (labels.csv with speakers) |
-| SER_REDIS_URL | redis://127.0.0.1:6379/0 | broker, jobs, registry (unset: `ser up` runs Redis) |
-| SER_SECRET_KEY | $SER_STATE_DIR/secret_key | HMAC key signing models (`ser up` makes one) |
-| SER_API_KEY | (none) | when set, all endpoints but /health need `Bearer <key>` |
-| SER_API_URL | http://127.0.0.1:5000 | API used by `ser train/predict/jobs/models` |
-| SER_KEY_PREFIX | ser: | prefix of the service's Redis keys (jobs, models, blobs) |
-| SER_MAX_UPLOAD_MB | 25 | largest accepted upload (413 above) |
-| SER_JOB_TTL | 604800 | seconds a job record is kept (7 days) |
-| SER_BLOB_TTL | 3600 | seconds an uploaded clip waits in Redis for its prediction |
-| SER_VISIBILITY_TIMEOUT | 7200 | seconds before an unacked task is redelivered (> limits) |
-| SER_TRAIN_TIME_LIMIT | 3600 | hard limit of a training task (soft limit: 90 % of it) |
-| SER_PREDICT_TIME_LIMIT | 120 | hard limit of a prediction task (soft limit: 90 % of it) |
-| SER_RECOVERY_INTERVAL | 10 | seconds between sweeps that republish lost task messages (0: off) |
-| SER_TRAIN_DATASET | . | dataset (under SER_DATA_DIR) when a train request names none |
+The README's settings table is generated from it: ``python -m ser.config`` prints the table,
+``python -m ser.config --write README.md`` replaces the README's block.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "")
-    return value if value.strip() else default
+from ser.errors import SettingError
+
+ENV_PREFIX = "SER_"
+SECRET_KEY_FILE = "secret_key"
+_REPO = Path(__file__).resolve().parent.parent
+_SHARED_DATA = _REPO.parent / "shared" / "data"
+_SECRET_FIELDS = {"secret_key", "api_key", "redis_url"}  # values never echoed in errors
 
 
 def cpu_count() -> int:
@@ -44,30 +32,129 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-@dataclass(frozen=True)
-class Settings:
-    """A snapshot of the environment settings; build with :func:`load`."""
+def _read_secret(state_dir: Path) -> str:
+    try:
+        return (state_dir / SECRET_KEY_FILE).read_text().strip()
+    except OSError:
+        return ""
 
-    data_dir: Path = field(default_factory=lambda: Path("data"))
-    state_dir: Path = field(default_factory=lambda: Path(".ser"))
-    cache_dir: Path = field(default_factory=lambda: Path(".ser/cache"))
-    max_audio_seconds: float = 600.0
-    n_jobs: int = 1
-    # Service settings (api/, worker/, ser.service.registry, ser.service.jobs).
-    # Secrets stay out of repr() so a logged Settings never leaks them.
-    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
-    secret_key: str = field(default="", repr=False)
-    api_key: str = field(default="", repr=False)
-    api_url: str = "http://127.0.0.1:5000"
-    key_prefix: str = "ser:"
-    max_upload_mb: float = 25.0
-    job_ttl: int = 7 * 24 * 3600
-    blob_ttl: int = 3600
-    visibility_timeout: int = 7200
-    train_time_limit: int = 3600
-    predict_time_limit: int = 120
-    train_dataset: str = "."
-    recovery_interval: int = 10
+
+def _shown(text: str) -> dict[str, Any]:
+    """How the settings table shows (markdown) a default that is computed, not a constant."""
+    return {"shown_default": text}
+
+
+class Settings(BaseSettings):
+    """A frozen snapshot of the environment settings; build with :func:`load`.
+
+    Secrets are ``SecretStr`` (``.get_secret_value()``) and the Redis URL, which may carry a
+    password, stays out of ``repr()``, so a logged Settings never leaks them.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,  # SER_X= means "the default"
+        frozen=True,
+        validate_default=True,
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(
+        Path("data"),
+        description="data root: every dataset or file path a client names must lie below it",
+    )
+    state_dir: Path = Field(
+        Path(".ser"), description="local state: embedded Redis, secret key, logs, lock"
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda data: data.get("state_dir", Path(".ser")) / "cache",
+        description="on-disk feature cache",
+        json_schema_extra=_shown("`$SER_STATE_DIR/cache`"),
+    )
+    max_audio_seconds: float = Field(600.0, gt=0, description="longest recording accepted")
+    n_jobs: int = Field(
+        default_factory=cpu_count,
+        ge=1,
+        description="processes for batch feature extraction",
+        json_schema_extra=_shown("number of cores"),
+    )
+    emodb_dir: Path = Field(
+        _SHARED_DATA / "emodb",
+        description="EMO-DB copy used by tests and benchmarks (skipped when absent)",
+        json_schema_extra=_shown("`../shared/data/emodb`"),
+    )
+    corpus2_dir: Path = Field(
+        _SHARED_DATA / "ravdess13-24",
+        description="second corpus for tests and benchmarks (a `labels.csv` dataset with speakers)",
+        json_schema_extra=_shown("`../shared/data/ravdess13-24`"),
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        repr=False,  # may carry a password
+        description="broker, job records, model registry (unset: `ser up` starts its own Redis)",
+    )
+    secret_key: SecretStr = Field(
+        default_factory=lambda data: SecretStr(_read_secret(data.get("state_dir", Path(".ser")))),
+        description="HMAC-SHA256 key signing model artifacts, the same on every replica "
+        "(`ser up` makes one)",
+        json_schema_extra=_shown("`$SER_STATE_DIR/secret_key` (file)"),
+    )
+    api_key: SecretStr = Field(
+        SecretStr(""),
+        description="when set, every endpoint but `/health` needs `Authorization: Bearer <key>`",
+        json_schema_extra=_shown("(none)"),
+    )
+    api_url: str = Field(
+        "http://127.0.0.1:5000",
+        description="API used by `ser train/predict/score/jobs/models/speakers`",
+    )
+    key_prefix: str = Field("ser:", description="prefix of every Redis key the service writes")
+    max_upload_mb: float = Field(25.0, gt=0, description="largest accepted upload (413 above)")
+    job_ttl: int = Field(7 * 24 * 3600, gt=0, description="seconds a job record is kept (7 days)")
+    blob_ttl: int = Field(
+        3600, gt=0, description="seconds an uploaded clip waits in Redis for its prediction"
+    )
+    visibility_timeout: int = Field(
+        7200,
+        gt=0,
+        description="seconds before Redis redelivers an unacknowledged task; above every "
+        "time limit",
+    )
+    train_time_limit: int = Field(
+        3600, gt=0, description="hard limit of a training task in seconds (soft: 90 % of it)"
+    )
+    predict_time_limit: int = Field(
+        120, gt=0, description="hard limit of a prediction task in seconds (soft: 90 % of it)"
+    )
+    train_dataset: str = Field(
+        ".", description="dataset trained when a request names none (under `SER_DATA_DIR`)"
+    )
+    recovery_interval: int = Field(
+        10,
+        ge=0,
+        description="seconds between sweeps that republish task messages the broker lost "
+        "(`0`: off; see docs/RELIABILITY.md)",
+    )
+    skip_warmup: bool = Field(
+        False,
+        description="worker pool processes skip the librosa warm-up and model preload "
+        "(faster start, slower first task; for tests that start many workers)",
+    )
+
+    @field_validator("data_dir", "state_dir", "cache_dir", "emodb_dir", "corpus2_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("api_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
 
     def require_secret_key(self) -> bytes:
         """The artifact-signing key as bytes; a SerError when none is configured."""
@@ -78,49 +165,81 @@ class Settings:
                 "NO_SECRET_KEY",
                 f"SER_SECRET_KEY is not set and {self.state_dir / SECRET_KEY_FILE} does not exist",
             )
-        return self.secret_key.encode()
+        return self.secret_key.get_secret_value().encode()
 
 
-def load(environ: dict[str, str] | None = None) -> Settings:
-    """Read the settings from ``environ`` (default: the process environment)."""
-    env = os.environ if environ is None else environ
+class _MappingSource(EnvSettingsSource):
+    """The environment source reading a given mapping instead of ``os.environ``."""
 
-    def get(name: str, default: str) -> str:
-        value = env.get(name, "")
-        return value if value.strip() else default
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        # Blank values (also whitespace only) mean "the default", as an unset variable.
+        self._environ = {k: v for k, v in environ.items() if isinstance(v, str) and v.strip()}
+        super().__init__(settings_cls)
 
-    state = Path(get("SER_STATE_DIR", ".ser")).expanduser()
-    secret = get("SER_SECRET_KEY", "") or _read_secret(state)
-    return Settings(
-        data_dir=Path(get("SER_DATA_DIR", "data")).expanduser(),
-        state_dir=state,
-        cache_dir=Path(get("SER_CACHE_DIR", str(state / "cache"))).expanduser(),
-        max_audio_seconds=float(get("SER_MAX_AUDIO_SECONDS", "600")),
-        n_jobs=int(get("SER_N_JOBS", str(cpu_count()))),
-        redis_url=get("SER_REDIS_URL", "redis://127.0.0.1:6379/0"),
-        secret_key=secret,
-        api_key=env.get("SER_API_KEY", "").strip(),
-        api_url=get("SER_API_URL", "http://127.0.0.1:5000").rstrip("/"),
-        key_prefix=get("SER_KEY_PREFIX", "ser:"),
-        max_upload_mb=float(get("SER_MAX_UPLOAD_MB", "25")),
-        job_ttl=int(get("SER_JOB_TTL", str(7 * 24 * 3600))),
-        blob_ttl=int(get("SER_BLOB_TTL", "3600")),
-        visibility_timeout=int(get("SER_VISIBILITY_TIMEOUT", "7200")),
-        train_time_limit=int(get("SER_TRAIN_TIME_LIMIT", "3600")),
-        predict_time_limit=int(get("SER_PREDICT_TIME_LIMIT", "120")),
-        train_dataset=get("SER_TRAIN_DATASET", "."),
-        recovery_interval=int(get("SER_RECOVERY_INTERVAL", "10")),
-    )
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        fold = str if self.case_sensitive else str.lower
+        return {fold(k): v for k, v in self._environ.items()}
 
 
-SECRET_KEY_FILE = "secret_key"
+def variable(name: str) -> str:
+    """The environment variable of the setting ``name``."""
+    return ENV_PREFIX + name.upper()
 
 
-def _read_secret(state_dir: Path) -> str:
+def load(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the settings from ``environ`` (default: the process environment; an explicit
+    mapping replaces it whole) with ``overrides`` (``SER_*`` keys) on top.
+
+    A value that does not fit its setting raises SettingError (``INVALID_SETTING``)."""
+    env = dict(os.environ if environ is None else environ)
+    env.update(overrides or {})
     try:
-        return (state_dir / SECRET_KEY_FILE).read_text().strip()
-    except OSError:
-        return ""
+        return Settings(_build_sources=((_MappingSource(Settings, env),), {}))
+    except ValidationError as exc:
+        raise SettingError("INVALID_SETTING", _describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line per bad value: the variable, the value (not for secrets), what was expected."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else ""
+        shown = "" if name in _SECRET_FIELDS else f"={error.get('input')!r}"
+        expected = error["msg"][0].lower() + error["msg"][1:]
+        lines.append(f"{variable(name)}{shown}: {expected}")
+    return "; ".join(lines)
+
+
+def settings_table() -> str:
+    """The markdown table of every setting: variable, default, meaning."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        default = extra.get("shown_default")
+        if default is None:
+            value = info.default
+            if isinstance(value, bool):
+                value = str(value).lower()
+            elif isinstance(value, float):
+                value = f"{value:g}"
+            default = f"`{value}`"
+        rows.append(f"| `{variable(name)}` | {default} | {info.description} |")
+    return "\n".join(rows)
+
+
+README_START = "<!-- settings:start -->"
+README_END = "<!-- settings:end -->"
+
+
+def readme_with_table(text: str) -> str:
+    """``text`` (the README) with the block between the settings markers regenerated."""
+    head, start, rest = text.partition(README_START)
+    _, end, tail = rest.partition(README_END)
+    if not start or not end:
+        raise ValueError(f"no {README_START} ... {README_END} block")
+    return f"{head}{start}\n{settings_table()}\n{end}{tail}"
 
 
 def ensure_secret_key(state_dir: Path) -> str:
@@ -148,18 +267,35 @@ def ensure_token(path: Path, nbytes: int) -> str:
 
 def emodb_dir() -> Path | None:
     """The EMO-DB copy for tests and benchmarks, or None when absent."""
-    return _corpus("SER_EMODB_DIR", "emodb")
+    return _corpus(load().emodb_dir)
 
 
 def second_corpus_dir() -> Path | None:
     """The second test corpus (RAVDESS speech, actors 13-24, with a labels.csv), or None."""
-    return _corpus("SER_CORPUS2_DIR", "ravdess13-24")
+    return _corpus(load().corpus2_dir)
 
 
-def _corpus(variable: str, name: str) -> Path | None:
-    here = Path(__file__).resolve().parent.parent
-    candidate = Path(_env(variable, str(here.parent / "shared" / "data" / name)))
+def _corpus(candidate: Path) -> Path | None:
     found = candidate.is_dir() and (
         (candidate / "labels.csv").is_file() or any(candidate.glob("*.wav"))
     )
     return candidate if found else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ser.config [--write README.md]``: print the settings table, or rewrite the
+    README's generated block."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ser.config", description=main.__doc__)
+    parser.add_argument("--write", metavar="README", type=Path, help="rewrite its block")
+    args = parser.parse_args(argv)
+    if args.write is None:
+        print(settings_table())
+        return 0
+    args.write.write_text(readme_with_table(args.write.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

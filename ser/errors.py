@@ -64,3 +64,10 @@ class PathError(SerError):
 
     code = "INVALID_PATH"
     http_status = 400
+
+
+class SettingError(SerError):
+    """A ``SER_*`` setting whose value does not fit (names the variable and what it expects)."""
+
+    code = "INVALID_SETTING"
+    http_status = 500

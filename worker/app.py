@@ -96,12 +96,12 @@ def _init_process(**_kwargs) -> None:
     t0 = time.perf_counter()
     model, warmed = None, False
     try:
-        if not os.environ.get("SER_SKIP_WARMUP"):
+        if not settings.skip_warmup:  # (skipped: ready as configured, without the warm-up)
             warm_up()
             ctx = context()
             if ctx.registry.current() is not None:
                 model = ctx.models.get()[0]
-            warmed = True
+        warmed = True
     except Exception:  # a warm-up problem must not keep the process from serving
         log.exception("warm-up failed; the first task will pay the start-up cost")
     try:  # readiness (/ready) counts this process from now on

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from ser.cli import client, evaluate, servers
 from ser.cli.common import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_USAGE
-from ser.errors import DatasetError, SerError
+from ser.errors import DatasetError, SerError, SettingError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except DatasetError as exc:
+    except (DatasetError, SettingError) as exc:
         print(f"ser: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except SerError as exc:

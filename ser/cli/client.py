@@ -106,7 +106,8 @@ class Client:
         self.settings = settings or config.load()
         self.session = requests.Session()
         if self.settings.api_key:
-            self.session.headers["Authorization"] = f"Bearer {self.settings.api_key}"
+            key = self.settings.api_key.get_secret_value()
+            self.session.headers["Authorization"] = f"Bearer {key}"
 
     def request(self, method: str, path: str, **kwargs) -> dict:
         url = self.settings.api_url + path

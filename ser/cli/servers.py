@@ -111,6 +111,7 @@ def worker_argv(concurrency: int, queues: str, hostname: str = "", loglevel: str
 
 
 def cmd_api(args: argparse.Namespace) -> int:
+    config.load()  # a bad setting stops here with its message, before gunicorn starts
     argv = api_argv(args.host, args.port, args.workers, args.threads)
     os.execv(argv[0], argv)
     return 0  # pragma: no cover
@@ -283,7 +284,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     # One stack per state folder (two redis-servers on one AOF corrupt it), and free ports,
     # checked before any process starts. The lock is held until this process exits.
     lock_fd = _lock_state(state)
-    external = bool(os.environ.get("SER_REDIS_URL", "").strip())
+    external = "redis_url" in settings.model_fields_set  # SER_REDIS_URL names a Redis
     _check_port(args.host, args.port, "--port", "API")
     if not external and args.redis_port:
         _check_port("127.0.0.1", args.redis_port, "--redis-port", "bundled Redis")

@@ -104,10 +104,9 @@ def test_celery_config_refuses_pickle_and_keeps_limits_below_visibility(settings
     assert train["soft_time_limit"] < train["time_limit"] < vis
     assert conf["task_soft_time_limit"] < conf["task_time_limit"] < vis
     assert conf["task_routes"]["ser.train"]["queue"] != conf["task_routes"]["ser.predict"]["queue"]
-    import dataclasses
 
     with pytest.raises(ValueError, match="VISIBILITY"):
-        make_config(dataclasses.replace(settings, visibility_timeout=10))
+        make_config(settings.model_copy(update={"visibility_timeout": 10}))
 
 
 def test_pickle_message_is_refused_by_the_worker(redis_client, settings, worker1, api, trained):

@@ -9,7 +9,6 @@ shared registry for this module; the version current before is activated again a
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import time
@@ -227,7 +226,7 @@ def runner(settings, redis_client, models):
     from worker.context import Context
 
     prefix = f"spk{uuid.uuid4().hex[:8]}:"
-    ctx = Context(dataclasses.replace(settings, key_prefix=prefix))
+    ctx = Context(settings.model_copy(update={"key_prefix": prefix}))
     ctx.registry.publish(models["speaker_bytes"], {"metrics": {}}, settings.require_secret_key())
     sent: list = []
 

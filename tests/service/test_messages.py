@@ -10,7 +10,6 @@ rest) has real workers run messages made this way; here they are compared field 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 
 import pytest
@@ -105,7 +104,7 @@ def test_only_plain_redis_urls_get_the_transport(settings):
         ("rediss://cache:6380/0?ssl_cert_reqs=required", False),  # kombu's TLS defaults
         ("sentinel://s1:26379;sentinel://s2:26379", False),
     ):
-        conf = make_config(dataclasses.replace(settings, redis_url=url))
+        conf = make_config(settings.model_copy(update={"redis_url": url}))
         assert (conf.get("broker_transport") == "worker.transport:Transport") is ours, url
     # a rediss:// URL keeps kombu's TLS connection (checked without connecting)
     tls = Connection("rediss://cache:6380/0", transport=None)

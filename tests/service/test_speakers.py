@@ -3,7 +3,6 @@ worker.predict (the task body, no broker): atomic updates, redelivery, round tri
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import uuid
 
@@ -190,7 +189,7 @@ def speaker_bundles(tmp_path_factory):
 def _context(settings, prefix, bundle: bytes):
     from worker.context import Context
 
-    ctx = Context(dataclasses.replace(settings, key_prefix=prefix))
+    ctx = Context(settings.model_copy(update={"key_prefix": prefix}))
     ctx.registry.publish(bundle, {"metrics": {}}, settings.require_secret_key())
     return ctx
 

@@ -256,7 +256,6 @@ def test_bundle_cache_follows_the_current_pointer(redis_client, prefix, bundle_b
 
 # -- runner (the task bodies, no broker) ------------------------------------------------------
 def test_runner_train_cancelled_midway_publishes_nothing(settings, prefix, data_dir, tmp_path):
-    import dataclasses
 
     from ser.service.jobs import train_lock_name
     from tests import audiogen
@@ -264,7 +263,7 @@ def test_runner_train_cancelled_midway_publishes_nothing(settings, prefix, data_
     from worker.train import run_train
 
     audiogen.make_dataset(data_dir / "ds_unit_cancel", "folders", n_per_class=30, seconds=1.5)
-    ctx = Context(dataclasses.replace(settings, key_prefix=prefix))
+    ctx = Context(settings.model_copy(update={"key_prefix": prefix}))
     rec = ctx.jobs.create("train", {"dataset": "ds_unit_cancel"})
     lock = train_lock_name("ds_unit_cancel", "stratified")
     ctx.jobs.acquire(lock, rec["id"], 600)
@@ -289,13 +288,12 @@ def test_runner_train_cancelled_midway_publishes_nothing(settings, prefix, data_
 
 
 def test_runner_records_domain_errors(settings, prefix, bundle_bytes):
-    import dataclasses
 
     from worker.context import Context
     from worker.predict import run_predict
     from worker.train import run_train
 
-    ctx = Context(dataclasses.replace(settings, key_prefix=prefix))
+    ctx = Context(settings.model_copy(update={"key_prefix": prefix}))
     rec = ctx.jobs.create("predict", {"filename": "clips/calm.wav"})
     run_predict(ctx, rec["id"], {"filename": "clips/calm.wav"})
     err = ctx.jobs.get(rec["id"])
