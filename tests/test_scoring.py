@@ -176,3 +176,17 @@ def test_the_submission_check_imports_no_numpy(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_cli_prints_an_evaluation_as_tables(capsys):
+    from ser.cli.evaluate import print_evaluation
+
+    labels = {"a": "anger", "b": "sad", "c": "bored"}
+    rows = [_ok("a", "anger"), _ok("b", "anger"), _ok("c", "calm"), _err("d")]
+    ev = {"LABELS": "labels_csv", **evaluate_rows(rows, labels, CLASSES)}
+    print_evaluation(ev, "http://api/jobs/j1/confusion.png")
+    out = capsys.readouterr().out
+    for text in ("F1-macro", "UAR", "accuracy", "bored ×1", "true \\ predicted", "j1/confusion"):
+        assert text in out, out
+    print_evaluation({"ERROR": {"CODE": "DATASET_NO_LABELS", "MESSAGE": "gone [x]"}})
+    assert "DATASET_NO_LABELS: gone [x]" in capsys.readouterr().out
