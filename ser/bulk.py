@@ -7,7 +7,11 @@ and ``ADAPTED`` to scored ones, and runs in two passes when its model adapts to 
 first featurizes every file and gathers each speaker's statistics (:func:`speaker_stats`),
 the second scores every file with the statistics of all of its speaker's files.
 
-Light at import (the API reads :func:`parse_speakers` and :func:`check_labels`): features,
+A job with ``evaluate`` compares its rows with the folder's labels (:func:`folder_labels`,
+then ser.ml.scoring); the API refuses a folder without labels first (:func:`check_evaluate`).
+
+Light at import (the API reads :func:`parse_speakers`, :func:`check_labels` and
+:func:`check_evaluate`): features,
 models and statistics are imported where they are used.
 """
 
@@ -21,7 +25,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-from ser.datasets import labels_csv_rows, speakers_by_path
+from ser.datasets import check_labelled, labels_by_path, labels_csv_rows, speakers_by_path
 from ser.errors import DatasetError, PathError, SerError
 from ser.paths import confine
 
@@ -186,6 +190,45 @@ def _relative_message(exc: DatasetError) -> str:
     if "needs columns" in exc.message:
         return 'speakers "labels" needs columns path,speaker in labels.csv'
     return exc.message
+
+
+# -- evaluation against the folder's labels -----------------------------------------------------
+def _label_root(data_root: Path | str, folder: Path) -> str:
+    """The folder's path relative to the data root ("" for the root), once its labels.csv, if
+    any, is known not to leave the data root (raises PathError INVALID_PATH)."""
+    rel = folder.relative_to(Path(data_root).resolve()).as_posix()
+    rel = "" if rel == "." else rel
+    confine(data_root, f"{rel}/labels.csv" if rel else "labels.csv", must_exist=False)
+    return rel
+
+
+def _unreadable(exc: OSError) -> DatasetError:
+    return DatasetError("DATASET_BAD_LABELS", f"cannot read the labels: {exc.strerror}")
+
+
+def check_evaluate(data_root: Path | str, folder: Path) -> str:
+    """Cheap check for ``evaluate: true`` (labels.csv's header, one directory listing, the
+    first class folder with audio): the folder has labels the dataset loader finds; returns
+    their layout. Raises DatasetError (DATASET_NO_LABELS, DATASET_BAD_LABELS) or PathError."""
+    _label_root(data_root, folder)
+    try:
+        return check_labelled(folder)
+    except OSError as exc:
+        raise _unreadable(exc) from None
+
+
+def folder_labels(data_root: Path | str, folder: Path) -> tuple[str, dict[str, str]]:
+    """(layout, {path relative to the data root: label}) of the recordings under ``folder``
+    (resolved, under the data root): the keys of score rows' ``FILENAME``. Raises as
+    :func:`check_evaluate` does."""
+    rel = _label_root(data_root, folder)
+    try:
+        layout, table = labels_by_path(folder)
+    except OSError as exc:
+        raise _unreadable(exc) from None
+    if not rel:
+        return layout, table
+    return layout, {f"{rel}/{path}": label for path, label in table.items()}
 
 
 def assign_speakers(

@@ -36,6 +36,7 @@ MISSING_FILE = "DATASET_MISSING_FILE"
 TOO_FEW_CLASSES = "DATASET_TOO_FEW_CLASSES"
 CLASS_TOO_SMALL = "DATASET_CLASS_TOO_SMALL"
 NO_SPEAKERS = "DATASET_NO_SPEAKERS"
+NO_LABELS = "DATASET_NO_LABELS"
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,71 @@ def speakers_by_path(root: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for _, row in labels_csv_rows(root, ("path", "speaker")):
         if row.get("path") and row.get("speaker"):
-            out[PurePosixPath(row["path"].replace("\\", "/")).as_posix()] = row["speaker"]
+            out[_posix(row["path"])] = row["speaker"]
     return out
+
+
+def _posix(path: str) -> str:
+    """A labels.csv path as a key: POSIX separators, no leading ``./``."""
+    return PurePosixPath(path.replace("\\", "/")).as_posix()
+
+
+def labels_by_path(root: Path | str) -> tuple[str, dict[str, str]]:
+    """(layout, {path relative to ``root``, POSIX style: label}) of the recordings under
+    ``root``, discovered as :func:`load_dataset` does (labels.csv, EMO-DB names, one sub-folder
+    per class). Lenient, for evaluating a scored folder: rows of labels.csv without a path or
+    label are skipped and the files it names need not exist; one class is enough.
+
+    Raises DatasetError: DATASET_NOT_FOUND, DATASET_BAD_LABELS (labels.csv without columns
+    path,label, or not CSV text), DATASET_NO_LABELS (no labelled recording)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(NOT_FOUND, f"dataset directory not found: {root}")
+    if (root / "labels.csv").is_file():
+        table = {
+            _posix(row["path"]): row["label"]
+            for _, row in labels_csv_rows(root)
+            if row.get("path") and row.get("label")
+        }
+        if not table:
+            raise DatasetError(NO_LABELS, "labels.csv names no recording with a label")
+        return "labels_csv", table
+    try:
+        ds = _from_emodb_names(root) or _from_folders(root)
+    except DatasetError as exc:  # (no audio in class folders)
+        raise DatasetError(NO_LABELS, _NO_LABELS_MESSAGE) from exc
+    return ds.layout, {p.relative_to(root).as_posix(): lab for p, lab in zip(ds.paths, ds.labels)}
+
+
+_NO_LABELS_MESSAGE = (
+    "no labels: put a labels.csv (columns path,label) in the folder, name the files as "
+    "EMO-DB does, or put the recordings in one sub-folder per class"
+)
+
+
+def check_labelled(root: Path | str) -> str:
+    """Cheap check that :func:`labels_by_path` finds labels under ``root``: labels.csv (its
+    header only), EMO-DB names (every audio file at the top), or a sub-folder holding audio
+    (the first one found); returns the layout. Raises DatasetError as it does."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(NOT_FOUND, f"dataset directory not found: {root}")
+    if (root / "labels.csv").is_file():
+        for _ in labels_csv_rows(root):
+            break
+        return "labels_csv"
+    emodb, folders = None, []
+    for path in root.iterdir():
+        if path.is_dir() and not path.name.startswith("."):
+            folders.append(path)
+        elif emodb is not False and is_audio(path):
+            emodb = bool(_EMODB_NAME.match(path.name))
+    if emodb:
+        return "emodb"
+    for sub in sorted(folders):
+        if any(is_audio(p) for p in sub.rglob("*")):
+            return "folders"
+    raise DatasetError(NO_LABELS, _NO_LABELS_MESSAGE)
 
 
 def _from_labels_csv(root: Path) -> Dataset:

@@ -14,6 +14,10 @@ them (in chunk order) and, in one transaction guarded by WATCH, stores the merge
 and publishes the pass-2 chunks through the outbox: sent once, however many chunks see pass
 1 complete, and republished by the sweeper if the broker loses one. Pass 2 reads the
 features back from the cache and scores with the speakers' statistics as above.
+
+A job with ``evaluate`` is compared, when it finishes, with the labels of its folder
+(ser.bulk.folder_labels, ser.ml.scoring): the result gains ``EVALUATION`` and the job a
+confusion-matrix PNG (ser.service.results), served at ``/jobs/<id>/confusion.png``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import redis
 
 from ser import bulk
 from ser.contract import TASK_SCORE_CHUNK
-from ser.errors import PathError
+from ser.errors import PathError, SerError
+from ser.ml import report, scoring
 from ser.ml.stats import Stats
 from ser.paths import confine
 from ser.service import jobs
@@ -244,7 +249,8 @@ def finish_score(
     if rec is None or rec["status"] != jobs.RUNNING:
         return False
     params = rec.get("params") or {}
-    counts = summarize(ctx.results.all_rows(job_id, total), list(classes))
+    rows = ctx.results.all_rows(job_id, total)
+    counts = summarize(rows, list(classes))
     result = {
         "STATUS": "SCORED",
         "FOLDER": params.get("folder"),
@@ -267,7 +273,40 @@ def finish_score(
             result["NOTE"] = (
                 f"model {version} does not adapt to speakers: scored in one pass, unadapted"
             )
+    if params.get("evaluate"):
+        result["EVALUATION"] = evaluation(
+            ctx, job_id, params.get("folder") or ".", rows, version, classes
+        )
     done = ctx.jobs.succeed(job_id, result)
     if params.get("speakers"):
         ctx.results.drop_passes(job_id)
     return done
+
+
+def evaluation(ctx: Context, job_id: str, folder: str, rows: list[dict], version: str, classes):
+    """The ``EVALUATION`` of a finished job's rows against its folder's labels, its PNG
+    stored; labels gone since the submission, or a bug here, make an ``{"ERROR"}`` entry
+    rather than fail a job whose rows are all there (a Redis error still propagates)."""
+    try:
+        path = confine(ctx.settings.data_dir, folder, kind="dir")
+        layout, labels = bulk.folder_labels(ctx.settings.data_dir, path)
+    except (SerError, OSError) as exc:
+        err = exc if isinstance(exc, SerError) else SerError("DATASET_BAD_LABELS", str(exc))
+        return {"ERROR": err.to_dict()}
+    try:
+        out = {"LABELS": layout, **scoring.evaluate_rows(rows, labels, list(classes))}
+    except Exception as exc:
+        log.exception("evaluation of score job %s failed", job_id)
+        return {
+            "ERROR": {"CODE": "EVALUATION_FAILED", "MESSAGE": f"{type(exc).__name__}: {exc}"[:300]}
+        }
+    if out["EVALUATED"]:
+        title = report.confusion_title(f"{version} on {folder}", None, out["F1_MACRO"])
+        try:
+            png = report.confusion_png(out["CONFUSION_MATRIX"], list(classes), title)
+        except Exception:  # the figures stand without their picture
+            log.exception("confusion PNG of score job %s failed", job_id)
+        else:
+            ctx.results.save_png(job_id, png)
+            out["CONFUSION_PNG"] = f"/jobs/{job_id}/confusion.png"
+    return out

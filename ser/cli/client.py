@@ -15,6 +15,7 @@ import requests
 
 from ser import config
 from ser.cli.common import EXIT_FAILED, progress_bar
+from ser.cli.evaluate import print_evaluation
 from ser.contract import ADAPT_CHOICES, FEATURE_SETS, KINDS, PROTOCOLS
 from ser.errors import SerError
 
@@ -65,6 +66,12 @@ def register(subparsers) -> None:
         metavar="SOURCE",
         help='normalise by speaker: "labels" (labels.csv), "folder" (parent directory) or a '
         "regular expression with a group (?P<speaker>...)",
+    )
+    sc.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="compare with the folder's labels (labels.csv, EMO-DB names, class folders): "
+        "F1-macro, UAR, accuracy, per class, confusion matrix; implies --wait",
     )
     _client_flags(sc)
     sc.set_defaults(func=cmd_score)
@@ -261,15 +268,23 @@ def cmd_score(args: argparse.Namespace) -> int:
         body["patterns"] = args.pattern
     if args.speakers:
         body["speakers"] = args.speakers
+    if args.evaluate:
+        body["evaluate"] = True
     job = client.request("POST", "/score", json=body)
-    if args.wait or args.output:
+    if args.wait or args.output or args.evaluate:
         enabled = not args.json and sys.stderr.isatty()
         with progress_bar(f"scoring {args.folder}", enabled=enabled) as bar:
             job = client.wait(job["JOB_ID"], args.timeout, bar, poll=SCORE_POLL, job=job)
     if args.output and job["JOB_STATUS"] == "SUCCEEDED":
         _download(client, job["JOB_ID"], args.output)
         job = dict(job, OUTPUT=str(args.output))
-    _print(job, args.json)
+    if args.evaluate and not args.json and "EVALUATION" in job:
+        ev = job.pop("EVALUATION")
+        _print(job, False)
+        png = ev.get("CONFUSION_PNG")
+        print_evaluation(ev, client.settings.api_url + png if png else None)
+    else:
+        _print(job, args.json)
     if args.output and job["JOB_STATUS"] in ("QUEUED", "RUNNING"):
         return EXIT_FAILED  # timed out before there was anything to write
     return _exit_for(job)

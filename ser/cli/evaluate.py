@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ser import config, datasets
@@ -137,12 +138,20 @@ def print_metrics(metrics: dict) -> None:
             "stratified score mostly measures speaker identification, not emotion. "
             "Trust the speaker protocol (--protocol speaker) instead."
         )
-    per = Table(
-        title="per class (pooled out-of-fold" + (", first shuffle)" if repeats > 1 else ")")
-    )
+    title = "per class (pooled out-of-fold" + (", first shuffle)" if repeats > 1 else ")")
+    console.print(_per_class_table(title, metrics["per_class"]))
+    if metrics.get("failed_files"):
+        console.print(f"[yellow]{len(metrics['failed_files'])} file(s) could not be used[/]")
+
+
+def _per_class_table(title: str, per_class: dict) -> Table:
+    """Precision, recall, F1 and support per class ({class: {precision, recall, f1, support}},
+    keys in either case)."""
+    per = Table(title=title)
     for col in ("class", "precision", "recall", "F1", "n"):
         per.add_column(col, justify="left" if col == "class" else "right")
-    for name, row in metrics["per_class"].items():
+    for name, row in per_class.items():
+        row = {k.lower(): v for k, v in row.items()}
         per.add_row(
             name,
             f"{row['precision']:.3f}",
@@ -150,6 +159,46 @@ def print_metrics(metrics: dict) -> None:
             f"{row['f1']:.3f}",
             str(row["support"]),
         )
-    console.print(per)
-    if metrics.get("failed_files"):
-        console.print(f"[yellow]{len(metrics['failed_files'])} file(s) could not be used[/]")
+    return per
+
+
+def print_evaluation(ev: dict, png_url: str | None = None) -> None:
+    """The ``EVALUATION`` of a score job (``ser score --evaluate``) as tables on stdout:
+    the figures, the rows left out, per class, the confusion matrix and where its PNG is."""
+    console = Console()
+    if "ERROR" in ev:
+        err = ev["ERROR"]
+        console.print(
+            f"[bold red]evaluation failed:[/] {escape(err['CODE'])}: {escape(err['MESSAGE'])}",
+            highlight=False,
+        )
+        return
+    head = Table(
+        title=f"evaluation against the folder's labels ({ev.get('LABELS', '?')}) · "
+        f"n={ev['EVALUATED']}"
+    )
+    head.add_column("metric")
+    head.add_column("value", justify="right")
+    for key, name in (("F1_MACRO", "F1-macro"), ("UAR", "UAR"), ("ACCURACY", "accuracy")):
+        head.add_row(name, "-" if ev[key] is None else f"{ev[key]:.3f}")
+    head.add_row("failed files (not evaluated)", str(ev["FAILED"]))
+    head.add_row("files without a label", str(ev["UNLABELLED"]))
+    unknown = ev.get("UNKNOWN_LABELS") or {}
+    head.add_row(
+        "labels the model does not know",
+        ", ".join(f"{label} ×{n}" for label, n in unknown.items()) or "0",
+    )
+    console.print(head)
+    if not ev["EVALUATED"]:
+        console.print("[yellow]no scored file has a label the model knows[/]")
+        return
+    console.print(_per_class_table("per class", ev["PER_CLASS"]))
+    cm = Table(title="confusion matrix (rows: true, columns: predicted)")
+    cm.add_column("true \\ predicted")
+    for name in ev["CLASSES"]:
+        cm.add_column(name, justify="right")
+    for name, row in zip(ev["CLASSES"], ev["CONFUSION_MATRIX"]):
+        cm.add_row(name, *(str(v) for v in row))
+    console.print(cm)
+    if png_url or ev.get("CONFUSION_PNG"):
+        console.print(f"confusion matrix PNG: {png_url or ev['CONFUSION_PNG']}", highlight=False)

@@ -4,6 +4,7 @@ the folds, metrics, and the baselines a score must be read against."""
 from __future__ import annotations
 
 import multiprocessing
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -96,16 +97,35 @@ def compute_metrics(
     """Fold and pooled metrics of out-of-fold probabilities (labels are class indices)."""
     pred = proba.argmax(axis=1)
     labels = np.arange(len(classes))
-    fold_f1 = [_f1(y[te], pred[te]) for _, te in splits]
-    p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    fold_f1 = [f1_macro(y[te], pred[te]) for _, te in splits]
+    pooled = pooled_metrics(y, pred, classes)
     return {
         "f1_macro_mean": float(np.mean(fold_f1)),
         "f1_macro_std": float(np.std(fold_f1)),
         "f1_macro_folds": [float(v) for v in fold_f1],
-        "uar": float(balanced_accuracy_score(y, pred)),
-        "accuracy": float(accuracy_score(y, pred)),
+        "uar": pooled["uar"],
+        "accuracy": pooled["accuracy"],
         "log_loss": float(log_loss(y, proba, labels=labels)),
         "ece": expected_calibration_error(proba, y),
+        "confusion_matrix": pooled["confusion_matrix"],
+        "per_class": pooled["per_class"],
+        "n_folds": len(splits),
+    }
+
+
+def pooled_metrics(y: np.ndarray, pred: np.ndarray, classes: Sequence[str]) -> dict:
+    """F1-macro (:func:`f1_macro`), UAR, accuracy, the confusion matrix (rows: true class)
+    and per-class precision, recall, F1 and support of predictions over ``classes`` (labels
+    and predictions are class indices; at least one of each)."""
+    labels = np.arange(len(classes))
+    p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    with warnings.catch_warnings():  # a class predicted but never true: no recall, left out
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
+        uar = float(balanced_accuracy_score(y, pred))
+    return {
+        "f1_macro": f1_macro(y, pred),
+        "uar": uar,
+        "accuracy": float(accuracy_score(y, pred)),
         "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
         "per_class": {
             c: {
@@ -116,14 +136,13 @@ def compute_metrics(
             }
             for i, c in enumerate(classes)
         },
-        "n_folds": len(splits),
     }
 
 
-def _f1(y_true: np.ndarray, pred: np.ndarray) -> float:
-    """F1-macro of one fold over the classes it holds or predicts: a class that a test fold
-    lacks (a held-out speaker who never voices it) is no error of the model's, while a class
-    predicted there is a false positive and counts."""
+def f1_macro(y_true: np.ndarray, pred: np.ndarray) -> float:
+    """F1-macro over the classes the labels hold or the predictions name: a class that a test
+    set lacks (a held-out speaker who never voices it) is no error of the model's, while a
+    class predicted there is a false positive and counts."""
     return float(f1_score(y_true, pred, average="macro", zero_division=0))
 
 
@@ -132,7 +151,7 @@ def chance_f1(y: np.ndarray, splits) -> float:
     f1 = []
     for k, (tr, te) in enumerate(splits):
         guess = DummyClassifier(strategy="stratified", random_state=k).fit(tr[:, None], y[tr])
-        f1.append(_f1(y[te], guess.predict(te[:, None])))
+        f1.append(f1_macro(y[te], guess.predict(te[:, None])))
     return float(np.mean(f1))
 
 
@@ -149,7 +168,7 @@ def speaker_baseline_f1(y: np.ndarray, groups: Sequence[str], splits, n_classes:
             g: np.bincount(y[tr][groups[tr] == g], minlength=n_classes).argmax()
             for g in np.unique(groups[tr])
         }
-        f1.append(_f1(y[te], np.array([majority.get(s, overall) for s in groups[te]])))
+        f1.append(f1_macro(y[te], np.array([majority.get(s, overall) for s in groups[te]])))
     return float(np.mean(f1))
 
 

@@ -9,8 +9,9 @@ A job normalised by speakers runs in two passes. In the first, each chunk stores
 speakers' statistics (and its failed files) under its chunk index in
 ``<prefix>job:<id>:p1`` and reads the number of entries in one Lua call: a redelivered chunk
 overwrites its entry, never counts twice, and the chunk that brings the count to the number
-of chunks sends the second pass. Light on purpose (json and a redis-py client): the API reads
-rows without audio libraries.
+of chunks sends the second pass. A job with ``evaluate`` keeps its confusion-matrix PNG in
+``<prefix>job:<id>:png``, as long as its rows. Light on purpose (json and a redis-py
+client): the API reads rows without audio libraries.
 """
 
 from __future__ import annotations
@@ -101,6 +102,21 @@ class ResultStore:
     def second_pass_key(self, job_id: str) -> str:
         """Set (with the merged statistics and the pass-2 messages) once pass 2 is sent."""
         return f"{self.prefix}job:{job_id}:p2"
+
+    def png_key(self, job_id: str) -> str:
+        """The confusion-matrix PNG of a job evaluated against its folder's labels."""
+        return f"{self.prefix}job:{job_id}:png"
+
+    def save_png(self, job_id: str, png: bytes) -> None:
+        """Store the job's confusion-matrix PNG, kept as long as the job's rows."""
+        self.client.set(self.png_key(job_id), png, ex=self.ttl)
+
+    def png(self, job_id: str) -> bytes | None:
+        """The job's confusion-matrix PNG, or None (no evaluation, or expired)."""
+        raw = self.client.get(self.png_key(job_id))
+        if raw is None:
+            return None
+        return raw if isinstance(raw, bytes) else raw.encode()
 
     # -- the file list, fixed on the first listing so a redelivered job cuts the same chunks
     def save_files(
