@@ -10,7 +10,6 @@ GET /jobs/<id>/confusion.png) and are skipped until it is wired (NEEDS_API).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 
@@ -62,7 +61,7 @@ def runner(settings, redis_client, model_bytes):
     from worker.context import Context
 
     prefix = f"eval{uuid.uuid4().hex[:8]}:"
-    ctx = Context(dataclasses.replace(settings, key_prefix=prefix))
+    ctx = Context(settings.model_copy(update={"key_prefix": prefix}))
     ctx.registry.publish(model_bytes, {"metrics": {}}, settings.require_secret_key())
     sent: list = []
 
