@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from ser.contract import SUCCEEDED
 from ser.errors import SerError
 from ser.paths import confine
 from ser.service.outbox import OUTBOX_DONE
@@ -75,6 +76,7 @@ def run_predict(
                 ctx.outbox.done(task_id, pipe=end)
             # inside the try: a failed write fails (or requeues) the job
             replies = end.execute(raise_on_error=False)
+            ctx.jobs.outcome(job_id, SUCCEEDED, replies[1 if speaker else 0])
             if speaker and isinstance(replies[0], Exception):
                 # statistics of another size appeared since the read (never for one spec
                 # version): the result stands, this clip is not added

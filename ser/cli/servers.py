@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import logging
+import logging.handlers
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -271,10 +274,43 @@ def _check_port(host: str, port: int, option: str, what: str) -> None:
             ) from None
 
 
-def _spawn(argv: list[str], env: dict, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
-    # Own session: Ctrl-C reaches `ser up` only, which then stops the parts in order
-    # (API, workers, Redis last) instead of all at once.
-    return subprocess.Popen(argv, env=env, start_new_session=True, pass_fds=pass_fds)
+LOG_DIR = "logs"  # under SER_STATE_DIR: api.log, worker-train.log, worker-predict.log
+LOG_BYTES = 10 * 1024 * 1024  # a log file is rotated at this size ...
+LOG_BACKUPS = 5  # ... keeping this many old ones (api.log.1 ... api.log.5)
+
+
+def _spawn(
+    argv: list[str], env: dict, pass_fds: tuple[int, ...] = (), log: Path | None = None
+) -> subprocess.Popen:
+    """Start a part of the stack in its own session (Ctrl-C reaches `ser up` only, which then
+    stops the parts in order: API, workers, Redis last). With ``log``, its output goes to that
+    file, rotated (one writer: this process, so rotation never races)."""
+    out = subprocess.PIPE if log is not None else None
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        start_new_session=True,
+        pass_fds=pass_fds,
+        stdout=out,
+        stderr=subprocess.STDOUT if log is not None else None,
+    )
+    if log is not None:
+        threading.Thread(target=_pump, args=(proc, log), daemon=True, name=log.name).start()
+    return proc
+
+
+def _pump(proc: subprocess.Popen, path: Path) -> None:
+    """Copy ``proc``'s output, line by line, to a rotating log file until it exits."""
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    try:
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            handler.emit(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
+    finally:
+        handler.close()
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -327,13 +363,18 @@ def cmd_up(args: argparse.Namespace) -> int:
             redis_where = f"redis-server on 127.0.0.1:{port} (AOF under {state / 'redis'})"
         env["SER_REDIS_URL"] = url
         concurrency = args.concurrency or config.cpu_count()
+        logs = state / LOG_DIR
+        logs.mkdir(exist_ok=True)
         # Training on its own node (one process) so it never takes every prediction process.
-        procs.append(_spawn(worker_argv(1, "ser.train", "train@%h", "WARNING"), env))
-        procs.append(_spawn(worker_argv(concurrency, "ser.predict", "predict@%h", "WARNING"), env))
-        procs.append(_spawn(api_argv(args.host, args.port), env))
+        train = worker_argv(1, "ser.train", "train@%h", "INFO")
+        predict = worker_argv(concurrency, "ser.predict", "predict@%h", "INFO")
+        procs.append(_spawn(train, env, log=logs / "worker-train.log"))
+        procs.append(_spawn(predict, env, log=logs / "worker-predict.log"))
+        procs.append(_spawn(api_argv(args.host, args.port), env, log=logs / "api.log"))
         _wait_port(args.host, args.port, procs[-1])
         print(f"ser: {redis_where}", flush=True)
         print(f"ser: workers: train x1, predict x{concurrency}", flush=True)
+        print(f"ser: logs in {logs} (rotated at {LOG_BYTES >> 20} MB)", flush=True)
         print(f"ser: API listening on http://{args.host}:{args.port}  (Ctrl-C stops)", flush=True)
         while True:
             for proc in procs:

@@ -10,6 +10,7 @@ which waiters watch with a blocking BLMOVE that leaves the token in place for ot
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from ser.contract import (  # noqa: F401 - the statuses and kinds are read as jo
     TERMINAL,
 )
 from ser.service.redis import as_str
+
+log = logging.getLogger(__name__)
 
 TIMEOUT_ERROR = {
     "CODE": "JOB_TIMEOUT",
@@ -79,8 +82,11 @@ if ARGV[4] == '1' then
   redis.call('EXPIRE', KEYS[2], ARGV[3])
   local kind = redis.call('HGET', KEYS[1], 'kind') or 'unknown'
   redis.call('HINCRBY', KEYS[3], kind .. '|' .. ARGV[2], 1)
+  local now = now_ts()
   local started = tonumber(redis.call('HGET', KEYS[1], 'started_ts') or '')
-  if started then observe(KEYS[4], kind, 'running', now_ts() - started) end
+  local created = tonumber(redis.call('HGET', KEYS[1], 'created_ts') or '') or now
+  if started then observe(KEYS[4], kind, 'running', now - started) end
+  return {'OK', kind, tostring(now - created), started and tostring(now - started) or ''}
 end
 return 'OK'
 """
@@ -227,6 +233,7 @@ class JobStore:
         if also is not None:
             also(pipe)
         pipe.execute()
+        log.info("job %s %s QUEUED", job_id, kind)
         return self._decode(fields)
 
     def discard(self, job_id: str) -> None:
@@ -253,8 +260,18 @@ class JobStore:
         if pipe is not None:  # plain EVAL: a registered script costs a SCRIPT EXISTS per pipeline
             pipe.eval(_TRANSITION, len(keys), *keys, *args)
             return None
-        res = self._transition(keys=keys, args=args)
-        return None if res is None else as_str(res)
+        return self.outcome(job_id, status, self._transition(keys=keys, args=args))
+
+    def outcome(self, job_id: str, status: str, reply) -> str | None:
+        """A transition script's reply as "OK", the blocking status or None; a job that just
+        ended gets its log line (id, kind, status, seconds since created and running). For
+        a transition queued in a pipeline, pass its reply here after executing it."""
+        if isinstance(reply, list):  # [OK, kind, total seconds, running seconds or ""]
+            kind, total, ran = (as_str(v) for v in reply[1:4])
+            ran_part = f" ran {float(ran):.3f}s" if ran else ""
+            log.info("job %s %s %s after %.3fs%s", job_id, kind, status, float(total), ran_part)
+            return "OK"
+        return None if reply is None else as_str(reply)
 
     def start(self, job_id: str, time_limit: float, worker: str = "") -> dict | None:
         """Mark a job RUNNING for a worker; None when it must not run (cancelled, finished,
@@ -276,7 +293,16 @@ class JobStore:
             reads(pipe)
         res, *extra = pipe.execute()
         if isinstance(res, list):  # HGETALL's flat [field, value, ...] from the script
-            return self._record(job_id, dict(zip(res[::2], res[1::2]))), extra
+            rec = self._record(job_id, dict(zip(res[::2], res[1::2])))
+            if rec is not None:
+                log.info(
+                    "job %s %s RUNNING attempt %d on %s",
+                    job_id,
+                    rec["kind"],
+                    rec["attempts"],
+                    worker or "?",
+                )
+            return rec, extra
         verdict = as_str(res) if res is not None else None
         if verdict == "EXHAUSTED":
             self.fail(

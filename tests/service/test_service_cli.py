@@ -107,6 +107,21 @@ def test_ser_up_starts_and_stops_the_embedded_stack(service_env, data_dir, tmp_p
             resp = requests.post(base + "/predict?wait=30", files={"file": ("t.wav", fh)})
         assert resp.status_code == 200 and resp.json()["EMOTION"] == "tense", resp.text
         assert any((state / "redis").glob("appendonly*")), "AOF must be on"
+        # The parts log under the state folder: one line per job transition, in the worker
+        # that made it; the API's access log; no API key or upload in any of them.
+        logs = state / "logs"
+
+        def logged(name: str, *words: str) -> bool:
+            text = (logs / name).read_text(errors="replace") if (logs / name).exists() else ""
+            return all(w in text for w in words)
+
+        train_id, predict_id = job["JOB_ID"], resp.json()["JOB_ID"]
+        wait_until(lambda: logged("worker-train.log", train_id, "SUCCEEDED"), 30, "train log")
+        wait_until(lambda: logged("worker-predict.log", predict_id, "SUCCEEDED"), 30, "log")
+        assert logged("worker-train.log", train_id, "RUNNING")
+        wait_until(lambda: logged("api.log", "POST /predict"), 30, "the API's access log")
+        every = "".join(f.read_text(errors="replace") for f in logs.glob("*.log"))
+        assert (state / "secret_key").read_text().strip() not in every
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

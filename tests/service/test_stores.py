@@ -385,3 +385,35 @@ def test_readiness_counts_warm_processes_of_live_nodes_only(redis_client, prefix
     hb.beat(redis_client, prefix, "w@h", {**node, "queues": list(queues), "pid": os.getppid()})
     hb.mark_warm(redis_client, prefix, None, warmed=False)
     assert hb.readiness(redis_client, prefix, queues)["ready"] is False
+
+
+def test_every_job_transition_is_one_log_line(redis_client, prefix, caplog):
+    store = J.JobStore(redis_client, prefix)
+    with caplog.at_level("INFO", logger="ser.service.jobs"):
+        job = store.create("predict", {"filename": "a.wav"})["id"]
+        store.start(job, 60, worker="w1")
+        store.progress(job, 1, 2)  # progress is not a transition: no line
+        store.succeed(job, {"EMOTION": "calm"})
+        other = store.create("train")["id"]
+        pipe = redis_client.pipeline()
+        store.start(other, 60)
+        store.fail(other, {"CODE": "X", "MESSAGE": "m"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "ser.service.jobs"]
+    assert [line.split()[1:4] for line in lines] == [
+        [job, "predict", "QUEUED"],
+        [job, "predict", "RUNNING"],
+        [job, "predict", "SUCCEEDED"],
+        [other, "train", "QUEUED"],
+        [other, "train", "RUNNING"],
+        [other, "train", "FAILED"],
+    ]
+    assert "after" in lines[2] and " ran " in lines[2]
+    assert not any("a.wav" in line or "calm" in line for line in lines)  # no params, no result
+    # A transition queued in a caller's pipeline logs once its reply is handed back.
+    third = store.create("predict")["id"]
+    store.start(third, 60)
+    store.succeed(third, {"EMOTION": "x"}, pipe=pipe)
+    with caplog.at_level("INFO", logger="ser.service.jobs"):
+        caplog.clear()
+        assert store.outcome(third, J.SUCCEEDED, pipe.execute()[0]) == "OK"
+    assert caplog.records[-1].getMessage().split()[1:4] == [third, "predict", "SUCCEEDED"]
