@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,41 +33,23 @@ NONFINITE = "AUDIO_NONFINITE"
 Source = str | Path | bytes | BinaryIO
 
 
-@dataclass(frozen=True)
-class AudioInfo:
-    """What the container says about a recording, before decoding."""
-
-    samplerate: int
-    channels: int
-    frames: int
-    format: str
-    subtype: str
-
-    @property
-    def duration(self) -> float:
-        return self.frames / self.samplerate if self.samplerate else 0.0
-
-
 def _open(source: Source) -> sf.SoundFile:
     if isinstance(source, bytes | bytearray | memoryview):
         source = io.BytesIO(bytes(source))
     try:
         return sf.SoundFile(source if not isinstance(source, Path) else str(source))
-    except FileNotFoundError:
-        raise AudioError(UNREADABLE, f"no such file: {source}") from None
+    except FileNotFoundError:  # the file's name only: where it lives is the caller's business
+        raise AudioError(UNREADABLE, f"no such file: {Path(str(source)).name}") from None
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise AudioError(UNREADABLE, f"not a readable audio file: {_reason(exc)}") from None
 
 
 def _reason(exc: Exception) -> str:
+    """What went wrong, without the file's path (libsndfile's message names it in full)."""
+    if isinstance(exc, sf.LibsndfileError):
+        return exc.error_string.strip() or type(exc).__name__
     text = str(exc).strip().splitlines()
     return text[-1] if text else type(exc).__name__
-
-
-def info(source: Source) -> AudioInfo:
-    """Read the header of ``source`` without decoding the samples."""
-    with _open(source) as f:
-        return AudioInfo(f.samplerate, f.channels, f.frames, f.format, f.subtype)
 
 
 def decode(

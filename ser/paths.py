@@ -38,8 +38,8 @@ def confine(root: Path | str, name: str, *, must_exist: bool = True, kind: str =
     base = Path(root).resolve()
     try:
         resolved = (base / pure).resolve(strict=False)
-    except (OSError, RuntimeError) as exc:  # symlink loops
-        raise PathError("INVALID_PATH", f"cannot resolve {name}: {exc}") from None
+    except (OSError, RuntimeError):  # symlink loops (the OS message names absolute paths)
+        raise PathError("INVALID_PATH", f"cannot resolve {name} (a symlink loop?)") from None
     if resolved != base and not resolved.is_relative_to(base):
         raise PathError("INVALID_PATH", f"{name} points outside the data root")
     if must_exist:
@@ -48,11 +48,11 @@ def confine(root: Path | str, name: str, *, must_exist: bool = True, kind: str =
                 "PATH_NOT_FOUND", f"no such file or directory under the data root: {name}"
             )
         if kind == "file" and not resolved.is_file():
-            raise PathError("PATH_NOT_FOUND", f"not a file: {name}")
+            raise PathError("PATH_NOT_FOUND", f"not a file under the data root: {name}")
         if kind == "dir" and not resolved.is_dir():
-            raise PathError("PATH_NOT_FOUND", f"not a directory: {name}")
+            raise PathError("PATH_NOT_FOUND", f"not a directory under the data root: {name}")
         if kind == "file" and not os.access(resolved, os.R_OK):
-            raise PathError("PATH_NOT_READABLE", f"cannot read {name}")
+            raise PathError("PATH_NOT_READABLE", f"cannot read {name} (under the data root)")
     return resolved
 
 

@@ -64,11 +64,17 @@ def test_decodes_bytes_and_file_objects(tmp_path):
     assert np.array_equal(audio.decode(data), from_file)
 
 
-def test_info_reads_header_only(tmp_path):
-    path = audiogen.write(tmp_path / "a.wav", np.zeros((4410, 2), np.float32), 44100, "PCM_24")
-    info = audio.info(path)
-    assert (info.samplerate, info.channels, info.frames, info.subtype) == (44100, 2, 4410, "PCM_24")
-    assert info.duration == pytest.approx(0.1)
+def test_errors_never_name_the_directory_a_file_lives_in(tmp_path):
+    secret = tmp_path / "srv-private-dir"
+    secret.mkdir()
+    fake = secret / "fake.wav"
+    fake.write_text("not audio at all")
+    for source in (fake, str(fake), secret / "missing.wav"):
+        with pytest.raises(AudioError) as err:
+            audio.decode(source)
+        assert "srv-private-dir" not in err.value.message, err.value.message
+    with pytest.raises(AudioError, match="not a readable audio file: Format not recognised"):
+        audio.decode(fake)
 
 
 def _wav_with_pad_chunk(y: np.ndarray, sr: int) -> bytes:
