@@ -69,6 +69,11 @@ def operation(method: str, summary: str, **kwargs: Any) -> Callable:
     return mark
 
 
+def either(*models: type[BaseModel]) -> dict:
+    """The JSON content of an answer that is any of ``models`` (each declared elsewhere too)."""
+    return {"application/json": {"anyOf": [_schema(m) for m in models]}}
+
+
 def _models(app: Flask) -> list[type[BaseModel]]:
     found: dict[str, type[BaseModel]] = {"Error": S.Error}
     for view in app.view_functions.values():

@@ -49,11 +49,13 @@ class Invalid:
     """Field metadata: the error code (and message) of a refused value of this field.
 
     ``strings_only``: only a string is refused with ``code``; another JSON type is a
-    MALFORMED_BODY (``{"protocol": 5}`` is malformed, ``{"protocol": "loso"}`` unknown)."""
+    MALFORMED_BODY (``{"protocol": 5}`` is malformed, ``{"protocol": "loso"}`` unknown).
+    ``blank_is_value``: an empty query value is refused, not read as the default."""
 
     code: str
     message: str | None = None
     strings_only: bool = False
+    blank_is_value: bool = False
 
 
 class Request(BaseModel):
@@ -98,7 +100,14 @@ SpeakerId = Annotated[
         description="a speaker id: printable text without control characters or '/'",
     ),
     AfterValidator(check_speaker),  # raises INVALID_SPEAKER itself, with the precise reason
-    Invalid("INVALID_SPEAKER", f"'speaker' must be a string of 1 to {MAX_SPEAKER_LEN} characters"),
+]
+OptionalSpeaker = Annotated[  # (the marker outside the union, where parse() finds it)
+    SpeakerId | None,
+    Invalid(
+        "INVALID_SPEAKER",
+        f"'speaker' must be a string of 1 to {MAX_SPEAKER_LEN} characters",
+        blank_is_value=True,  # ?speaker= names no speaker: a mistake, not "no speaker"
+    ),
 ]
 ModelVersion = Annotated[str, Field(pattern=C.MODEL_VERSION_PATTERN)]
 JobId = Annotated[str, Field(description="32 hexadecimal digits")]
@@ -170,14 +179,14 @@ class PredictRequest(Request):
         Field(min_length=1, description="file under SER_DATA_DIR"),
         Invalid("MALFORMED_BODY", PREDICT_HOW),
     ]
-    speaker: SpeakerId | None = None
+    speaker: OptionalSpeaker = None
 
 
 class PredictUpload(Request):
     """POST /predict, multipart/form-data: the clip as the ``file`` part."""
 
     file: Binary
-    speaker: SpeakerId | None = None
+    speaker: OptionalSpeaker = None
 
 
 class PredictQuery(Query):
@@ -187,7 +196,7 @@ class PredictQuery(Query):
     name: str | None = Field(
         None, description="the file name reported for a clip sent as the request body"
     )
-    speaker: SpeakerId | None = Field(
+    speaker: OptionalSpeaker = Field(
         None, description="the clip's speaker (the body's own field may say it instead)"
     )
 
@@ -503,11 +512,25 @@ def parse(model: type[M], data: Any, *, query: bool = False) -> M:
     A null value (or, in a query string, an empty one) means the field's default. In a query
     every value is text, so numbers and booleans are read from it (``?repeats=3``)."""
     if isinstance(data, dict):
-        data = {k: v for k, v in data.items() if v is not None and not (query and v == "")}
+        data = {
+            k: v
+            for k, v in data.items()
+            if v is not None and not (query and v == "" and not _blank_is_value(model, k))
+        }
     try:
         return model.model_validate(data, strict=False if query else None)
     except ValidationError as exc:
         raise refusal(model, exc) from None
+
+
+def _marker(model: type[BaseModel], name: str) -> Invalid | None:
+    field = model.model_fields.get(name)
+    return next((m for m in field.metadata if isinstance(m, Invalid)), None) if field else None
+
+
+def _blank_is_value(model: type[BaseModel], name: str) -> bool:
+    marker = _marker(model, name)
+    return marker is not None and marker.blank_is_value
 
 
 def refusal(model: type[BaseModel], exc: ValidationError) -> ApiError:
@@ -520,8 +543,7 @@ def refusal(model: type[BaseModel], exc: ValidationError) -> ApiError:
         return ApiError(400, "UNKNOWN_FIELD", f"unknown field {name!r} (known: {known})")
     if err["type"] == "model_type" or not name:
         return ApiError(400, "MALFORMED_BODY", "the body must be a JSON object")
-    field = model.model_fields.get(name)
-    marker = next((m for m in field.metadata if isinstance(m, Invalid)), None) if field else None
+    marker = _marker(model, name)
     if marker is not None and not (marker.strings_only and not isinstance(err["input"], str)):
         return ApiError(400, marker.code, marker.message or f"{name!r}: {err['msg']}")
     return ApiError(400, "MALFORMED_BODY", f"{name!r}: {err['msg']}")

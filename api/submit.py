@@ -16,7 +16,7 @@ from api import schemas as S
 from api import service
 from api.errors import ApiError
 from api.jobs import job_response
-from api.openapi import BINARY, LOCATION, operation
+from api.openapi import BINARY, LOCATION, either, operation
 from ser.bulk import check_labels, parse_speakers
 from ser.contract import TASK_PREDICT, TASK_SCORE, TASK_TRAIN, TERMINAL
 from ser.errors import AudioError, NoModelError
@@ -216,10 +216,19 @@ def _one_speaker(query: str | None, field: str | None) -> str | None:
     responses={
         200: (S.Job, "finished within ?wait"),
         202: (S.Job, "queued", LOCATION),
-        400: "malformed body, UNKNOWN_FIELD, a path outside the data root, or a bad speaker",
+        400: (
+            either(S.Error, S.Job),
+            "malformed body, UNKNOWN_FIELD, a path outside the data root, or a bad speaker "
+            "(with ?wait: also the FAILED job of a clip the worker refused)",
+        ),
         409: "no model has been trained yet (NO_MODEL)",
         413: "upload larger than SER_MAX_UPLOAD_MB",
-        415: "not audio (or, with ?wait, audio that cannot be analysed)",
+        415: (
+            either(S.Error, S.Job),
+            "not audio (with ?wait: also the FAILED job of audio that cannot be analysed)",
+        ),
+        500: (either(S.Error, S.Job), "with ?wait: the FAILED job of an unexpected error"),
+        504: (either(S.Error, S.Job), "with ?wait: the FAILED job that hit its time limit"),
     },
 )
 def predict():
