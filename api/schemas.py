@@ -32,6 +32,7 @@ from pydantic import (
 from api.errors import ApiError
 from ser import contract as C
 from ser.bulk import DEFAULT_PATTERNS, MAX_SPEAKER_PATTERN
+from ser.paths import check_text
 from ser.service.speakers import MAX_SPEAKER_LEN, check_speaker
 
 log = logging.getLogger("api")
@@ -119,6 +120,9 @@ Adapt = Literal[C.ADAPT_CHOICES]
 Protocol = Literal[C.PROTOCOLS]
 FeatureSet = Literal[C.FEATURE_SETS]
 Glob = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^/]+$")]
+# A path under the data root: what cannot name a file is INVALID_PATH, as confine() says it
+# (before pydantic's own str check, which would call a lone surrogate merely malformed).
+DataPath = Annotated[str, BeforeValidator(lambda v: check_text(v) if isinstance(v, str) else v)]
 Binary = Annotated[Any, Field(json_schema_extra={"type": "string", "format": "binary"})]
 
 
@@ -126,7 +130,7 @@ Binary = Annotated[Any, Field(json_schema_extra={"type": "string", "format": "bi
 class TrainRequest(Request):
     """POST /train (JSON body) and GET /train (the same fields as a query string)."""
 
-    dataset: str | None = Field(None, description="directory under SER_DATA_DIR")
+    dataset: DataPath | None = Field(None, description="directory under SER_DATA_DIR")
     protocol: Annotated[
         Protocol,
         Invalid("INVALID_PROTOCOL", f"protocol must be one of {_one_of(C.PROTOCOLS)}", True),
@@ -175,7 +179,7 @@ class PredictRequest(Request):
     """POST /predict, JSON: a file under the data root."""
 
     filename: Annotated[
-        str,
+        DataPath,
         Field(min_length=1, description="file under SER_DATA_DIR"),
         Invalid("MALFORMED_BODY", PREDICT_HOW),
     ]
@@ -205,7 +209,7 @@ class ScoreRequest(Request):
     """POST /score: every recording in a folder under the data root."""
 
     folder: Annotated[
-        str,
+        DataPath,
         Field(min_length=1, description="directory under SER_DATA_DIR"),
         Invalid("MALFORMED_BODY", 'send JSON {"folder": "<dir under the data root>"}'),
     ]
