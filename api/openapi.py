@@ -1,659 +1,193 @@
-"""The OpenAPI 3.0 document of the HTTP API (served at /openapi.json, validated in the tests)."""
+"""The OpenAPI 3.1 document, generated from the app's URL map and the models of api/schemas.py.
+
+Each view declares its operation with :func:`operation` (summary, query model, body models,
+responses); :func:`spec` walks the real routes and turns those models into JSON Schema with
+pydantic (``models_json_schema``). OpenAPI 3.1 takes JSON Schema 2020-12 as it is, so what
+pydantic emits (``const``, ``anyOf`` with ``null``) needs no translation.
+
+Why not spectree or flask-openapi3: both validate requests themselves and answer their own
+422 bodies, while this API keeps its stable 400 codes (MALFORMED_BODY, INVALID_REPEATS,
+UNKNOWN_FIELD...) and one error shape; bending them to that costs more than this module, and
+neither handles the four body shapes of POST /predict (JSON, multipart, raw audio) any better.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
 import ser
+from api import schemas as S
 
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict, description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _err(description: str) -> dict:
-    return _json(_ref("Error"), description)
-
-
-WAIT = {
-    "name": "wait",
-    "in": "query",
-    "required": False,
-    "description": "hold the request until the job ends or this many seconds pass (max 30)",
-    "schema": {"type": "number", "minimum": 0, "maximum": 30},
-}
-UPLOAD_NAME = {
-    "name": "name",
-    "in": "query",
-    "required": False,
-    "description": "the file name reported for a clip sent as the request body",
-    "schema": {"type": "string", "maxLength": 255},
-}
-RAW_CLIP = {"schema": {"type": "string", "format": "binary"}}
-SPEAKER_ID = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": 128,
-    "description": "a speaker id: printable text without control characters or '/'",
-}
-SPEAKER_QUERY = {
-    "name": "speaker",
-    "in": "query",
-    "required": False,
-    "description": "the clip's speaker (any request shape; the body's field may say it instead)",
-    "schema": SPEAKER_ID,
-}
-SPEAKER_PATH = {"name": "speaker", "in": "path", "required": True, "schema": SPEAKER_ID}
-JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
-VERSION = {
-    "name": "version",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": "^v[0-9]+$"},
-}
+REF = "#/components/schemas/{model}"
+BINARY = {"type": "string", "format": "binary"}
 LOCATION = {"Location": {"description": "the job URL", "schema": {"type": "string"}}}
+AUTH_ERROR = "missing or wrong API key"
 
-SCHEMAS: dict = {
-    "Error": {
-        "type": "object",
-        "required": ["ERROR"],
-        "properties": {
-            "ERROR": {
-                "type": "object",
-                "required": ["CODE", "MESSAGE"],
-                "properties": {"CODE": {"type": "string"}, "MESSAGE": {"type": "string"}},
-            }
-        },
-    },
-    "Progress": {
-        "type": "object",
-        "properties": {
-            "DONE": {"type": "integer"},
-            "TOTAL": {"type": "integer"},
-            "FEATURIZED": {
-                "type": "integer",
-                "description": "score job with speakers: files through pass 1 (statistics)",
-            },
-        },
-    },
-    "Job": {
-        "type": "object",
-        "description": "A job; finished jobs add the result fields of their kind or ERROR.",
-        "required": ["JOB_ID", "KIND", "JOB_STATUS"],
-        "properties": {
-            "JOB_ID": {"type": "string"},
-            "KIND": {"type": "string", "enum": ["train", "predict", "score"]},
-            "JOB_STATUS": {
-                "type": "string",
-                "enum": ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"],
-            },
-            "PROGRESS": _ref("Progress"),
-            "CREATED_AT": {"type": "string", "format": "date-time"},
-            "STARTED_AT": {"type": "string", "format": "date-time"},
-            "FINISHED_AT": {"type": "string", "format": "date-time"},
-            "ERROR": {"type": "object"},
-            "DATASET": {"type": "string"},
-            "PROTOCOL": {"type": "string"},
-            "STATUS": {"type": "string", "enum": ["FITTED", "SCORED"]},
-            "F1_MACRO_MEAN": {"type": "number"},
-            "F1_MACRO_STD": {"type": "number"},
-            "SPEAKER_F1_MACRO_MEAN": {
-                "type": "number",
-                "description": "speaker-independent F1 (when the dataset names speakers)",
-            },
-            "SPEAKER_F1_MACRO_STD": {"type": "number"},
-            "REPEATS": {"type": "integer", "description": "stratified CV repetitions"},
-            "ADAPT": {"type": "string", "enum": ["auto", "off", "speaker", "both"]},
-            "ADAPT_CHOSEN": {"type": "string", "enum": ["off", "speaker", "both"]},
-            "CHANCE_F1": {"type": "number"},
-            "SPEAKER_BASELINE_F1": {"type": "number", "nullable": True},
-            "SPEAKER_CONFOUNDED": {"type": "boolean"},
-            "UAR": {"type": "number"},
-            "ACCURACY": {"type": "number"},
-            "LOG_LOSS": {"type": "number"},
-            "ECE": {"type": "number"},
-            "N_SAMPLES": {"type": "integer"},
-            "CLASSES": {"type": "array", "items": {"type": "string"}},
-            "MODEL_VERSION": {"type": "string"},
-            "ACTIVATE": {
-                "type": "boolean",
-                "description": "train job: false when asked to keep the new version aside",
-            },
-            "ACTIVATED": {
-                "type": "boolean",
-                "description": "train job: the new version became current (false: kept aside)",
-            },
-            "CONFUSION_PNG": {"type": "string", "description": "URL of the confusion matrix"},
-            "FILENAME": {"type": "string"},
-            "EMOTION": {"type": "string"},
-            "PROBABILITY": {"type": "number"},
-            "PROBABILITIES": {"type": "object", "additionalProperties": {"type": "number"}},
-            "SPEAKER": {"type": "string", "description": "the clip's speaker, as sent"},
-            "ADAPTED": {
-                "type": "boolean",
-                "description": "classified with the speaker's statistics (5 clips or more)",
-            },
-            "FEATURES_COMPUTED": {"type": "integer", "description": "recordings decoded"},
-            "FEATURES_CACHED": {"type": "integer", "description": "feature-cache hits"},
-            "FOLDER": {"type": "string"},
-            "COUNT": {"type": "integer", "description": "files in the folder"},
-            "SUCCEEDED": {"type": "integer", "description": "files scored"},
-            "FAILED": {"type": "integer", "description": "files with an ERROR row"},
-            "SUMMARY": {
-                "type": "object",
-                "description": "emotion -> number of files",
-                "additionalProperties": {"type": "integer"},
-            },
-            "RESULTS": {"type": "string", "description": "URL of the per-file rows"},
-            "SPEAKERS": {
-                "type": "string",
-                "enum": ["labels", "folder", "regex"],
-                "description": "score job: where its files' speakers come from",
-            },
-            "SPEAKER_PATTERN": {"type": "string", "description": "score job: the regex"},
-            "SPEAKER_COUNT": {"type": "integer", "description": "score job: distinct speakers"},
-            "ADAPTED_COUNT": {
-                "type": "integer",
-                "description": "score job: files classified with their speaker's statistics",
-            },
-            "ADAPTATION": {
-                "type": "string",
-                "enum": ["off", "speaker", "both"],
-                "description": "score job: the pinned model's speaker adaptation (off: one "
-                "pass, nothing adapted)",
-            },
-            "PASSES": {"type": "integer", "description": "score job: 2 with adaptation, else 1"},
-            "NOTE": {"type": "string"},
-        },
-    },
-    "ScoreRequest": {
-        "type": "object",
-        "required": ["folder"],
-        "properties": {
-            "folder": {"type": "string", "description": "directory under SER_DATA_DIR"},
-            "recursive": {"type": "boolean", "default": True},
-            "patterns": {
-                "type": "array",
-                "items": {"type": "string"},
-                "minItems": 1,
-                "maxItems": 20,
-                "default": ["*.wav", "*.flac", "*.ogg"],
-                "description": "file-name globs, case-insensitive",
-            },
-            "chunk_size": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 1000,
-                "description": "files per chunk (default: about 8 chunks per worker process)",
-            },
-            "speakers": {
-                "type": "string",
-                "maxLength": 200,
-                "description": "each file's speaker, for speaker-normalised scoring: "
-                '"labels" (labels.csv in the folder, columns path and speaker), "folder" (the '
-                "parent directory's name) or a regular expression with a named group speaker, "
-                "searched in the path relative to the folder; files without one are scored "
-                "unadapted",
-            },
-        },
-    },
-    "Row": {
-        "type": "object",
-        "description": "One file: its emotion and probability, or its ERROR.",
-        "required": ["FILENAME"],
-        "properties": {
-            "FILENAME": {"type": "string", "description": "path under SER_DATA_DIR"},
-            "EMOTION": {"type": "string"},
-            "PROBABILITY": {"type": "number"},
-            "ERROR": {"type": "object"},
-            "SPEAKER": {
-                "type": "string",
-                "nullable": True,
-                "description": "job with speakers: the file's speaker (null: none)",
-            },
-            "ADAPTED": {
-                "type": "boolean",
-                "description": "job with speakers: scored with its speaker's statistics",
-            },
-        },
-    },
-    "ResultsPage": {
-        "type": "object",
-        "properties": {
-            "JOB_ID": {"type": "string"},
-            "JOB_STATUS": {"type": "string"},
-            "COUNT": {"type": "integer", "description": "files in the job"},
-            "DONE": {"type": "integer"},
-            "OFFSET": {"type": "integer"},
-            "LIMIT": {"type": "integer"},
-            "ROWS": {"type": "array", "items": _ref("Row")},
-            "NEXT": {"type": "string", "nullable": True},
-        },
-    },
-    "JobList": {
-        "type": "object",
-        "properties": {
-            "JOBS": {"type": "array", "items": _ref("Job")},
-            "COUNT": {"type": "integer"},
-        },
-    },
-    "TrainRequest": {
-        "type": "object",
-        "properties": {
-            "dataset": {"type": "string", "description": "directory under SER_DATA_DIR"},
-            "protocol": {"type": "string", "enum": ["stratified", "speaker"]},
-            "features": {"type": "string", "enum": ["default", "seed"]},
-            "adapt": {
-                "type": "string",
-                "enum": ["auto", "off", "speaker", "both"],
-                "default": "auto",
-                "description": "speaker adaptation (auto: chosen by speaker-grouped validation)",
-            },
-            "repeats": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 20,
-                "default": 3,
-                "description": "repetitions of the stratified cross-validation",
-            },
-            "activate": {
-                "type": "boolean",
-                "default": True,
-                "description": "make the new version current (false: publish it to the "
-                "registry and keep the current model)",
-            },
-        },
-    },
-    "PredictRequest": {
-        "type": "object",
-        "required": ["filename"],
-        "properties": {
-            "filename": {"type": "string", "description": "file under SER_DATA_DIR"},
-            "speaker": SPEAKER_ID,
-        },
-    },
-    "PredictUpload": {
-        "type": "object",
-        "required": ["file"],
-        "properties": {"file": {"type": "string", "format": "binary"}, "speaker": SPEAKER_ID},
-    },
-    "Speaker": {
-        "type": "object",
-        "required": ["SPEAKER", "CLIPS"],
-        "properties": {
-            "SPEAKER": {"type": "string"},
-            "CLIPS": {
-                "type": "object",
-                "description": "feature-spec version -> clips in the speaker's statistics",
-                "additionalProperties": {"type": "integer"},
-            },
-            "DELETED": {"type": "boolean"},
-        },
-    },
-    "Model": {
-        "type": "object",
-        "required": ["MODEL_VERSION", "CURRENT"],
-        "properties": {
-            "MODEL_VERSION": {"type": "string"},
-            "CURRENT": {"type": "boolean"},
-            "CREATED_AT": {"type": "string"},
-            "DATASET": {"type": "string"},
-            "PROTOCOL": {"type": "string"},
-            "FEATURE_SPEC": {"type": "string"},
-            "CLASSES": {"type": "array", "items": {"type": "string"}},
-            "F1_MACRO_MEAN": {"type": "number"},
-            "F1_MACRO_STD": {"type": "number"},
-            "SPEAKER_F1_MACRO_MEAN": {"type": "number", "nullable": True},
-            "SPEAKER_F1_MACRO_STD": {"type": "number", "nullable": True},
-            "ADAPT": {"type": "string", "nullable": True},
-            "ADAPT_CHOSEN": {"type": "string", "nullable": True},
-            "N_SAMPLES": {"type": "integer"},
-            "METRICS": {"type": "object"},
-            "SHA256": {"type": "string"},
-        },
-    },
-    "ModelDeleted": {
-        "type": "object",
-        "required": ["MODEL_VERSION", "DELETED"],
-        "properties": {"MODEL_VERSION": {"type": "string"}, "DELETED": {"type": "boolean"}},
-    },
-    "ModelList": {
-        "type": "object",
-        "properties": {
-            "CURRENT": {"type": "string", "nullable": True},
-            "MODELS": {"type": "array", "items": _ref("Model")},
-            "COUNT": {"type": "integer"},
-        },
-    },
-    "Health": {
-        "type": "object",
-        "properties": {
-            "STATUS": {"type": "string", "enum": ["OK", "UNAVAILABLE"]},
-            "REDIS": {"type": "boolean"},
-            "WORKERS": {"type": "integer"},
-            "QUEUES": {"type": "object"},
-            "MODEL_VERSION": {"type": "string", "nullable": True},
-            "ERROR": {"type": "object"},
-        },
+# Path parameters, by the name of the URL rule's variable.
+PATH_PARAMS: dict[str, dict] = {
+    "job_id": {"type": "string", "description": "32 hexadecimal digits"},
+    "version": {"type": "string", "pattern": S.C.MODEL_VERSION_PATTERN},
+    "speaker": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": S.MAX_SPEAKER_LEN,
+        "description": "a speaker id: printable text without control characters or '/'",
     },
 }
 
+Content = type[BaseModel] | Mapping[str, type[BaseModel] | dict]
+Answer = str | tuple[Content, str] | tuple[Content, str, dict]
 
-def _train_op(method: str) -> dict:
-    op = {
-        "summary": "Queue a training (single flight per dataset, protocol, adapt, features)",
-        "operationId": f"train{method.title()}",
-        "responses": {
-            "202": {
-                "description": "queued, or the already queued/running training of this dataset",
-                "headers": LOCATION,
-                "content": {"application/json": {"schema": _ref("Job")}},
-            },
-            "400": _err(
-                "malformed body, unknown protocol or adapt, bad repeats or activate "
-                "(INVALID_ACTIVATE), or a path outside the data root"
-            ),
-            "401": _err("missing or wrong API key"),
-            "503": _err("broker unavailable"),
-        },
-    }
-    if method == "post":
-        op["requestBody"] = {
-            "required": False,
-            "content": {"application/json": {"schema": _ref("TrainRequest")}},
-        }
+
+@dataclass
+class Operation:
+    """One method of one route, as the document states it."""
+
+    summary: str
+    responses: Mapping[int, Answer]
+    query: type[BaseModel] | None = None
+    body: Mapping[str, type[BaseModel] | dict] = field(default_factory=dict)
+    body_required: bool = True
+    body_description: str | None = None
+    public: bool = False  # open without the API key (middleware.PUBLIC names the endpoints)
+
+
+def operation(method: str, summary: str, **kwargs: Any) -> Callable:
+    """Declare ``method`` of the decorated view (a view serving two methods takes two)."""
+
+    def mark(view: Callable) -> Callable:
+        ops = view.__dict__.setdefault("openapi", {})
+        ops[method.lower()] = Operation(summary, **kwargs)
+        return view
+
+    return mark
+
+
+def either(*models: type[BaseModel]) -> dict:
+    """The JSON content of an answer that is any of ``models`` (each declared elsewhere too)."""
+    return {"application/json": {"anyOf": [_schema(m) for m in models]}}
+
+
+def _models(app: Flask) -> list[type[BaseModel]]:
+    found: dict[str, type[BaseModel]] = {"Error": S.Error}
+    for view in app.view_functions.values():
+        for op in getattr(view, "openapi", {}).values():
+            for m in (op.query, *op.body.values(), *(_contents(a) for a in op.responses.values())):
+                for model in m.values() if isinstance(m, Mapping) else (m,):
+                    if isinstance(model, type) and issubclass(model, BaseModel):
+                        found[model.__name__] = model
+    return list(found.values())
+
+
+def _contents(answer: Answer) -> Content | None:
+    return None if isinstance(answer, str) else answer[0]
+
+
+def _schema(model: type[BaseModel] | dict) -> dict:
+    return model if isinstance(model, dict) else {"$ref": REF.format(model=model.__name__)}
+
+
+def _content(content: Content) -> dict:
+    if isinstance(content, Mapping):
+        return {ctype: {"schema": _schema(m)} for ctype, m in content.items()}
+    return {"application/json": {"schema": _schema(content)}}
+
+
+def _response(answer: Answer) -> dict:
+    if isinstance(answer, str):
+        return {"description": answer, "content": _content(S.Error)}
+    out = {"description": answer[1], "content": _content(answer[0])}
+    if len(answer) > 2:
+        out["headers"] = answer[2]
+    return out
+
+
+def _query_params(model: type[BaseModel], components: dict) -> list[dict]:
+    schema = components[model.__name__]
+    required = set(schema.get("required", ()))
+    params = []
+    for name, prop in schema["properties"].items():
+        prop = {k: v for k, v in prop.items() if k != "title"}
+        param = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if "description" in prop:
+            param["description"] = prop.pop("description")
+        params.append(param)
+    return params
+
+
+def _operation(op: Operation, operation_id: str, components: dict, params: list[dict]) -> dict:
+    out: dict = {"summary": op.summary, "operationId": operation_id}
+    query = _query_params(op.query, components) if op.query else []
+    if params or query:
+        out["parameters"] = params + query
+    if op.body:
+        out["requestBody"] = {"required": op.body_required, "content": _content(op.body)}
+        if op.body_description:
+            out["requestBody"]["description"] = op.body_description
+    responses = {str(status): _response(a) for status, a in sorted(op.responses.items())}
+    if op.public:
+        out["security"] = []
     else:
-        op["summary"] += " (prototype compatibility; query parameters)"
-        op["parameters"] = [
-            {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-            for n in ("dataset", "protocol", "features", "adapt")
-        ] + [
-            {
-                "name": "repeats",
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer", "minimum": 1, "maximum": 20},
-            },
-            {
-                "name": "activate",
-                "in": "query",
-                "required": False,
-                "description": "true/1 (default) or false/0: keep the new version aside",
-                "schema": {"type": "boolean"},
-            },
+        responses.setdefault("401", _response(AUTH_ERROR))
+    if op.body:
+        responses.setdefault("413", _response("the body exceeds SER_MAX_UPLOAD_MB"))
+    responses.setdefault("503", _response("Redis (the broker and job store) is unreachable"))
+    out["responses"] = dict(sorted(responses.items()))
+    return out
+
+
+def _referenced(paths: dict, components: dict) -> set[str]:
+    """The component names some ``$ref`` of the paths or the components points at."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                found.add(ref.rsplit("/", 1)[-1])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(paths)
+    walk(components)
+    return found
+
+
+def spec(app: Flask, with_auth: bool = False) -> dict:
+    """The OpenAPI document of ``app``; ``with_auth`` declares the bearer scheme on every
+    operation but the public ones."""
+    models = _models(app)
+    _, defs = models_json_schema([(m, "validation") for m in models], ref_template=REF)
+    components: dict = defs.get("$defs", {})
+    paths: dict = {}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        ops = getattr(app.view_functions[rule.endpoint], "openapi", None)
+        if not ops:
+            continue
+        path = rule.rule.replace("<", "{").replace(">", "}")
+        params = [
+            {"name": arg, "in": "path", "required": True, "schema": PATH_PARAMS[arg]}
+            for arg in sorted(rule.arguments)
         ]
-    return op
-
-
-def spec(with_auth: bool = False) -> dict:
-    """The OpenAPI document; ``with_auth`` declares the bearer scheme on every operation."""
-    job = _json(_ref("Job"), "the job")
-    paths = {
-        "/train": {"post": _train_op("post"), "get": _train_op("get")},
-        "/predict": {
-            "post": {
-                "summary": "Queue a prediction of an uploaded clip or a file under the data root",
-                "operationId": "predict",
-                "parameters": [WAIT, UPLOAD_NAME, SPEAKER_QUERY],
-                "requestBody": {
-                    "required": True,
-                    "description": "a path under the data root (JSON), or the clip: as a "
-                    "multipart file part, or as the whole body (audio/*, octet-stream)",
-                    "content": {
-                        "application/json": {"schema": _ref("PredictRequest")},
-                        "multipart/form-data": {"schema": _ref("PredictUpload")},
-                        "audio/*": RAW_CLIP,
-                        "application/octet-stream": RAW_CLIP,
-                    },
-                },
-                "responses": {
-                    "200": _json(_ref("Job"), "finished within ?wait"),
-                    "202": {
-                        "description": "queued",
-                        "headers": LOCATION,
-                        "content": {"application/json": {"schema": _ref("Job")}},
-                    },
-                    "400": _err("malformed body, a path outside the data root, or a bad speaker"),
-                    "401": _err("missing or wrong API key"),
-                    "409": _err("no model has been trained yet"),
-                    "413": _err("upload larger than SER_MAX_UPLOAD_MB"),
-                    "415": _err("not audio (or, with ?wait, audio that cannot be analysed)"),
-                    "503": _err("broker unavailable"),
-                },
-            }
-        },
-        "/score": {
-            "post": {
-                "summary": "Queue the scoring of every recording in a folder under the data root",
-                "operationId": "score",
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("ScoreRequest")}},
-                },
-                "responses": {
-                    "202": {
-                        "description": "queued; poll the job, then GET its results",
-                        "headers": LOCATION,
-                        "content": {"application/json": {"schema": _ref("Job")}},
-                    },
-                    "400": _err(
-                        "malformed body, a folder outside the data root, INVALID_SPEAKERS, "
-                        'or speakers "labels" without a labels.csv (LABELS_NOT_FOUND) or its '
-                        "speaker column (DATASET_NO_SPEAKERS)"
-                    ),
-                    "401": _err("missing or wrong API key"),
-                    "409": _err("no model has been trained yet"),
-                    "503": _err("broker unavailable"),
-                },
-            }
-        },
-        "/jobs/{job_id}/results": {
-            "parameters": [JOB_ID],
-            "get": {
-                "summary": "Per-file rows of a score job: paged JSON, or streamed CSV / JSONL",
-                "operationId": "getJobResults",
-                "parameters": [
-                    {
-                        "name": "format",
-                        "in": "query",
-                        "schema": {"type": "string", "enum": ["json", "csv", "jsonl"]},
-                    },
-                    {
-                        "name": "offset",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 0},
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                    },
-                ],
-                "responses": {
-                    "200": {
-                        "description": "rows in file order (files not done yet left out)",
-                        "content": {
-                            "application/json": {"schema": _ref("ResultsPage")},
-                            "text/csv": {"schema": {"type": "string"}},
-                            "application/x-ndjson": {"schema": {"type": "string"}},
-                        },
-                    },
-                    "400": _err("bad format, offset or limit"),
-                    "401": _err("missing or wrong API key"),
-                    "404": _err("unknown or expired job"),
-                    "409": _err("not a score job"),
-                },
-            },
-        },
-        "/jobs": {
-            "get": {
-                "summary": "Recent jobs, newest first",
-                "operationId": "listJobs",
-                "parameters": [
-                    {
-                        "name": "kind",
-                        "in": "query",
-                        "schema": {"type": "string", "enum": ["train", "predict", "score"]},
-                    },
-                    {
-                        "name": "status",
-                        "in": "query",
-                        "schema": {
-                            "type": "string",
-                            "enum": ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"],
-                        },
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
-                    },
-                ],
-                "responses": {
-                    "200": _json(_ref("JobList"), "the jobs"),
-                    "400": _err("bad filter"),
-                    "401": _err("missing or wrong API key"),
-                },
-            }
-        },
-        "/jobs/{job_id}": {
-            "parameters": [JOB_ID],
-            "get": {
-                "summary": "A job's state and, when finished, its result or error",
-                "operationId": "getJob",
-                "parameters": [WAIT],
-                "responses": {
-                    "200": job,
-                    "400": _err("bad wait"),
-                    "401": _err("missing or wrong API key"),
-                    "404": _err("unknown or expired job"),
-                },
-            },
-            "delete": {
-                "summary": "Cancel a queued or running job",
-                "operationId": "cancelJob",
-                "responses": {
-                    "200": _json(_ref("Job"), "the cancelled job"),
-                    "401": _err("missing or wrong API key"),
-                    "404": _err("unknown or expired job"),
-                    "409": _err("the job already finished"),
-                },
-            },
-        },
-        "/models": {
-            "get": {
-                "summary": "Every model version and the current one",
-                "operationId": "listModels",
-                "responses": {
-                    "200": _json(_ref("ModelList"), "the models"),
-                    "401": _err("missing or wrong API key"),
-                },
-            }
-        },
-        "/models/{version}": {
-            "parameters": [VERSION],
-            "get": {
-                "summary": "Metadata and metrics of one version",
-                "operationId": "getModel",
-                "responses": {
-                    "200": _json(_ref("Model"), "the model"),
-                    "401": _err("missing or wrong API key"),
-                    "404": _err("unknown version"),
-                },
-            },
-            "delete": {
-                "summary": "Remove a version that is not current (its bundle, metadata, PNG)",
-                "operationId": "deleteModel",
-                "responses": {
-                    "200": _json(_ref("ModelDeleted"), "deleted"),
-                    "401": _err("missing or wrong API key"),
-                    "404": _err("unknown version (MODEL_NOT_FOUND)"),
-                    "409": _err("the version is current (MODEL_IS_CURRENT)"),
-                },
-            },
-        },
-        "/models/{version}/confusion.png": {
-            "parameters": [VERSION],
-            "get": {
-                "summary": "The cross-validated confusion matrix as a PNG",
-                "operationId": "getConfusionPng",
-                "responses": {
-                    "200": {
-                        "description": "PNG image",
-                        "content": {
-                            "image/png": {"schema": {"type": "string", "format": "binary"}}
-                        },
-                    },
-                    "401": _err("missing or wrong API key"),
-                    "404": _err("unknown version"),
-                },
-            },
-        },
-        "/models/{version}/activate": {
-            "parameters": [VERSION],
-            "post": {
-                "summary": "Make this version the one every worker serves",
-                "operationId": "activateModel",
-                "responses": {
-                    "200": _json(_ref("Model"), "the activated model"),
-                    "401": _err("missing or wrong API key"),
-                    "404": _err("unknown version"),
-                    "500": _err("the artifact's signature does not verify"),
-                },
-            },
-        },
-        "/speakers/{speaker}": {
-            "parameters": [SPEAKER_PATH],
-            "get": {
-                "summary": "The clips a speaker's statistics hold, per feature-spec version",
-                "operationId": "getSpeaker",
-                "responses": {
-                    "200": _json(_ref("Speaker"), "the speaker"),
-                    "400": _err("not a valid speaker id"),
-                    "401": _err("missing or wrong API key"),
-                    "404": _err("no statistics for this speaker"),
-                },
-            },
-            "delete": {
-                "summary": "Forget a speaker's statistics",
-                "operationId": "forgetSpeaker",
-                "responses": {
-                    "200": _json(_ref("Speaker"), "what was forgotten (DELETED: true)"),
-                    "400": _err("not a valid speaker id"),
-                    "401": _err("missing or wrong API key"),
-                    "404": _err("no statistics for this speaker"),
-                },
-            },
-        },
-        "/health": {
-            "get": {
-                "summary": "Redis reachable, workers online, current model (no API key needed)",
-                "operationId": "health",
-                "security": [],
-                "responses": {
-                    "200": _json(_ref("Health"), "healthy"),
-                    "503": _json(_ref("Health"), "Redis down or no worker online"),
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "summary": "This document",
-                "operationId": "openapi",
-                "responses": {
-                    "200": {
-                        "description": "OpenAPI 3 document",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    },
-                    "401": _err("missing or wrong API key"),
-                },
-            }
-        },
-    }
+        for method in sorted(m.lower() for m in rule.methods - {"HEAD", "OPTIONS"}):
+            op_id = rule.endpoint.rsplit(".", 1)[-1]
+            if len(ops) > 1:
+                op_id += method.title()
+            paths.setdefault(path, {})[method] = _operation(ops[method], op_id, components, params)
+    for model in models:  # a model only ever read as a query string is its parameters
+        if model.__name__ not in _referenced(paths, components):
+            components.pop(model.__name__)
     doc: dict = {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "Speech emotion recognition service",
             "version": ser.__version__,
@@ -661,7 +195,7 @@ def spec(with_auth: bool = False) -> dict:
         },
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": components,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

@@ -8,6 +8,25 @@ from pathlib import Path, PurePosixPath
 from ser.errors import PathError
 
 MAX_PATH_CHARS = 4096
+NAME_MAX = 255  # bytes of one path component (ext4, xfs, btrfs, tmpfs)
+
+
+def check_text(name) -> str:
+    """``name`` if it can name a file at all: a string without NUL, valid Unicode, at most
+    MAX_PATH_CHARS characters and NAME_MAX bytes per component; raises PathError."""
+    if not isinstance(name, str):
+        raise PathError("INVALID_PATH", "a path must be a string")
+    if "\x00" in name:
+        raise PathError("INVALID_PATH", "the path contains a NUL byte")
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON) is no file name
+        raise PathError("INVALID_PATH", "the path is not valid Unicode text") from None
+    if len(name) > MAX_PATH_CHARS:
+        raise PathError("INVALID_PATH", "the path is too long")
+    if any(len(part) > NAME_MAX for part in encoded.split(b"/")):  # else stat() fails
+        raise PathError("INVALID_PATH", f"a path component is longer than {NAME_MAX} bytes")
+    return name
 
 
 def confine(root: Path | str, name: str, *, must_exist: bool = True, kind: str = "any") -> Path:
@@ -16,16 +35,7 @@ def confine(root: Path | str, name: str, *, must_exist: bool = True, kind: str =
     Refused: NUL bytes, absolute paths, ``..`` components, and symlinks whose target lies
     outside the root. ``kind`` is "file", "dir" or "any" (checked when ``must_exist``).
     """
-    if not isinstance(name, str):
-        raise PathError("INVALID_PATH", "a path must be a string")
-    if "\x00" in name:
-        raise PathError("INVALID_PATH", "the path contains a NUL byte")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON) is no file name
-        raise PathError("INVALID_PATH", "the path is not valid Unicode text") from None
-    if len(name) > MAX_PATH_CHARS:
-        raise PathError("INVALID_PATH", "the path is too long")
+    check_text(name)
     if not name.strip():
         raise PathError("INVALID_PATH", "the path is empty")
     pure = PurePosixPath(name)

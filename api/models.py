@@ -1,0 +1,120 @@
+"""The model registry: every version, one version, its confusion matrix, activation, deletion."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from api import schemas as S
+from api import service
+from api.openapi import BINARY, operation
+
+bp = Blueprint("models", __name__)
+
+UNKNOWN = "unknown version (MODEL_NOT_FOUND)"
+
+
+def model_body(meta: dict, current: str | None) -> dict:
+    """The public JSON of a model version (api.schemas.ModelItem)."""
+    metrics = meta.get("metrics") or {}
+    f1 = meta.get("f1_macro") or {  # versions before it was recorded: from the metrics
+        name: {"mean": m.get("f1_macro_mean"), "std": m.get("f1_macro_std")}
+        for name, m in (metrics.get("protocols") or {}).items()
+    }
+    speaker_f1 = f1.get("speaker") or {}
+    return {
+        "MODEL_VERSION": meta["version"],
+        "CURRENT": meta["version"] == current,
+        "CREATED_AT": meta.get("created_at"),
+        "DATASET": meta.get("dataset"),
+        "PROTOCOL": meta.get("protocol"),
+        "FEATURE_SPEC": meta.get("feature_spec"),
+        "CLASSES": meta.get("classes"),
+        "F1_MACRO_MEAN": metrics.get("f1_macro_mean"),
+        "F1_MACRO_STD": metrics.get("f1_macro_std"),
+        "SPEAKER_F1_MACRO_MEAN": speaker_f1.get("mean"),
+        "SPEAKER_F1_MACRO_STD": speaker_f1.get("std"),
+        "ADAPT": meta.get("adapt"),
+        "ADAPT_CHOSEN": meta.get("adapt_chosen", metrics.get("adapt_chosen")),
+        "N_SAMPLES": metrics.get("n_samples"),
+        "FINGERPRINT": meta.get("fingerprint"),
+        "SIZE_BYTES": meta.get("size_bytes"),
+        "SHA256": meta.get("sha256"),
+        "JOB_ID": meta.get("job_id"),
+    }
+
+
+@bp.route("/models", methods=["GET"])
+@operation(
+    "get",
+    "Every model version, newest first, and the current one",
+    responses={200: (S.ModelList, "the models")},
+)
+def list_models():
+    """Every model version, newest first, and the current one."""
+    reg = service().registry
+    current = reg.current()
+    models = [model_body(m, current) for m in reg.all_meta()]
+    return S.respond(S.ModelList, {"CURRENT": current, "MODELS": models, "COUNT": len(models)})
+
+
+@bp.route("/models/<version>", methods=["GET"])
+@operation(
+    "get",
+    "Metadata and full metrics of one version",
+    responses={200: (S.ModelDetail, "the model"), 404: UNKNOWN},
+)
+def get_model(version: str):
+    """Metadata and full metrics of one version."""
+    reg = service().registry
+    meta = reg.meta(version)
+    body = model_body(meta, reg.current())
+    body["METRICS"] = meta.get("metrics")
+    body["VERSIONS"] = meta.get("versions")
+    body["CONFUSION_PNG"] = f"/models/{version}/confusion.png"
+    return S.respond(S.ModelDetail, body)
+
+
+@bp.route("/models/<version>/confusion.png", methods=["GET"])
+@operation(
+    "get",
+    "The cross-validated confusion matrix of one version as a PNG",
+    responses={200: ({"image/png": BINARY}, "PNG image"), 404: UNKNOWN},
+)
+def confusion_png(version: str):
+    """The cross-validated confusion matrix of one version as a PNG."""
+    png = service().registry.confusion_png(version)
+    return Response(png, mimetype="image/png", headers={"Cache-Control": "max-age=3600"})
+
+
+@bp.route("/models/<version>/activate", methods=["POST"])
+@operation(
+    "post",
+    "Make this version the one every worker serves (roll back or forward)",
+    responses={
+        200: (S.ModelItem, "the activated model"),
+        404: UNKNOWN,
+        500: "the artifact's signature does not verify (MODEL_SIGNATURE_INVALID)",
+    },
+)
+def activate_model(version: str):
+    """Make ``version`` the model every worker serves (roll back or forward)."""
+    s = service()
+    key = s.settings.require_secret_key() if s.settings.secret_key else None
+    meta = s.registry.activate(version, key)
+    return S.respond(S.ModelItem, model_body(meta, s.registry.current()))
+
+
+@bp.route("/models/<version>", methods=["DELETE"])
+@operation(
+    "delete",
+    "Remove a version that is not current (its bundle, metadata, PNG)",
+    responses={
+        200: (S.ModelDeleted, "deleted"),
+        404: UNKNOWN,
+        409: "the version is current (MODEL_IS_CURRENT)",
+    },
+)
+def delete_model(version: str):
+    """Remove a version that is not current (bundle, metadata, PNG); 409 for the current one."""
+    meta = service().registry.delete(version)
+    return S.respond(S.ModelDeleted, {"MODEL_VERSION": meta["version"], "DELETED": True})
