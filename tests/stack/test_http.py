@@ -7,9 +7,8 @@ import time
 import pytest
 
 from ser.service.outbox import Outbox
-from tests.service.conftest import API_KEY, MAX_UPLOAD_MB, Api, upload, wait_until
-
-pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
+from tests.fixtures import API_KEY, MAX_UPLOAD_MB
+from tests.harness import Api, upload, wait_until
 
 JOB_ID_KEYS = {"JOB_ID", "KIND", "JOB_STATUS"}
 
