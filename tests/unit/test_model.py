@@ -1,0 +1,248 @@
+"""ser.ml: leak-free protocols, metrics, training, the bundle round trip, prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ser.errors import AudioError, DatasetError
+from ser.features import FeatureSpecError, warm_up
+from ser.ml import evaluation, pipeline, report, training
+from ser.ml.bundle import Bundle
+from tests import audiogen
+
+
+def test_ece_perfect_and_overconfident():
+    y = np.array([0, 1, 0, 1])
+    perfect = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    assert evaluation.expected_calibration_error(perfect, y) == pytest.approx(0.0)
+    wrong = perfect[:, ::-1]
+    assert evaluation.expected_calibration_error(wrong, y) == pytest.approx(1.0)
+
+
+def test_stratified_splits_are_the_prototypes():
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.repeat(np.arange(3), 8)
+    ours = evaluation.make_splits("stratified", y, None)
+    ref = StratifiedKFold(4, shuffle=True, random_state=42).split(np.zeros((24, 1)), y)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(ours, ref))
+
+
+def test_speaker_splits_never_share_a_speaker():
+    y = np.tile(np.arange(2), 10)
+    groups = [f"s{i % 5}" for i in range(20)]
+    splits = evaluation.make_splits("speaker", y, groups)
+    assert len(splits) == 5  # leave-one-speaker-out
+    for train, test in splits:
+        assert not {groups[i] for i in train} & {groups[i] for i in test}
+    many = [f"s{i}" for i in range(20)]
+    assert len(evaluation.make_splits("speaker", y, many)) == 5  # grouped k-fold when many speakers
+    assert len(evaluation.make_splits("speaker", y, many, repeats=2)) == 10
+    assert len(evaluation.make_splits("speaker", y, groups, repeats=3)) == 5  # LOSO: one answer
+
+
+def test_repeated_stratified_splits_start_with_the_prototypes():
+    y = np.repeat(np.arange(3), 8)
+    one = evaluation.make_splits("stratified", y, None)
+    three = evaluation.make_splits("stratified", y, None, repeats=3)
+    assert len(three) == 12
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(one, three[:4]))
+    # Each repetition is another shuffle, and tests every sample exactly once.
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(three[:4], three[4:8]))
+    for r in range(3):
+        tested = np.sort(np.concatenate([te for _, te in three[4 * r : 4 * r + 4]]))
+        assert np.array_equal(tested, np.arange(24))
+
+
+def test_f1_is_averaged_over_every_fold_of_every_repeat():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 5)) + np.repeat(np.eye(3, 5) * 2, 20, axis=0)
+    y = np.repeat(np.arange(3), 20)
+    m, _ = evaluation.cross_validate(
+        X, y, None, "stratified", pipeline.build_model(), "abc", repeats=3
+    )
+    assert m["repeats"] == 3 and m["n_folds"] == 12 and len(m["f1_macro_folds"]) == 12
+    assert m["f1_macro_mean"] == pytest.approx(np.mean(m["f1_macro_folds"]))
+    assert m["adapt_folds"] == ["off"] * 12  # no speakers: nothing to adapt to
+
+
+def test_chance_and_speaker_baselines():
+    y = np.repeat(np.arange(4), 30)
+    splits = evaluation.make_splits("stratified", y, None, repeats=3)
+    assert evaluation.chance_f1(y, splits) == pytest.approx(0.25, abs=0.07)
+    # Speakers that each voice one class: their majority label is always right.
+    confounded = [f"s{c}{i % 2}" for c, i in zip(y, range(120))]
+    assert evaluation.speaker_baseline_f1(y, confounded, splits, 4) == pytest.approx(1.0)
+    mixed = [f"s{i % 5}" for i in range(120)]
+    assert evaluation.speaker_baseline_f1(y, mixed, splits, 4) < 0.5
+
+
+def test_a_fold_is_scored_on_the_classes_it_holds():
+    # Leave-one-speaker-out where each speaker voices one class: a perfect model scores 1 in
+    # every fold, not 1/3 (the classes a held-out speaker never voices are not its errors).
+    X = np.repeat(np.eye(3) * 5, 12, axis=0) + np.random.default_rng(0).normal(0, 0.3, (36, 3))
+    y = np.repeat(np.arange(3), 12)
+    groups = [f"c{c}s{i % 2}" for c, i in zip(y, range(36))]
+    m, _ = evaluation.cross_validate(
+        X, y, groups, "speaker", pipeline.build_model(adapt="off"), "abc"
+    )
+    assert m["n_folds"] == 6 and m["f1_macro_mean"] == pytest.approx(1.0)
+
+
+def test_nothing_is_fitted_outside_the_folds():
+    # Pure-noise features: a leak (scaling/selection on all data) would inflate the score;
+    # leak-free CV stays near chance for 3 balanced classes.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 200))
+    y = np.repeat(np.arange(3), 40)
+    metrics, proba = evaluation.cross_validate(
+        X, y, None, "stratified", pipeline.build_pipeline("default"), ["a", "b", "c"], repeats=3
+    )
+    assert metrics["f1_macro_mean"] < 0.5
+    assert proba.shape == (120, 3) and np.allclose(proba.sum(axis=1), 1)
+
+
+def test_metrics_keys(csv_dataset):
+    metrics, data, proba = training.evaluate_dataset(csv_dataset, features="seed", repeats=2)
+    for key in ("f1_macro_mean", "f1_macro_std", "uar", "accuracy", "log_loss", "ece"):
+        assert 0 <= metrics[key] <= (10 if key == "log_loss" else 1)
+    for key in ("chance_f1", "speaker_baseline_f1"):
+        assert 0 <= metrics[key] <= 1
+    assert metrics["repeats"] == 2 and metrics["adapt"] == "auto"
+    assert metrics["speaker_confounded"] is False
+    cm = np.array(metrics["confusion_matrix"])
+    assert cm.shape == (3, 3) and cm.sum() == 24
+    assert set(metrics["per_class"]) == {"calm", "excited", "tense"}
+    assert metrics["f1_macro_mean"] > 0.9  # the generated classes are separable
+
+
+@pytest.mark.parametrize("features", ["seed", "default"])
+def test_train_bundle_round_trip_and_predict(tmp_path, csv_dataset, features):
+    bundle = training.train(csv_dataset, features=features, cache_dir=tmp_path / "cache", repeats=1)
+    assert bundle.classes == ["calm", "excited", "tense"]
+    assert bundle.feature_spec.startswith(features + "-")
+    assert len(bundle.fingerprint) == 16 and bundle.versions["scikit-learn"]
+    # Both protocols are evaluated where the dataset has speakers.
+    assert set(bundle.metrics["protocols"]) == {"stratified", "speaker"}
+    assert bundle.metrics["protocol"] == "stratified"
+    assert bundle.metrics["adapt_chosen"] == bundle.adapt
+    loaded = Bundle.from_bytes(bundle.to_bytes())
+    clip = audiogen.write(tmp_path / "q.wav", audiogen.voice_like("excited", 1.4, seed=777))
+    out = loaded.predict(clip)
+    assert out["emotion"] == "excited"
+    assert out["probability"] == max(out["probabilities"].values())
+    assert sum(out["probabilities"].values()) == pytest.approx(1.0)
+    assert out == bundle.predict(clip.read_bytes())
+
+
+def test_predict_many_keeps_errors_in_place(tmp_path, csv_dataset):
+    bundle = training.train(csv_dataset, features="seed", repeats=1)
+    good = audiogen.write(tmp_path / "g.wav", audiogen.voice_like("calm", 1.2, seed=5))
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    out = bundle.predict_many([good, bad, good])
+    assert out[0]["emotion"] == "calm" and out[2] == out[0]
+    assert isinstance(out[1], AudioError)
+
+
+def test_fingerprint_tracks_content(tmp_path):
+    root = audiogen.make_dataset(tmp_path / "d", "labels_csv", n_per_class=4)
+    a = training.train(root, features="seed", repeats=1).fingerprint
+    audiogen.write(root / "audio" / "calm_000.flac", audiogen.voice_like("calm", 1.0, seed=4242))
+    assert training.train(root, features="seed", repeats=1).fingerprint != a
+
+
+def test_bundle_from_bytes_rejects_other_objects():
+    import io
+
+    import joblib
+
+    buf = io.BytesIO()
+    joblib.dump({"not": "a bundle"}, buf)
+    with pytest.raises(Exception) as err:
+        Bundle.from_bytes(buf.getvalue())
+    assert getattr(err.value, "code", "") == "MODEL_INVALID"
+
+
+def test_bundles_saved_before_the_ml_package_still_load(tmp_path, csv_dataset, monkeypatch):
+    """A registry keeps models pickled when Bundle lived in ser.model and the adaptation in
+    ser.adapt; they load and predict the same after the move to ser.ml."""
+    import sys
+
+    from ser.ml import adapt
+    from ser.ml import bundle as bundle_module
+
+    model = training.train(csv_dataset, features="seed", repeats=1)
+    for cls in (Bundle, adapt.SpeakerAdaptive, adapt.AutoAdaptive, adapt.Stats):
+        old = "ser.model" if cls is Bundle else "ser.adapt"
+        monkeypatch.setattr(cls, "__module__", old)
+    monkeypatch.setitem(sys.modules, "ser.model", bundle_module)
+    monkeypatch.setitem(sys.modules, "ser.adapt", adapt)
+    data = model.to_bytes()
+    monkeypatch.undo()
+    assert "ser.model" not in sys.modules
+    with monkeypatch.context() as m:  # the pickle names the old modules: no alias, no load
+        m.setattr(bundle_module, "LEGACY_MODULES", {})
+        with pytest.raises(ModuleNotFoundError, match="ser.model"):
+            Bundle.from_bytes(data)
+    clip = audiogen.write(tmp_path / "q.wav", audiogen.voice_like("tense", 1.3, seed=91))
+    assert Bundle.from_bytes(data).predict(clip) == model.predict(clip)
+
+
+def test_dataset_errors_surface(tmp_path):
+    root = audiogen.make_dataset(tmp_path, "folders", n_per_class=4)
+    with pytest.raises(DatasetError):
+        training.train(root, protocol="speaker")
+
+
+def test_unusable_files_are_reported_not_fatal(tmp_path):
+    root = audiogen.make_dataset(tmp_path, "folders", n_per_class=5)
+    (root / "calm" / "broken.wav").write_bytes(b"RIFF")
+    metrics, data, _ = training.evaluate_dataset(root, features="seed", repeats=1)
+    assert list(metrics["failed_files"]) == ["calm/broken.wav"]
+    assert metrics["n_samples"] == 15
+
+
+def test_report_files(tmp_path, csv_dataset):
+    metrics, data, _ = training.evaluate_dataset(csv_dataset, features="seed", repeats=1)
+    paths = report.write_report(tmp_path, metrics, data.X, data.y, metrics["classes"])
+    for key in ("confusion", "pca"):
+        assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert '"f1_macro_mean"' in paths["metrics"].read_text()
+
+
+WARM_UP = """
+import json, sys
+import numpy as np
+from ser.features import get_spec, warm_up
+spec = get_spec(sys.argv[1])
+y = (0.3 * np.sin(2 * np.pi * 220 * np.arange(int(spec.sr * 1.7)) / spec.sr)).astype(np.float32)
+before = set(sys.modules)
+warm_up(sys.argv[1])
+warmed = set(sys.modules)
+spec.from_waveform(y)
+print(json.dumps([len(warmed - before), sorted(set(sys.modules) - warmed)]))
+"""
+
+
+@pytest.mark.parametrize("features", ["seed", "default"])
+def test_warm_up_pays_the_first_call_costs(features):
+    """In a fresh process, warm_up loads what featurization needs (librosa imports its parts
+    lazily, on first use), so the first real clip afterwards loads no module at all."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", WARM_UP, features], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    loaded_by_warm_up, loaded_by_first_clip = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded_by_warm_up > 0
+    assert loaded_by_first_clip == [], loaded_by_first_clip
+
+
+def test_warm_up_refuses_an_unknown_spec():
+    with pytest.raises(FeatureSpecError, match="no-such-spec"):
+        warm_up("no-such-spec")
