@@ -2,7 +2,7 @@
 #   make test       ruff, then every layer of tests/ (unit, redis, stack) on two pytest
 #                   processes: stack tests share xdist group "service", so one process runs
 #                   them and their session stacks start once (about 5-6 min on 2 cores).
-#   make test-fast  the unit layer only (tests/unit/: no Redis, no servers), one process.
+#   make test-fast  the unit layer only (tests/unit/: no Redis, no servers), same two processes.
 # The first interpreter that really runs and is 3.11 or 3.12 (pyenv shims may exist but fail).
 PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12)))' 2>/dev/null \
@@ -31,7 +31,7 @@ test: install
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-fast: install
-	$(BIN)/python -m pytest -m unit tests/unit
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m unit tests/unit
 
 bench: install
 	$(BIN)/python bench/accuracy.py

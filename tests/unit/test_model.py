@@ -174,13 +174,15 @@ def test_bundles_saved_before_the_ml_package_still_load(tmp_path, csv_dataset, m
     from ser.ml import bundle as bundle_module
 
     model = training.train(csv_dataset, features="seed", repeats=1)
-    for cls in (Bundle, adapt.SpeakerAdaptive, adapt.AutoAdaptive, adapt.Stats):
-        old = "ser.model" if cls is Bundle else "ser.adapt"
-        monkeypatch.setattr(cls, "__module__", old)
-    monkeypatch.setitem(sys.modules, "ser.model", bundle_module)
-    monkeypatch.setitem(sys.modules, "ser.adapt", adapt)
-    data = model.to_bytes()
-    monkeypatch.undo()
+    # any Bundle.from_bytes earlier in this process left the aliases: start without them
+    for old in bundle_module.LEGACY_MODULES:
+        monkeypatch.delitem(sys.modules, old, raising=False)
+    with monkeypatch.context() as m:  # pickled as before the move
+        for cls in (Bundle, adapt.SpeakerAdaptive, adapt.AutoAdaptive, adapt.Stats):
+            m.setattr(cls, "__module__", "ser.model" if cls is Bundle else "ser.adapt")
+        m.setitem(sys.modules, "ser.model", bundle_module)
+        m.setitem(sys.modules, "ser.adapt", adapt)
+        data = model.to_bytes()
     assert "ser.model" not in sys.modules
     with monkeypatch.context() as m:  # the pickle names the old modules: no alias, no load
         m.setattr(bundle_module, "LEGACY_MODULES", {})
