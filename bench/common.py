@@ -43,12 +43,3 @@ def dump(name: str, payload) -> None:
     out = Path(__file__).resolve().parent / "out"
     out.mkdir(exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    """Until ``predicate()`` is true; TimeoutError(``what``) after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.2)

@@ -14,10 +14,7 @@ before, after, and once SER_JOB_TTL / SER_BLOB_TTL have expired. Stops everythin
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,10 +25,9 @@ from pathlib import Path
 import requests
 from common import dump, print_table
 
-from ser.cli.servers import free_port
 from tests import audiogen
+from tests.harness import EmbeddedStack, stack_env
 
-ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 
 
@@ -44,78 +40,6 @@ def make_data(root: Path) -> list[str]:
         audiogen.write(root / rel, audiogen.voice_like(label, 3.0, seed=500 + i))
         clips.append(rel)
     return clips
-
-
-class EmbeddedStack:
-    """`ser up` (bundled Redis, train + predict workers, gunicorn API) in its own session."""
-
-    def __init__(self, workdir: Path, env_extra: dict, concurrency: int = 0) -> None:
-        self.workdir = workdir
-        self.state = workdir / "state"
-        self.data = workdir / "data"
-        self.port = free_port()
-        self.redis_port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SER_")}
-        self.env.update(
-            SER_STATE_DIR=str(self.state),
-            SER_DATA_DIR=str(self.data),
-            SER_N_JOBS="1",
-            PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-            **env_extra,
-        )
-        self.concurrency = concurrency
-        self.proc: subprocess.Popen | None = None
-        self.log = workdir / "ser-up.log"
-
-    def start(self, timeout: float = 180) -> None:
-        argv = [sys.executable, "-m", "ser.cli", "up", "--port", str(self.port)]
-        argv += ["--redis-port", str(self.redis_port)]
-        if self.concurrency:
-            argv += ["--concurrency", str(self.concurrency)]
-        self._fh = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            argv,
-            env=self.env,
-            cwd=ROOT,
-            stdout=self._fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if requests.get(self.base + "/health", timeout=2).status_code == 200:
-                    return
-            except (requests.ConnectionError, requests.Timeout):  # a busy machine answers late
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ser up exited: {self.log.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError("ser up did not become healthy")
-            time.sleep(0.3)
-
-    def redis(self):
-        import redis
-
-        pw = (self.state / "redis.password").read_text().strip()
-        return redis.Redis(host="127.0.0.1", port=self.redis_port, password=pw)
-
-    def stop(self) -> None:
-        """SIGTERM `ser up` (it stops API, workers, Redis in order); SIGKILL its group late."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # leftovers of this session only
-        except ProcessLookupError:
-            pass
-        self._fh.close()
 
 
 def memory(client) -> dict:
@@ -210,18 +134,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.jobs, args.clients, args.ttl = 120, 8, 15
     with tempfile.TemporaryDirectory(prefix="ser-load-") as tmp:
-        stack = EmbeddedStack(
-            Path(tmp),
-            {"SER_JOB_TTL": str(args.ttl), "SER_BLOB_TTL": str(args.ttl)},
-            args.concurrency,
+        data = Path(tmp) / "data"
+        env = stack_env(
+            None,
+            data,
+            Path(tmp) / "state",
+            {"SER_N_JOBS": "1"},
+            SER_JOB_TTL=str(args.ttl),
+            SER_BLOB_TTL=str(args.ttl),
         )
-        clips = make_data(stack.data)
+        stack = EmbeddedStack(env, Path(tmp), args.concurrency)
+        clips = make_data(data)
         try:
-            stack.start()
+            stack.start(timeout=180)
             train(stack.base)
             client = stack.redis()
             before = memory(client)
-            run = run_load(stack.base, stack.data, clips, args.jobs, args.clients)
+            run = run_load(stack.base, data, clips, args.jobs, args.clients)
             after = memory(client)
             res = run["results"]
             ok = [r for r in res if r.get("status") == "SUCCEEDED"]

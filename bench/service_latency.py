@@ -19,8 +19,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -32,37 +30,15 @@ import requests
 import soundfile as sf
 from common import dump, print_table
 
-from ser.cli.servers import free_port
 from ser.config import emodb_dir
 from tests import audiogen
+from tests.harness import EmbeddedStack, stack_env
 
-ROOT = Path(__file__).resolve().parent.parent
 CLIP_SECONDS = 3.0
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 # -- the embedded stack -----------------------------------------------------------------------
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (from /proc), children first."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 def blas_env(threads: int) -> dict:
@@ -91,113 +67,25 @@ def _terminate_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-class Stack:
-    """`ser up` as a subprocess in a temp dir: bundled Redis, train x1 + predict xN, gunicorn.
+class Stack(EmbeddedStack):
+    """`ser up` (tests/harness.py) in a temp dir: bundled Redis, train x1 + predict xN, gunicorn.
 
     ``with Stack(concurrency=1) as st:`` starts it and waits for /health; leaving the block
-    (also on an exception or Ctrl-C) sends SIGTERM to `ser up`, which stops its parts in order;
-    whatever is still alive after that (by pid, recorded at start-up) is killed.
+    (also on an exception or Ctrl-C) stops it and removes the temp dir.
     """
 
     def __init__(self, concurrency: int = 1, env: dict | None = None) -> None:
-        self.concurrency = concurrency
         self.tmp = Path(tempfile.mkdtemp(prefix="ser-bench-"))
-        self.state = self.tmp / "state"
         self.data = self.tmp / "data"
         self.data.mkdir()
-        self.port = free_port()
-        self.redis_port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = self.tmp / "ser-up.log"
-        self.extra_env = env or {}
-        self.proc: subprocess.Popen | None = None
-        self._pids: set[int] = set()
-        self._redis = None
+        # as shipped (no test defaults), but job records kept for the whole run
+        stack = stack_env(None, self.data, self.tmp / "state", {"SER_JOB_TTL": "3600"})
+        super().__init__({**stack, **(env or {})}, self.tmp, concurrency)
 
-    # lifecycle
-    def __enter__(self) -> Stack:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def start(self, timeout: float = 120) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SER_")}
-        env.update(
-            SER_STATE_DIR=str(self.state),
-            SER_DATA_DIR=str(self.data),
-            SER_JOB_TTL="3600",
-            PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-        )
-        env.update(self.extra_env)
-        argv = [sys.executable, "-m", "ser.cli", "up", "--port", str(self.port)]
-        argv += ["--redis-port", str(self.redis_port), "--concurrency", str(self.concurrency)]
-        with open(self.log, "wb") as fh:
-            # Own session: a Ctrl-C in the terminal reaches the bench, which stops `ser up`.
-            self.proc = subprocess.Popen(
-                argv, env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            self._pids.update(_descendants(self.proc.pid))
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ser up exited ({self.proc.returncode}):\n{self.tail()}")
-            try:
-                body = requests.get(self.base + "/health", timeout=2).json()
-                # train node + predict node online
-                if body.get("STATUS") == "OK" and body.get("WORKERS", 0) >= 2:
-                    break
-            except (requests.ConnectionError, requests.Timeout, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"ser up not healthy after {timeout}s:\n{self.tail()}")
-            time.sleep(0.2)
-        self._pids.update(_descendants(self.proc.pid))
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self._pids.update(_descendants(self.proc.pid))
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            for pid in self._pids:  # only what this stack started, by id
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            self.proc = None
+    def stop(self, timeout: float = 60) -> int | None:
+        code = super().stop(timeout)
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    # access
-    def pids(self) -> list[int]:
-        """The live processes of the stack (`ser up` and its descendants)."""
-        if self.proc is None:
-            return []
-        return [self.proc.pid, *_descendants(self.proc.pid)]
-
-    @property
-    def redis(self):
-        if self._redis is None:
-            import redis
-
-            pw = (self.state / "redis.password").read_text().strip()
-            self._redis = redis.Redis.from_url(f"redis://:{pw}@127.0.0.1:{self.redis_port}/0")
-        return self._redis
+        return code
 
     def session(self) -> requests.Session:
         return requests.Session()
@@ -227,7 +115,7 @@ class Stack:
         from ser.service.registry import Registry
 
         key = (self.state / "secret_key").read_text().strip().encode()
-        reg = Registry(self.redis, "ser:")
+        reg = Registry(self.redis(), "ser:")
         return reg.current(), reg.load(reg.current(), key, Bundle.from_bytes)
 
 

@@ -15,10 +15,7 @@ not terminal once traffic has stopped and the stack has had the redelivery bound
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,114 +26,64 @@ from pathlib import Path
 
 import psutil
 import requests
-from common import dump, print_table, wait_for
-from load import ROOT, TERMINAL, make_data, train
+from common import dump, print_table
+from load import TERMINAL, make_data, train
 
-from ser.cli.servers import _wait_redis, free_port
 from tests import audiogen
+from tests.harness import ApiServer, RedisServer, Worker, health, stack_env, wait_until
 
 VISIBILITY, TRAIN_LIMIT, PREDICT_LIMIT = 40, 35, 30
 
 
 class Parts:
-    """Redis, two worker nodes and the API, each a process (group) this script owns."""
+    """Redis, two worker nodes and the API (tests/harness.py), each a process group this
+    script owns."""
 
     def __init__(self, workdir: Path) -> None:
-        from ser.cli.servers import redis_argv
-
         self.workdir = workdir
         self.state, self.data = workdir / "state", workdir / "data"
         self.state.mkdir(parents=True)
-        password = secrets.token_hex(16)
-        rport = free_port()
-        self.redis_url = f"redis://:{password}@127.0.0.1:{rport}/0"
-        self.redis_cmd = redis_argv(self.state, rport, password)
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SER_")}
-        self.env.update(
-            SER_REDIS_URL=self.redis_url,
-            SER_STATE_DIR=str(self.state),
-            SER_DATA_DIR=str(self.data),
+        self.redis = RedisServer(self.state, password=secrets.token_hex(16))
+        self.env = stack_env(
+            self.redis.url,
+            self.data,
+            self.state,
+            {"SER_N_JOBS": "1", "SER_JOB_TTL": "3600"},
             SER_SECRET_KEY=secrets.token_hex(32),
-            SER_N_JOBS="1",
-            SER_JOB_TTL="3600",
             SER_VISIBILITY_TIMEOUT=str(VISIBILITY),
             SER_TRAIN_TIME_LIMIT=str(TRAIN_LIMIT),
             SER_PREDICT_TIME_LIMIT=str(PREDICT_LIMIT),
-            PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         )
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.logs: list = []
-
-    def _spawn(self, role: str, argv: list[str]) -> None:
-        fh = open(self.workdir / f"{role}.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.logs.append(fh)
-        self.procs[role] = subprocess.Popen(
-            argv,
-            env=self.env,
-            cwd=ROOT,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def start_node(self, name: str) -> None:
-        argv = [sys.executable, "-m", "ser.cli", "worker", "--concurrency", "1"]
-        argv += ["--hostname", f"{name}@%h", "--loglevel", "WARNING"]
-        self._spawn(name, argv)
-
-    def kill_node(self, name: str) -> None:
-        proc = self.procs[name]
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        self.nodes: dict[str, Worker] = {}
+        self.api = ApiServer(self.env, workdir, workers=2, threads=16)
+        self.base = self.api.base
 
     def start(self) -> None:
-        self._spawn("redis", self.redis_cmd)
-        _wait_redis(self.redis_url, self.procs["redis"], 30)
+        self.redis.start()
         for name in ("node_a", "node_b"):
-            self.start_node(name)
-        argv = [sys.executable, "-m", "ser.cli", "api", "--port", str(self.port)]
-        self._spawn("api", argv + ["--workers", "2", "--threads", "16"])
-        wait_for(self._healthy, 180, "API and workers")
+            self.nodes[name] = Worker(self.env, name, self.workdir, loglevel="WARNING")
+        self.api.start()
+        wait_until(self._healthy, 180, "API and workers", interval=0.2)
 
     def _healthy(self) -> bool:
-        try:
-            body = requests.get(self.base + "/health", timeout=2).json()
-            return body.get("WORKERS", 0) >= 2
-        except (requests.RequestException, ValueError):
-            return False
+        answer = health(self.base, 2)
+        return answer is not None and answer[1].get("WORKERS", 0) >= 2
 
     def stop(self) -> None:
-        for role in ("api", "node_a", "node_b", "redis"):
-            proc = self.procs.get(role)
-            if proc is None:
-                continue
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    pass
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for fh in self.logs:
-            fh.close()
+        for part in (self.api, *self.nodes.values(), self.redis):
+            part.stop(30)
 
     def rss(self) -> dict[str, int]:
         """RSS (bytes) per process, labelled role/main or role/childN."""
         out: dict[str, int] = {}
-        for role, proc in self.procs.items():
-            try:
-                main = psutil.Process(proc.pid)
-                out[f"{role}/main"] = main.memory_info().rss
-                for k, child in enumerate(main.children(recursive=True)):
-                    out[f"{role}/child{k}"] = child.memory_info().rss
-            except psutil.NoSuchProcess:
-                continue
+        parts = {"api": self.api, "redis": self.redis, **self.nodes}
+        for role, part in parts.items():
+            for k, pid in enumerate(part.pids()):
+                try:
+                    rss = psutil.Process(pid).memory_info().rss
+                except psutil.NoSuchProcess:
+                    continue
+                out[f"{role}/main" if k == 0 else f"{role}/child{k - 1}"] = rss
         out["bench/self"] = psutil.Process().memory_info().rss
         return out
 
@@ -216,10 +163,10 @@ def main(argv: list[str] | None = None) -> int:
                     if time.monotonic() >= next_kill:
                         name = ("node_a", "node_b")[victim % 2]
                         victim += 1
-                        parts.kill_node(name)
+                        parts.nodes[name].kill()
                         kills.append(f"{time.monotonic() - t0:.0f}s {name}")
                         time.sleep(2)
-                        parts.start_node(name)
+                        parts.nodes[name].start()
                         next_kill += kill_every
                     time.sleep(min(5.0, max(0.1, end - time.monotonic())))
                 stop.set()
@@ -248,11 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             parts.stop()
             # messages the broker lost (a node killed between BRPOP and its unacked record)
             # that the outbox sweeper published again (worker/sweeper.py)
-            republished = sum(
-                (parts.workdir / f"{n}.log").read_text(errors="replace").count("republishing ")
-                for n in ("node_a", "node_b")
-                if (parts.workdir / f"{n}.log").exists()
-            )
+            republished = sum(n.logs().count("republishing ") for n in parts.nodes.values())
     outcome: Counter = Counter()
     for body in final.values():
         code = body.get("ERROR", {}).get("CODE", "") if body["JOB_STATUS"] == "FAILED" else ""

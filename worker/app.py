@@ -44,7 +44,7 @@ class RequeueOnRedisLoss(app.Task):
     """Base of every task: a Redis connection error escaping a task (Redis stopped or
     restarting) requeues its message instead of failing it. A failed acks_late task is
     acknowledged, and an acknowledgement sent once Redis is back dropped the job
-    (tests/reliability/test_faults.py): job records make the second run harmless."""
+    (tests/stack/reliability/test_faults.py): job records make the second run harmless."""
 
     abstract = True
 

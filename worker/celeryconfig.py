@@ -118,7 +118,7 @@ def make_config(settings: Settings) -> dict:
         "broker_connection_retry_on_startup": True,
         # On a lost broker connection, let running tasks finish: cancelling them lost the
         # message when Redis came back before the cancellation's acknowledgement
-        # (tests/reliability). A task whose Redis writes fail requeues itself (Reject), an
+        # (tests/stack/reliability). A task whose Redis writes fail requeues itself (Reject), an
         # ack that cannot be sent leaves the message to be redelivered, and job records make
         # a second run of a finished job a no-op.
         "worker_cancel_long_running_tasks_on_connection_loss": False,

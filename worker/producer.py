@@ -15,7 +15,7 @@ kombu serializes the body (``kombu.serialization.dumps``), and the envelope is t
 kombu's virtual channel makes in ``prepare_message`` + ``basic_publish`` (base64 body,
 ``delivery_info``, a fresh ``delivery_tag``) and its Redis ``_put`` pushes on the queue's
 list (anonymous exchange: the routing key is the queue; priority 0: the list is named after
-the queue). tests/service/test_messages.py compares it field by field with what kombu's own
+the queue). tests/redis/test_messages.py compares it field by field with what kombu's own
 producer pushes and has a real worker run it.
 
 Light: Celery and kombu, no task code. :func:`connect` builds the producer for a settings

@@ -23,7 +23,7 @@ Nothing uses file names, speaker identity or corpus-level normalisation; the out
 deterministic float32 and always finite.
 
 The librosa pieces used (Slaney mel filters, MFCC DCT, Savitzky-Golay deltas, octave spectral
-contrast) are reproduced here operation for operation, bit for bit (tests/test_features.py
+contrast) are reproduced here operation for operation, bit for bit (tests/unit/test_features.py
 checks them against librosa): importing librosa costs ≈1.2 s per process (numba, scipy.signal),
 more than featurising EMO-DB's first hundred recordings.
 """

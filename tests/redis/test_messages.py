@@ -25,8 +25,6 @@ from ser.contract import (
 from worker.celeryconfig import make_celery, make_config
 from worker.producer import TaskMessages, queue_key
 
-pytestmark = [pytest.mark.service]
-
 
 @pytest.fixture()
 def quiet_celery(redis_url, service_env):

@@ -18,8 +18,6 @@ import pytest
 from ser.service import jobs as J
 from tests import audiogen
 
-pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
-
 NEEDS_API = pytest.mark.skip(
     reason='needs the API part of POST /score "evaluate" (api/ is being rewritten)'
 )
@@ -208,7 +206,7 @@ def test_api_confusion_png_is_404_without_evaluation(api, trained):
 
 @NEEDS_API
 def test_cli_score_evaluate(client_env, trained, eval_mix):
-    from tests.service.conftest import ser
+    from tests.harness import ser
 
     done = ser(client_env, "score", eval_mix["folder"], "--evaluate", "--json")
     assert done.returncode == 0, done.stderr

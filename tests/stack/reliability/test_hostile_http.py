@@ -9,9 +9,7 @@ import os
 import pytest
 import requests
 
-from tests.reliability.conftest import MAX_UPLOAD_MB, error_of
-
-pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
+from tests.stack.reliability.conftest import MAX_UPLOAD_MB, error_of
 
 NESTED = "[" * 100_000 + "]" * 100_000
 

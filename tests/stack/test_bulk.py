@@ -21,9 +21,7 @@ import pytest
 
 from ser.service.registry import Registry
 from tests import audiogen, hostile
-from tests.service.conftest import Worker, make_client, ser, wait_until
-
-pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
+from tests.harness import Worker, make_client, ser, wait_until
 
 CORRUPT = ("text.wav", "zero_bytes.wav", "truncated_header.wav", "silence.wav", "very_short.wav")
 
@@ -208,29 +206,6 @@ class Cluster:
         return int(self.redis.hlen(f"{self.prefix}job:{job_id}:rows"))
 
 
-class ClusterWorker(Worker):
-    """A worker node that can be lost at once."""
-
-    def kill_node(self) -> None:
-        """SIGKILL the node and its pool processes (by their ids): a replica lost at once."""
-        pids = children(self.proc.pid)
-        self.proc.kill()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.proc.wait()
-
-
-def children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(c) for c in text.split()]
-
-
 @pytest.fixture(scope="module")
 def cluster(service_env, redis_url, redis_client, settings, trained, logdir):
     """Nodes ka (2 predict processes) and kb (train + predict, 1 process) on Redis db 1, with
@@ -252,8 +227,8 @@ def cluster(service_env, redis_url, redis_client, settings, trained, logdir):
     Registry(client, env["SER_KEY_PREFIX"]).publish(
         data, src.meta(version), settings.require_secret_key()
     )
-    ka = ClusterWorker(env, "ka", "ser.predict", logdir, concurrency=2)
-    kb = ClusterWorker(env, "kb", "ser.train,ser.predict", logdir, concurrency=1)
+    ka = Worker(env, "ka", logdir, "ser.predict", concurrency=2)
+    kb = Worker(env, "kb", logdir, "ser.train,ser.predict", concurrency=1)
     try:
         ka.wait_ready(client, env["SER_KEY_PREFIX"])
         kb.wait_ready(client, env["SER_KEY_PREFIX"])
@@ -301,7 +276,7 @@ def test_worker_process_killed_mid_job_finishes_exactly_once(cluster, data_dir):
     ka = cluster.nodes["ka"]
 
     def kill_a_child():
-        pids = children(ka.proc.pid)
+        pids = ka.pids()[1:]
         assert pids, "ka has no pool processes"
         os.kill(pids[0], signal.SIGKILL)
 
@@ -312,6 +287,6 @@ def test_worker_process_killed_mid_job_finishes_exactly_once(cluster, data_dir):
 def test_whole_node_killed_mid_job_another_finishes(cluster, data_dir):
     make_clips(data_dir / "bulk_kill2", 240, 2.0, seed=90_000)
     t0 = time.monotonic()
-    _score_while(cluster, "bulk_kill2", 240, cluster.nodes["ka"].kill_node)
+    _score_while(cluster, "bulk_kill2", 240, cluster.nodes["ka"].kill)
     # ka's reserved chunks came back after the 12 s visibility timeout, on kb
     assert time.monotonic() - t0 < 80

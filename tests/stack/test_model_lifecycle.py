@@ -10,14 +10,10 @@ import pytest
 
 from ser.ml.bundle import Bundle
 from ser.service.registry import BundleCache, Registry, UnknownVersion
-from tests.service.conftest import ser, train_ok
-from tests.service.test_http import error_of
+from tests.harness import ser
+from tests.stack.test_http import error_of
 
-pytestmark = [
-    pytest.mark.service,
-    pytest.mark.xdist_group("service"),
-    pytest.mark.usefixtures("restore_current"),
-]
+pytestmark = pytest.mark.usefixtures("restore_current")
 
 
 def train_aside(api, **extra) -> dict:
@@ -49,7 +45,7 @@ def test_a_training_kept_aside_leaves_current_alone(api, trained):
 
 
 def test_a_default_training_activates_and_says_so(api, trained):
-    body = train_ok(api)
+    body = api.train()
     assert body["ACTIVATED"] is True
     assert api.get("/models").json()["CURRENT"] == body["MODEL_VERSION"]
 

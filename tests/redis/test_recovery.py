@@ -2,8 +2,8 @@
 
 kombu's Redis transport pops a message (BRPOP) before it records it as unacknowledged, so a
 worker node killed in between loses it; so does an API killed between writing a job record
-and publishing. The unit tests here stage those losses on a Redis database no worker
-consumes; the end-to-end test leaves a job with no message to the running service.
+and publishing. The tests here stage those losses on a Redis database no worker
+consumes; tests/stack/test_recovery.py leaves a job with no message to the running service.
 """
 
 from __future__ import annotations
@@ -267,32 +267,3 @@ def test_one_node_sweeps_per_interval(quiet):
     other = Sweeper(messages, client, settings, "other")
     assert sweeper.sweep_once() is not None
     assert other.sweep_once() is None  # the lock of this interval is taken
-
-
-def test_the_service_runs_a_job_whose_message_was_never_sent(
-    redis_client, settings, worker1, api, trained
-):
-    """End to end: a QUEUED job with an outbox entry and no message ends SUCCEEDED."""
-    store = jobs.JobStore(redis_client, settings.key_prefix, 600)
-    outbox = Outbox(redis_client, settings.key_prefix)
-    params = {"filename": "clips/calm.wav"}
-    rec = store.create("predict", params, total=1)
-    outbox.add(rec["id"], TASK_PREDICT, [rec["id"], params])
-    body = api.wait_job(rec["id"], timeout=60)
-    assert body["JOB_STATUS"] == "SUCCEEDED", body
-    assert body["FILENAME"] == "clips/calm.wav" and body["EMOTION"]
-    deadline = time.monotonic() + 10
-    while redis_client.zscore(outbox.index_key, rec["id"]) is not None:
-        assert time.monotonic() < deadline, "the finished task must leave the outbox"
-        time.sleep(0.2)
-
-
-def test_the_service_leaves_no_outbox_entries_behind(redis_client, settings, api, trained):
-    """Every task the API and the workers published and that ran has left the outbox."""
-    resp = api.post("/predict?wait=30", json={"filename": "clips/calm.wav"})
-    assert resp.status_code == 200, resp.text
-    outbox = Outbox(redis_client, settings.key_prefix)
-    deadline = time.monotonic() + 10
-    while redis_client.zscore(outbox.index_key, resp.json()["JOB_ID"]) is not None:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)

@@ -12,14 +12,10 @@ import pytest
 
 from ser import contract
 from ser.service import jobs as J
-from tests.service.conftest import ser, upload
-from tests.service.test_http import error_of
+from tests.harness import ser, upload
+from tests.stack.test_http import error_of
 
-pytestmark = [
-    pytest.mark.service,
-    pytest.mark.xdist_group("service"),
-    pytest.mark.usefixtures("restore_current"),
-]
+pytestmark = pytest.mark.usefixtures("restore_current")
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +198,7 @@ def test_get_and_delete_speakers(api, current):
 
 
 def test_speakers_need_the_key(api_url):
-    from tests.service.conftest import Api
+    from tests.harness import Api
 
     for method in ("get", "delete"):
         resp = getattr(Api(api_url, None), method)("/speakers/anyone")

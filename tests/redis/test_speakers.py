@@ -14,8 +14,6 @@ from ser.ml.adapt import Stats
 from ser.service import jobs as J
 from ser.service.speakers import InvalidSpeaker, SpeakerStore, check_speaker, clip_count
 
-pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
-
 SPEC = "default-test"
 
 

@@ -9,9 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import checks
 
-from tests.reliability.conftest import API_KEY
-
-pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
+from tests.stack.reliability.conftest import API_KEY
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 CHECKS = [

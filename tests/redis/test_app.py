@@ -1,5 +1,6 @@
 """The app factory in process (Flask test client) against the real Redis: configurations the
-shared API process does not have (no model yet, Redis down), and the import layering."""
+shared API process does not have (no model yet, Redis down, no workers), and the import
+layering. (That a worker refuses a pickled message: tests/stack/test_messages.py.)"""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ import uuid
 
 import pytest
 
-from tests.service.conftest import ROOT, free_port, make_client
-
-pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
+from tests.harness import ROOT, free_port, make_client
 
 
 def test_predict_before_any_training_is_409(service_env):
@@ -107,27 +106,3 @@ def test_celery_config_refuses_pickle_and_keeps_limits_below_visibility(settings
 
     with pytest.raises(ValueError, match="VISIBILITY"):
         make_config(settings.model_copy(update={"visibility_timeout": 10}))
-
-
-def test_pickle_message_is_refused_by_the_worker(redis_client, settings, worker1, api, trained):
-    """A pickle-serialized task sent to the queue is rejected, never executed."""
-    from ser.service.jobs import JobStore
-    from worker.celeryconfig import make_celery
-
-    app = make_celery(settings)
-    app.conf.task_serializer = "pickle"
-    app.conf.accept_content = ["pickle", "json"]
-    jobs = JobStore(redis_client, settings.key_prefix, 600)
-    rec = jobs.create("predict", {"filename": "clips/calm.wav"})
-    app.send_task(
-        "ser.predict",
-        args=[rec["id"], {"filename": "clips/calm.wav"}],
-        task_id=rec["id"],
-        serializer="pickle",
-        ignore_result=True,
-    )
-    # a JSON prediction sent after it finishes; the pickle one must still be QUEUED
-    resp = api.post("/predict?wait=30", json={"filename": "clips/calm.wav"})
-    assert resp.status_code == 200
-    assert jobs.get(rec["id"])["status"] == "QUEUED"
-    assert "untrusted content of type pickle" in worker1.log.read_text(errors="replace")

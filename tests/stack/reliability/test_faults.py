@@ -8,13 +8,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 import requests
 
-from tests.reliability.conftest import API_KEY, VISIBILITY, Api, error_of
-from tests.service.conftest import wait_until
-
-pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
+from tests.harness import wait_until
+from tests.stack.reliability.conftest import API_KEY, VISIBILITY, Api, error_of
 
 # A lost task comes back after the visibility timeout plus one restore sweep of a live worker.
 REDELIVERY_BOUND = VISIBILITY + 45

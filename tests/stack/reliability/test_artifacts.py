@@ -12,9 +12,7 @@ import uuid
 import pytest
 
 from ser.service.registry import Registry
-from tests.reliability.conftest import error_of
-
-pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
+from tests.stack.reliability.conftest import error_of
 
 
 class Payload:

@@ -15,8 +15,6 @@ from ser.paths import confine
 from ser.service import jobs as J
 from ser.service.registry import BundleCache, Registry, UnknownVersion
 
-pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
-
 
 @pytest.fixture
 def prefix() -> str:

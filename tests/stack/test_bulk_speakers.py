@@ -20,9 +20,7 @@ from ser.ml.adapt import MIN_CLIPS
 from ser.service import jobs as J
 from ser.service.registry import Registry
 from tests import audiogen
-from tests.service.test_bulk import rows_of
-
-pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
+from tests.stack.test_bulk import rows_of
 
 FOLDER = "spk_mix"
 SPEAKERS = ("s1", "s2", "s3")
@@ -403,7 +401,7 @@ def test_labels_gone_by_the_listing_fail_the_job(runner, data_dir):
 
 
 def test_cli_score_with_speakers(client_env, spk_mix, models, tmp_path):
-    from tests.service.conftest import ser
+    from tests.harness import ser
 
     out_csv = tmp_path / "rows.csv"
     done = ser(client_env, "score", FOLDER, "--speakers", "folder", "-o", str(out_csv), "--json")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ser.errors import AudioError, DatasetError
-from ser.features import warm_up
+from ser.features import FeatureSpecError, warm_up
 from ser.ml import evaluation, pipeline, report, training
 from ser.ml.bundle import Bundle
 from tests import audiogen
@@ -173,18 +173,17 @@ def test_bundles_saved_before_the_ml_package_still_load(tmp_path, csv_dataset, m
     from ser.ml import adapt
     from ser.ml import bundle as bundle_module
 
-    for old in bundle_module.LEGACY_MODULES:  # aliases left by a load earlier in this process
-        sys.modules.pop(old, None)
     model = training.train(csv_dataset, features="seed", repeats=1)
-    for cls in (Bundle, adapt.SpeakerAdaptive, adapt.AutoAdaptive, adapt.Stats):
-        old = "ser.model" if cls is Bundle else "ser.adapt"
-        monkeypatch.setattr(cls, "__module__", old)
-    monkeypatch.setitem(sys.modules, "ser.model", bundle_module)
-    monkeypatch.setitem(sys.modules, "ser.adapt", adapt)
-    data = model.to_bytes()
-    monkeypatch.undo()
-    for old in ("ser.model", "ser.adapt"):  # as in a fresh process (an earlier load aliases)
+    # any Bundle.from_bytes earlier in this process left the aliases: start without them
+    for old in bundle_module.LEGACY_MODULES:
         monkeypatch.delitem(sys.modules, old, raising=False)
+    with monkeypatch.context() as m:  # pickled as before the move
+        for cls in (Bundle, adapt.SpeakerAdaptive, adapt.AutoAdaptive, adapt.Stats):
+            m.setattr(cls, "__module__", "ser.model" if cls is Bundle else "ser.adapt")
+        m.setitem(sys.modules, "ser.model", bundle_module)
+        m.setitem(sys.modules, "ser.adapt", adapt)
+        data = model.to_bytes()
+    assert "ser.model" not in sys.modules
     with monkeypatch.context() as m:  # the pickle names the old modules: no alias, no load
         m.setattr(bundle_module, "LEGACY_MODULES", {})
         with pytest.raises(ModuleNotFoundError, match="ser.model"):
@@ -215,5 +214,37 @@ def test_report_files(tmp_path, csv_dataset):
     assert '"f1_macro_mean"' in paths["metrics"].read_text()
 
 
-def test_warm_up_runs():
-    warm_up("seed")
+WARM_UP = """
+import json, sys
+import numpy as np
+from ser.features import get_spec, warm_up
+spec = get_spec(sys.argv[1])
+y = (0.3 * np.sin(2 * np.pi * 220 * np.arange(int(spec.sr * 1.7)) / spec.sr)).astype(np.float32)
+before = set(sys.modules)
+warm_up(sys.argv[1])
+warmed = set(sys.modules)
+spec.from_waveform(y)
+print(json.dumps([len(warmed - before), sorted(set(sys.modules) - warmed)]))
+"""
+
+
+@pytest.mark.parametrize("features", ["seed", "default"])
+def test_warm_up_pays_the_first_call_costs(features):
+    """In a fresh process, warm_up loads what featurization needs (librosa imports its parts
+    lazily, on first use), so the first real clip afterwards loads no module at all."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", WARM_UP, features], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    loaded_by_warm_up, loaded_by_first_clip = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded_by_warm_up > 0
+    assert loaded_by_first_clip == [], loaded_by_first_clip
+
+
+def test_warm_up_refuses_an_unknown_spec():
+    with pytest.raises(FeatureSpecError, match="no-such-spec"):
+        warm_up("no-such-spec")

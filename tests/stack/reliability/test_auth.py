@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import re
 
-import pytest
 import requests
 
-from tests.reliability.conftest import API_KEY, error_of
-
-pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
+from tests.stack.reliability.conftest import API_KEY, error_of
 
 WRONG = [
     None,

@@ -8,9 +8,8 @@ import pytest
 
 from ser.service.jobs import JobStore
 from ser.service.outbox import Outbox
-from tests.service.conftest import API_KEY, MAX_UPLOAD_MB, Api, make_client, upload, wait_until
-
-pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
+from tests.fixtures import API_KEY, MAX_UPLOAD_MB
+from tests.harness import Api, make_client, upload, wait_until
 
 JOB_ID_KEYS = {"JOB_ID", "KIND", "JOB_STATUS"}
 

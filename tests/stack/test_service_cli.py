@@ -15,9 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.service.conftest import ROOT, answers_ok, free_port, ser, stop, wait_until
-
-pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
+from tests.harness import ROOT, EmbeddedStack, answers_ok, free_port, ser, wait_until
 
 
 def test_cli_train_predict_jobs_models(client_env, data_dir, trained):
@@ -61,44 +59,26 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _start_up(service_env: dict, tmp: Path):
-    """`ser up` with its own state folder (embedded Redis, no API key) on a free port, once
-    healthy: (process, env, state folder, port, open log file). The log is printed, and the
-    process stopped, when it never becomes healthy."""
+def _up_env(service_env: dict, tmp: Path) -> dict:
+    """``service_env`` for a `ser up` of its own: its own state folder, embedded Redis, a secret
+    key of its own and no API key."""
     env = {k: v for k, v in service_env.items() if k not in ("SER_REDIS_URL", "SER_SECRET_KEY")}
     env.pop("SER_API_KEY", None)
-    state = tmp / "state"
-    env["SER_STATE_DIR"] = str(state)
-    port = free_port()
-    log = open(tmp / "up.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ser.cli", "up", "--port", str(port), "--concurrency", "1"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until(lambda: answers_ok(f"http://127.0.0.1:{port}/health"), 90, "ser up", proc)
-    except Exception:
-        log.flush()
-        sys.stderr.write((tmp / "up.log").read_text()[-4000:])
-        stop(proc)
-        log.close()
-        raise
-    return proc, env, state, port, log
+    env["SER_STATE_DIR"] = str(tmp / "state")
+    return env
 
 
 def test_ser_up_starts_and_stops_the_embedded_stack(service_env, data_dir, tmp_path):
-    proc, _, state, port, log = _start_up(service_env, tmp_path)
-    base = f"http://127.0.0.1:{port}"
+    up = EmbeddedStack(_up_env(service_env, tmp_path), tmp_path).start(timeout=90)
+    state, port, base = up.state, up.port, up.base
     try:
-        text = (tmp_path / "up.log").read_text()
+        text = up.log.read_text()
         assert f"http://127.0.0.1:{port}" in text
         key = state / "secret_key"
         assert key.exists() and stat.S_IMODE(key.stat().st_mode) == 0o600
         assert (state / "redis").is_dir()
         redis_port = int(text.split("redis-server on 127.0.0.1:")[1].split()[0])
+        assert redis_port == up.redis_port
         # train and predict through the embedded stack
         job = requests.post(base + "/train", json={"dataset": "ds", "features": "seed"}).json()
         done = requests.get(f"{base}/jobs/{job['JOB_ID']}?wait=30").json()
@@ -123,19 +103,13 @@ def test_ser_up_starts_and_stops_the_embedded_stack(service_env, data_dir, tmp_p
         every = "".join(f.read_text(errors="replace") for f in logs.glob("*.log"))
         assert (state / "secret_key").read_text().strip() not in every
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(60)
-        except subprocess.TimeoutExpired:
-            stop(proc)
-            raise
-        log.close()
-    assert code == 0
+        code = up.stop()  # SIGTERM: `ser up` stops its parts and exits 0
+    assert code == 0, up.tail()
     deadline = time.monotonic() + 10
     while _port_open(port) or _port_open(redis_port):
         assert time.monotonic() < deadline, "ser up left a server running"
         time.sleep(0.2)
-    assert "ser: stopped" in (tmp_path / "up.log").read_text()
+    assert "ser: stopped" in up.log.read_text()
     assert os.path.exists(state / "redis" / "redis.conf")
 
 
@@ -179,46 +153,46 @@ def _up(env: dict, *args: str, timeout: float = 60) -> subprocess.CompletedProce
 @pytest.fixture(scope="module")
 def running_up(service_env, tmp_path_factory):
     """One `ser up` (embedded Redis, own state folder), healthy; stopped at the end."""
-    proc, env, state, port, log = _start_up(service_env, tmp_path_factory.mktemp("up_lock"))
-
-    def healthy():
-        return answers_ok(f"http://127.0.0.1:{port}/health")
-
+    tmp = tmp_path_factory.mktemp("up_lock")
+    up = EmbeddedStack(_up_env(service_env, tmp), tmp).start(timeout=90)
     try:
-        yield {"proc": proc, "env": env, "state": state, "port": port, "healthy": healthy}
+        yield up
     finally:
-        stop(proc, timeout=60)
-        log.close()
+        up.stop()
+
+
+def _healthy(up: EmbeddedStack) -> bool:
+    return answers_ok(up.base + "/health")
 
 
 def test_second_ser_up_on_the_same_state_folder_refuses(running_up):
-    first, state = running_up["proc"], running_up["state"]
+    first, state = running_up.proc, running_up.state
     redis_before = _redis_servers(state)
     assert len(redis_before) == 1, redis_before
     # another API port, so only the state folder is shared
     started = time.monotonic()
-    out = _up(running_up["env"], "--port", str(free_port()))
+    out = _up(running_up.env, "--port", str(free_port()))
     took = time.monotonic() - started
     assert out.returncode == 1, out.stdout + out.stderr
     message = out.stderr.strip()
     assert "ALREADY_RUNNING" in message and len(message.splitlines()) == 1, message
     assert f"pid {first.pid}" in message, message
-    assert f"http://127.0.0.1:{running_up['port']}" in message, message
+    assert running_up.base in message, message
     assert "redis-server on" not in out.stdout and "API listening" not in out.stdout
     assert took < 30, f"the refusal took {took:.1f} s"
     # nothing of the first stack disturbed
     assert first.poll() is None
-    assert running_up["healthy"](), "the first `ser up` must stay healthy"
+    assert _healthy(running_up), "the first `ser up` must stay healthy"
     assert _redis_servers(state) == redis_before
 
 
 def test_ser_up_refuses_a_taken_api_port_before_starting_anything(running_up, tmp_path):
-    env = dict(running_up["env"], SER_STATE_DIR=str(tmp_path / "other"))
-    port = running_up["port"]
+    env = dict(running_up.env, SER_STATE_DIR=str(tmp_path / "other"))
+    port = running_up.port
     out = _up(env, "--port", str(port))
     assert out.returncode == 1, out.stdout + out.stderr
     message = out.stderr.strip()
     assert "PORT_IN_USE" in message and f"port {port}" in message and "--port" in message
     assert not (tmp_path / "other" / "redis").exists(), "nothing may start on a taken port"
     assert _redis_servers(tmp_path / "other") == []
-    assert running_up["proc"].poll() is None and running_up["healthy"]()
+    assert running_up.alive() and _healthy(running_up)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ser.service.registry import Registry
-from tests.service.conftest import Worker, upload
-
-pytestmark = [pytest.mark.service, pytest.mark.xdist_group("service")]
+from tests.harness import Worker, upload
 
 
 @pytest.fixture
@@ -15,7 +13,7 @@ def replica(service_env, redis_client, settings, logdir, worker1, trained):
     """A second worker node (prediction queue only); w1 stops taking predictions meanwhile."""
     from worker.celeryconfig import make_celery
 
-    w2 = Worker(service_env, "w2", "ser.predict", logdir)
+    w2 = Worker(service_env, "w2", logdir, "ser.predict")
     w2.wait_ready(redis_client, settings.key_prefix)
     control = make_celery(settings).control
     replies = control.cancel_consumer("ser.predict", destination=[worker1.hostname], reply=True)
