@@ -32,6 +32,8 @@ def job_body(rec: dict) -> dict:
             body["ACTIVATE"] = False
     elif rec["kind"] == "score":
         body["FOLDER"] = params.get("folder")
+        if params.get("evaluate"):
+            body["EVALUATE"] = True
         if params.get("speakers"):
             body.update(speakers_summary(params["speakers"]))
     else:
@@ -175,3 +177,21 @@ def job_results(job_id: str):
         "NEXT": f"/jobs/{job_id}/results?offset={nxt}&limit={limit}" if nxt else None,
     }
     return S.respond(S.ResultsPage, page)
+
+
+@bp.route("/jobs/<job_id>/confusion.png", methods=["GET"])
+@operation(
+    "get",
+    "The confusion matrix of a score job run with evaluate: true",
+    responses={
+        200: ({"image/png": {"type": "string", "format": "binary"}}, "the PNG"),
+        404: "unknown job, or no evaluation picture (NO_CONFUSION_PNG)",
+    },
+)
+def job_confusion_png(job_id: str):
+    """The PNG the worker drew for a score job's EVALUATION."""
+    job_or_404(job_id)
+    png = service().results.png(job_id)
+    if png is None:
+        raise ApiError(404, "NO_CONFUSION_PNG", f"job {job_id} has no confusion matrix")
+    return Response(png, mimetype="image/png", headers={"Cache-Control": "max-age=3600"})

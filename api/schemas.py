@@ -254,6 +254,15 @@ class ScoreRequest(Request):
             f"named speaker (at most {MAX_SPEAKER_PATTERN} characters)",
         ),
     ] = None
+    evaluate: Annotated[
+        StrictBool,
+        Field(
+            description="also measure the model against the folder's labels (labels.csv, "
+            "EMO-DB names or class folders); a folder without labels is refused "
+            "(DATASET_NO_LABELS)"
+        ),
+        Invalid("MALFORMED_BODY", "'evaluate' must be true or false"),
+    ] = False
 
 
 class JobQuery(Query):
@@ -386,6 +395,39 @@ class PredictJob(JobBase):
     )
 
 
+class ClassFigures(Body):
+    PRECISION: float
+    RECALL: float
+    F1: float
+    SUPPORT: int
+
+
+class Evaluation(Body):
+    """How the pinned model did on the folder's labelled files (``evaluate: true``)."""
+
+    LABELS: Literal["labels_csv", "emodb", "folders"] | None = Field(
+        None, description="where the labels came from"
+    )
+    EVALUATED: int | None = Field(None, description="files scored and labelled with a class")
+    F1_MACRO: float | None = None
+    UAR: float | None = Field(None, description="unweighted average recall")
+    ACCURACY: float | None = None
+    CLASSES: list[str] | None = Field(None, description="the model's classes, matrix order")
+    PER_CLASS: dict[str, ClassFigures] | None = None
+    CONFUSION_MATRIX: list[list[int]] | None = Field(
+        None, description="rows: the true class; columns: the prediction"
+    )
+    UNKNOWN_LABELS: dict[str, int] | None = Field(
+        None, description="labels the model does not know -> files (left out)"
+    )
+    UNLABELLED: int | None = Field(None, description="files without a label (left out)")
+    FAILED: int | None = Field(None, description="files that could not be scored (left out)")
+    CONFUSION_PNG: str | None = Field(None, description="URL of the confusion matrix")
+    ERROR: ErrorDetail | None = Field(
+        None, description="the labels could not be read at the end (the rows stand)"
+    )
+
+
 class ScoreJob(JobBase):
     """The scoring of a folder; SUCCEEDED adds the counts and the URL of the rows."""
 
@@ -410,6 +452,8 @@ class ScoreJob(JobBase):
     )
     PASSES: int | None = Field(None, description="2 with adaptation, else 1")
     NOTE: str | None = None
+    EVALUATE: bool | None = Field(None, description="evaluation against labels requested")
+    EVALUATION: Evaluation | None = None
 
 
 class Job(RootModel[Annotated[TrainJob | PredictJob | ScoreJob, Field(discriminator="KIND")]]):

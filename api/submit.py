@@ -17,7 +17,7 @@ from api import service
 from api.errors import ApiError
 from api.jobs import job_response
 from api.openapi import BINARY, LOCATION, either, operation
-from ser.bulk import check_labels, parse_speakers
+from ser.bulk import check_evaluate, check_labels, parse_speakers
 from ser.contract import TASK_PREDICT, TASK_SCORE, TASK_TRAIN, TERMINAL
 from ser.errors import AudioError, NoModelError
 from ser.paths import confine, relative
@@ -304,6 +304,8 @@ def score():
     root = confine(s.settings.data_dir, req.folder, kind="dir")
     if req.speakers == "labels":  # its header only: the worker reads it whole
         check_labels(s.settings.data_dir, root)
+    if req.evaluate:  # labels findable: checked cheaply here, read whole by the worker
+        check_evaluate(s.settings.data_dir, root)
     version = s.registry.current()
     if version is None:
         raise NoModelError(message=NO_MODEL)
@@ -318,4 +320,6 @@ def score():
         params["chunk_size"] = req.chunk_size
     if req.speakers is not None:
         params["speakers"] = req.speakers
+    if req.evaluate:
+        params["evaluate"] = True
     return accepted(create("score", TASK_SCORE, params))

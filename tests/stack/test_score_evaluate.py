@@ -3,9 +3,8 @@ EVALUATION in the finished job, its confusion PNG, labels the model does not kno
 gone by the end of the job.
 
 The worker functions run against the real Redis of the session (run_score, run_score_chunk,
-no broker) with a model trained in-process; the tests through the API and the ``ser``
-command need the API part of the feature (the ``evaluate`` field, the submission check and
-GET /jobs/<id>/confusion.png) and are skipped until it is wired (NEEDS_API).
+no broker) with a model trained in-process; then end to end through the API (the ``evaluate``
+field, the submission check, GET /jobs/<id>/confusion.png) and the ``ser`` command.
 """
 
 from __future__ import annotations
@@ -18,9 +17,6 @@ import pytest
 from ser.service import jobs as J
 from tests import audiogen
 
-NEEDS_API = pytest.mark.skip(
-    reason='needs the API part of POST /score "evaluate" (api/ is being rewritten)'
-)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -169,7 +165,6 @@ def test_without_evaluate_the_result_is_as_before(runner, eval_mix):
 
 
 # -- through the API and the command line (need the API part) -----------------------------------
-@NEEDS_API
 def test_api_score_evaluate(api, trained, eval_mix):
     resp = api.post("/score", json={"folder": eval_mix["folder"], "evaluate": True})
     assert resp.status_code == 202, resp.text
@@ -183,7 +178,6 @@ def test_api_score_evaluate(api, trained, eval_mix):
     assert png.content.startswith(PNG_MAGIC)
 
 
-@NEEDS_API
 def test_api_refuses_evaluate_without_labels_before_queueing(api, trained):
     before = api.get("/jobs?kind=score&limit=1").json()["JOBS"]
     resp = api.post("/score", json={"folder": "clips", "evaluate": True})
@@ -193,7 +187,6 @@ def test_api_refuses_evaluate_without_labels_before_queueing(api, trained):
     assert bad.status_code == 400 and bad.json()["ERROR"]["CODE"] == "MALFORMED_BODY"
 
 
-@NEEDS_API
 def test_api_confusion_png_is_404_without_evaluation(api, trained):
     resp = api.post("/score", json={"folder": "clips"})
     assert resp.status_code == 202, resp.text
@@ -204,7 +197,6 @@ def test_api_confusion_png_is_404_without_evaluation(api, trained):
     assert api.get("/jobs/nosuchjob/confusion.png").status_code == 404
 
 
-@NEEDS_API
 def test_cli_score_evaluate(client_env, trained, eval_mix):
     from tests.harness import ser
 
