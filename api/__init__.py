@@ -66,7 +66,7 @@ def _settings(config: Mapping[str, Any] | None) -> ser_config.Settings:
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; ``config`` overrides the environment (SER_* keys) and Flask settings."""
-    from api import errors, jobs, meta, middleware, models, speakers, submit
+    from api import errors, jobs, meta, metrics, middleware, models, speakers, submit
     from worker import producer
 
     settings = _settings(config)
@@ -92,6 +92,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     middleware.install(app)
     for module in (submit, jobs, models, speakers, meta):
         app.register_blueprint(module.bp)
-    if not app.debug and not app.testing:
-        logging.getLogger("api").setLevel(logging.INFO)
+    metrics.install(app)
+    if not app.debug and not app.testing and not logging.getLogger().handlers:
+        # Under gunicorn: our INFO lines (one per job transition, ser.service.jobs) to stderr,
+        # which `ser up` writes to $SER_STATE_DIR/logs/api.log.
+        logging.basicConfig(
+            level=logging.WARNING, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s"
+        )
+        for name in ("api", "ser"):
+            logging.getLogger(name).setLevel(logging.INFO)
     return app

@@ -8,7 +8,7 @@ from api import schemas as S
 from api import service
 from api.openapi import operation, spec
 from ser.contract import QUEUES
-from ser.service.heartbeats import heartbeats
+from ser.service.heartbeats import heartbeats, readiness
 
 bp = Blueprint("meta", __name__)
 
@@ -49,6 +49,29 @@ def health():
         body["ERROR"] = {"CODE": "NO_WORKERS", "MESSAGE": "no worker is online"}
         return S.respond(S.Health, body, 503)
     return S.respond(S.Health, body)
+
+
+@bp.route("/ready", methods=["GET"])
+@operation(
+    "get",
+    "Ready to serve: Redis answers and every queue has a warm worker process (no API key "
+    "needed)",
+    public=True,
+    responses={200: (S.Ready, "ready"), 503: (S.Ready, "not ready (yet)")},
+)
+def ready():
+    """200 once Redis answers and, for each queue, a worker process online has loaded its
+    libraries and the model current when it started; 503 until then (``/health`` stays the
+    cheap liveness check)."""
+    s = service()
+    body: dict = {"READY": False, "REDIS": False, "QUEUES": {q: 0 for q in QUEUES}, "WORKERS": 0}
+    try:
+        state = readiness(s.redis, s.settings.key_prefix, QUEUES)
+        body.update(REDIS=True, READY=state["ready"], QUEUES=state["queues"])
+        body["WORKERS"] = state["workers"]
+    except Exception as exc:  # Redis down: not ready
+        body["ERROR"] = {"CODE": "BROKER_UNAVAILABLE", "MESSAGE": f"Redis: {type(exc).__name__}"}
+    return S.respond(S.Ready, body, 200 if body["READY"] else 503)
 
 
 @bp.route("/openapi.json", methods=["GET"])

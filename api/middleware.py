@@ -11,7 +11,7 @@ from api.errors import ApiError
 
 UPLOAD_OVERHEAD = 64 * 1024  # multipart headers and boundaries around the file
 DRAINED_BY_SERVER = 64 * 1024  # gunicorn reads at most this much of a body the app left unread
-PUBLIC = {"meta.health"}  # endpoints open without the API key
+PUBLIC = {"meta.health", "meta.ready"}  # endpoints open without the API key (probes)
 
 
 def install(app: Flask) -> None:

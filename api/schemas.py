@@ -553,6 +553,14 @@ class Health(Body):
     ERROR: ErrorDetail | None = None
 
 
+class Ready(Body):
+    READY: bool
+    REDIS: bool
+    WORKERS: int = Field(description="worker nodes online")
+    QUEUES: dict[str, int] = Field(description="queue -> warm worker processes consuming it")
+    ERROR: ErrorDetail | None = None
+
+
 # -- applying the contract --------------------------------------------------------------------
 def parse(model: type[M], data: Any, *, query: bool = False) -> M:
     """``data`` validated as ``model``, or the ApiError (400) that refuses it.

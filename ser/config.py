@@ -140,6 +140,11 @@ class Settings(BaseSettings):
         description="worker pool processes skip the librosa warm-up and model preload "
         "(faster start, slower first task; for tests that start many workers)",
     )
+    metrics: bool = Field(
+        True,
+        description="serve Prometheus metrics at /metrics (false: 404); under `ser api` the "
+        "HTTP figures of every gunicorn process are pooled in $SER_STATE_DIR/metrics",
+    )
 
     @field_validator("data_dir", "state_dir", "cache_dir", "emodb_dir", "corpus2_dir")
     @classmethod

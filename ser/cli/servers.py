@@ -13,6 +13,7 @@ import json
 import logging
 import logging.handlers
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 import redis
+import requests
 
 from ser import config
 from ser.cli.common import EXIT_FAILED
@@ -113,10 +115,24 @@ def worker_argv(concurrency: int, queues: str, hostname: str = "", loglevel: str
     return argv
 
 
+METRICS_DIR = "metrics"  # under SER_STATE_DIR: the gunicorn processes' pooled HTTP figures
+
+
+def metrics_env(settings: config.Settings, env: dict) -> dict:
+    """``env`` for the API's gunicorn: with metrics on, a fresh folder where every process
+    writes its HTTP figures (prometheus_client's multiprocess mode) for /metrics to pool."""
+    if settings.metrics and not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        folder = settings.state_dir.resolve() / METRICS_DIR
+        shutil.rmtree(folder, ignore_errors=True)  # figures of a previous run's processes
+        folder.mkdir(parents=True)
+        env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    return env
+
+
 def cmd_api(args: argparse.Namespace) -> int:
-    config.load()  # a bad setting stops here with its message, before gunicorn starts
+    settings = config.load()  # a bad setting stops here with its message, before gunicorn
     argv = api_argv(args.host, args.port, args.workers, args.threads)
-    os.execv(argv[0], argv)
+    os.execve(argv[0], argv, metrics_env(settings, dict(os.environ)))
     return 0  # pragma: no cover
 
 
@@ -313,6 +329,14 @@ def _pump(proc: subprocess.Popen, path: Path) -> None:
         handler.close()
 
 
+def _is_ready(url: str) -> bool:
+    """Whether GET /ready answers 200 (a slow or refused answer is "not yet")."""
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     settings = config.load()
     state = settings.state_dir.resolve()
@@ -370,17 +394,23 @@ def cmd_up(args: argparse.Namespace) -> int:
         predict = worker_argv(concurrency, "ser.predict", "predict@%h", "INFO")
         procs.append(_spawn(train, env, log=logs / "worker-train.log"))
         procs.append(_spawn(predict, env, log=logs / "worker-predict.log"))
-        procs.append(_spawn(api_argv(args.host, args.port), env, log=logs / "api.log"))
+        api_env = metrics_env(settings, env)
+        procs.append(_spawn(api_argv(args.host, args.port), api_env, log=logs / "api.log"))
         _wait_port(args.host, args.port, procs[-1])
         print(f"ser: {redis_where}", flush=True)
         print(f"ser: workers: train x1, predict x{concurrency}", flush=True)
         print(f"ser: logs in {logs} (rotated at {LOG_BYTES >> 20} MB)", flush=True)
         print(f"ser: API listening on http://{args.host}:{args.port}  (Ctrl-C stops)", flush=True)
+        ready_url = f"http://{args.host}:{args.port}/ready"
+        said_ready = False
         while True:
             for proc in procs:
                 if proc.poll() is not None:
                     print(f"ser: {proc.args[2:4]} exited ({proc.returncode}); stopping", flush=True)
                     return EXIT_FAILED
+            if not said_ready and _is_ready(ready_url):
+                print("ser: ready (every queue has a warm worker process)", flush=True)
+                said_ready = True
             time.sleep(0.5)
     except KeyboardInterrupt:
         return 0

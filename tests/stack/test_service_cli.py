@@ -79,6 +79,10 @@ def test_ser_up_starts_and_stops_the_embedded_stack(service_env, data_dir, tmp_p
         assert (state / "redis").is_dir()
         redis_port = int(text.split("redis-server on 127.0.0.1:")[1].split()[0])
         assert redis_port == up.redis_port
+        # "ready" only once /ready says so (every queue has a warm process)
+        wait_until(lambda: "ser: ready" in up.log.read_text(), 60, "ser up to say ready")
+        assert requests.get(base + "/ready", timeout=10).status_code == 200
+        assert up.log.read_text().index("API listening") < up.log.read_text().index("ser: ready")
         # train and predict through the embedded stack
         job = requests.post(base + "/train", json={"dataset": "ds", "features": "seed"}).json()
         done = requests.get(f"{base}/jobs/{job['JOB_ID']}?wait=30").json()
