@@ -228,7 +228,10 @@ def test_api_and_worker_share_settings(services):
     api, worker = _env(services["api"]), _env(services["worker"])
     for key in ("SER_REDIS_URL", "SER_SECRET_KEY", "SER_API_KEY", "SER_DATA_DIR"):
         assert api.get(key) == worker.get(key), key
-    assert api["SER_REDIS_URL"].startswith("redis://redis:")
+    # Redis wants a password, required like the secret key, and the URL carries it.
+    assert re.fullmatch(
+        r"redis://:\$\{SER_REDIS_PASSWORD:\?.+\}@redis:6379/0", api["SER_REDIS_URL"]
+    ), api["SER_REDIS_URL"]
     # Required, never a default baked into the file: bundles are signed with it.
     assert re.fullmatch(r"\$\{SER_SECRET_KEY:\?.+\}", api["SER_SECRET_KEY"])
     assert re.fullmatch(r"\$\{SER_API_KEY:?-\}", api["SER_API_KEY"])
@@ -238,6 +241,18 @@ def test_flower_is_optional(services):
     flower = services["flower"]
     assert flower.get("profiles") == ["flower"]
     assert "--port=5555" in _tokens(flower.get("command"))
+
+
+def test_redis_needs_its_password_and_flower_has_it(services):
+    redis = services["redis"]
+    args = _tokens(redis.get("command"))
+    password = args[args.index("--requirepass") + 1]
+    assert re.fullmatch(r"\$\{SER_REDIS_PASSWORD:\?.+\}", password), password
+    assert "SER_REDIS_PASSWORD" in str(_env(redis).get("REDISCLI_AUTH"))  # healthcheck logs in
+    broker = [a for a in _tokens(services["flower"].get("command")) if a.startswith("--broker=")]
+    assert broker and re.fullmatch(
+        r"--broker=redis://:\$\{SER_REDIS_PASSWORD:\?.+\}@redis:6379/0", broker[0]
+    ), broker
 
 
 def test_pulled_images_are_pinned(services):
