@@ -16,7 +16,7 @@ from ser.cli import main
 from ser.cli.common import EXIT_USAGE
 from ser.errors import SerError, SettingError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_and_derived_values(tmp_path):

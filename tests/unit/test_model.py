@@ -241,7 +241,8 @@ def test_warm_up_pays_the_first_call_costs(features):
     )
     assert out.returncode == 0, out.stderr
     loaded_by_warm_up, loaded_by_first_clip = json.loads(out.stdout.strip().splitlines()[-1])
-    assert loaded_by_warm_up > 0
+    if features == "seed":  # librosa imports its parts on first use: warm_up pays for them
+        assert loaded_by_warm_up > 0
     assert loaded_by_first_clip == [], loaded_by_first_clip
 
 

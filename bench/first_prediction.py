@@ -1,0 +1,87 @@
+"""The first prediction after start-up against a warm one: after `ser up` says ready, and (the
+baseline, same run) as soon as /health answers, before the pool processes have warmed up.
+
+Each round restarts `ser up` on a state folder holding a trained model (Redis's AOF keeps it),
+then times 10 sequential uploads of a 3 s clip (POST /predict?wait=30): the first against the
+median of the 2nd-10th. Generated audio only (no corpus needed); default features.
+
+    python bench/first_prediction.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+from common import dump, print_table
+
+from tests import audiogen
+from tests.harness import Api, EmbeddedStack, stack_env, upload, wait_until
+
+N = 10
+
+
+def times(api: Api, clip: Path) -> list[float]:
+    out = []
+    for _ in range(N):
+        t0 = time.perf_counter()
+        resp = upload(api, clip, wait=30)
+        out.append(time.perf_counter() - t0)
+        if resp.status_code != 200:
+            raise RuntimeError(f"POST /predict: {resp.status_code} {resp.text[:200]}")
+    return out
+
+
+def round_of(env: dict, logs: Path, clip: Path, wait_ready: bool) -> dict:
+    stack = EmbeddedStack(env, logs, concurrency=1).start(timeout=180)  # /health: 200
+    try:
+        t0 = time.perf_counter()
+        if wait_ready:
+            wait_until(lambda: "ser: ready" in stack.log.read_text(), 180, "ser up to be ready")
+        waited = time.perf_counter() - t0
+        assert requests.get(stack.base + "/ready", timeout=10).status_code == 200 or not wait_ready
+        t = times(Api(stack.base), clip)
+    finally:
+        stack.stop()
+    rest = statistics.median(t[1:])
+    return {
+        "after": "ready" if wait_ready else "health",
+        "waited_s": round(waited, 3),
+        "first_ms": round(t[0] * 1000, 1),
+        "warm_median_ms": round(rest * 1000, 1),
+        "first_over_warm": round(t[0] / rest, 2),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ser-first-") as tmp:
+        root = Path(tmp)
+        data = root / "data"
+        audiogen.make_dataset(data / "ds", "folders", n_per_class=10, seconds=1.5)
+        clip = audiogen.write(data / "clip.wav", audiogen.voice_like("calm", 3.0, seed=7))
+        env = stack_env(None, data, root / "state", SER_SKIP_WARMUP="false")
+        with EmbeddedStack(env, root / "logs", concurrency=1) as stack:
+            wait_until(lambda: "ser: ready" in stack.log.read_text(), 180, "ready")
+            Api(stack.base).train("ds", timeout=300)
+        rows = []
+        for _ in range(args.rounds):  # alternate, so drift on the machine hits both alike
+            rows.append(round_of(env, root / "logs", clip, wait_ready=False))
+            rows.append(round_of(env, root / "logs", clip, wait_ready=True))
+    print_table(rows, ["after", "waited_s", "first_ms", "warm_median_ms", "first_over_warm"])
+    for kind in ("health", "ready"):
+        ratios = [r["first_over_warm"] for r in rows if r["after"] == kind]
+        print(f"first / warm median, predicting right after {kind}: {statistics.median(ratios)}")
+    dump("first_prediction", rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
