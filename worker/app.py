@@ -100,7 +100,9 @@ def _init_process(**_kwargs) -> None:
             warm_up()
             ctx = context()
             if ctx.registry.current() is not None:
-                model = ctx.models.get()[0]
+                model, bundle = ctx.models.get()
+                # the model's own features and a classification: their first calls too
+                bundle.classify(warm_up(bundle.spec.name)[None])
         warmed = True
     except Exception:  # a warm-up problem must not keep the process from serving
         log.exception("warm-up failed; the first task will pay the start-up cost")

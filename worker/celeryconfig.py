@@ -60,13 +60,9 @@ def make_config(settings: Settings) -> dict:
     }
     conf = {
         "broker_url": settings.redis_url,
-        # Results live in our own job records; the backend exists for later fan-out
-        # primitives (chords for bulk scoring) and its entries expire.
-        "result_backend": settings.redis_url,
-        # Job records are the source of truth: storing every task result would double writes.
+        # No result backend: a job's result lives in its job record (ser.service.jobs), the
+        # source of truth for /jobs; storing every task's return value would double writes.
         "task_ignore_result": True,
-        # Whatever a backend does store is dropped after a day, so Redis does not fill up.
-        "result_expires": 24 * 3600,
         # JSON only: a pickle message from anyone who can reach Redis would run code.
         "task_serializer": "json",
         "result_serializer": "json",
@@ -102,7 +98,6 @@ def make_config(settings: Settings) -> dict:
         },
         "task_default_queue": PREDICT_QUEUE,
         "broker_transport_options": transport,
-        "result_backend_transport_options": transport,
         # Anything publishing through Celery itself must not hang on a dead broker: few,
         # quick retries. (The service's own publishes are Redis writes in its transactions,
         # worker/producer.py: a dead Redis is a 503 at once.)

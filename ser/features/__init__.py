@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import io
 import json
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
 
 import numpy as np
+import soundfile as sf
 
 from ser import audio
 from ser.errors import SerError
@@ -87,10 +89,17 @@ def spec_for_version(version: str) -> FeatureSpec:
     return spec
 
 
-def warm_up(features: str = "default") -> None:
-    """Pay librosa/numba first-call costs once per process, before real work arrives."""
+WARM_UP_SR = 22050  # not the analysis rate: the warm-up pays the resampler's first call too
+
+
+def warm_up(features: str = "default") -> np.ndarray:
+    """Pay the first-call costs of a recording's whole path once per process, before real work
+    arrives: decoding a WAV from bytes (libsndfile), resampling (soxr) and the features
+    (librosa/numba for the seed features). Returns the warm-up clip's features."""
     rng = np.random.default_rng(0)
     spec = get_spec(features)
-    t = np.arange(spec.sr) / spec.sr
+    t = np.arange(WARM_UP_SR) / WARM_UP_SR
     y = (0.2 * np.sin(2 * np.pi * 150 * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
-    spec.from_waveform(y)
+    wav = io.BytesIO()
+    sf.write(wav, y, WARM_UP_SR, format="WAV", subtype="PCM_16")
+    return spec.from_source(wav.getvalue())

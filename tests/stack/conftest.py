@@ -6,6 +6,10 @@ runs them all and these session fixtures start once.
 
 from __future__ import annotations
 
+import json
+import uuid
+from contextlib import contextmanager
+
 import pytest
 
 from tests.fixtures import API_KEY
@@ -56,3 +60,26 @@ def restore_current(api, trained):
     before = api.get("/models").json()["CURRENT"]
     yield
     assert api.post(f"/models/{before}/activate").status_code == 200
+
+
+@contextmanager
+def isolated_runner(settings, redis_client, model_bytes: bytes, name: str):
+    """(Context, sent, send): a worker Context on a fresh key prefix of the shared Redis with
+    ``model_bytes`` current, for calling the work functions directly; messages go to ``sent``
+    (no worker sees them). Its keys are removed afterwards."""
+    from worker.context import Context
+
+    prefix = f"{name}{uuid.uuid4().hex[:8]}:"
+    ctx = Context(settings.model_copy(update={"key_prefix": prefix}))
+    ctx.registry.publish(model_bytes, {"metrics": {}}, settings.require_secret_key())
+    sent: list = []
+
+    def send(name, args, pipe=None):
+        sent.append((name, json.loads(json.dumps(args))))
+
+    try:
+        yield ctx, sent, send
+    finally:
+        keys = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            redis_client.delete(*keys)

@@ -20,6 +20,7 @@ from ser.ml.adapt import MIN_CLIPS
 from ser.service import jobs as J
 from ser.service.registry import Registry
 from tests import audiogen
+from tests.stack.conftest import isolated_runner
 from tests.stack.test_bulk import rows_of
 
 FOLDER = "spk_mix"
@@ -221,20 +222,8 @@ def test_bad_speakers_are_refused(api, data_dir, spk_mix, models):
 def runner(settings, redis_client, models):
     """A Context on a fresh key prefix of the shared Redis with the adapting model current;
     messages go to ``sent`` (no worker sees them)."""
-    from worker.context import Context
-
-    prefix = f"spk{uuid.uuid4().hex[:8]}:"
-    ctx = Context(settings.model_copy(update={"key_prefix": prefix}))
-    ctx.registry.publish(models["speaker_bytes"], {"metrics": {}}, settings.require_secret_key())
-    sent: list = []
-
-    def send(name, args, pipe=None):
-        sent.append((name, json.loads(json.dumps(args))))
-
-    yield ctx, sent, send
-    keys = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        redis_client.delete(*keys)
+    with isolated_runner(settings, redis_client, models["speaker_bytes"], "spk") as runner:
+        yield runner
 
 
 def _start_job(ctx, sent, send, speakers: str = "folder", chunk: int = 3) -> tuple[str, list]:

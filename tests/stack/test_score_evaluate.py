@@ -10,12 +10,12 @@ field, the submission check, GET /jobs/<id>/confusion.png) and the ``ser`` comma
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
 from ser.service import jobs as J
 from tests import audiogen
+from tests.stack.conftest import isolated_runner
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -52,20 +52,8 @@ def model_bytes(data_dir) -> bytes:
 def runner(settings, redis_client, model_bytes):
     """A Context on a fresh key prefix of the shared Redis with the model current; messages
     go to ``sent`` (no worker sees them)."""
-    from worker.context import Context
-
-    prefix = f"eval{uuid.uuid4().hex[:8]}:"
-    ctx = Context(settings.model_copy(update={"key_prefix": prefix}))
-    ctx.registry.publish(model_bytes, {"metrics": {}}, settings.require_secret_key())
-    sent: list = []
-
-    def send(name, args, pipe=None):
-        sent.append((name, json.loads(json.dumps(args))))
-
-    yield ctx, sent, send
-    keys = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        redis_client.delete(*keys)
+    with isolated_runner(settings, redis_client, model_bytes, "eval") as runner:
+        yield runner
 
 
 def _start(ctx, sent, send, folder: str, evaluate: bool = True) -> tuple[str, list]:
