@@ -36,6 +36,11 @@ from worker.producer import TaskMessages  # noqa: E402
 from worker.sweeper import Sweeper  # noqa: E402
 
 log = logging.getLogger(__name__)
+# The service's own INFO lines (a job's transitions, a process's warm-up) are logged whatever
+# Celery's --loglevel: `ser up` runs the workers at WARNING, so Celery's two lines per task
+# (received, succeeded with its return value) cost nothing on the hot path.
+for _name in ("ser", "worker"):
+    logging.getLogger(_name).setLevel(logging.INFO)
 settings = config.load()
 app = make_celery(settings, include=["worker.tasks"])
 

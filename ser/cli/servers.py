@@ -390,8 +390,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         logs = state / LOG_DIR
         logs.mkdir(exist_ok=True)
         # Training on its own node (one process) so it never takes every prediction process.
-        train = worker_argv(1, "ser.train", "train@%h", "INFO")
-        predict = worker_argv(concurrency, "ser.predict", "predict@%h", "INFO")
+        # WARNING: Celery's per-task lines off; the service's job lines stay (worker/app.py).
+        train = worker_argv(1, "ser.train", "train@%h", "WARNING")
+        predict = worker_argv(concurrency, "ser.predict", "predict@%h", "WARNING")
         procs.append(_spawn(train, env, log=logs / "worker-train.log"))
         procs.append(_spawn(predict, env, log=logs / "worker-predict.log"))
         api_env = metrics_env(settings, env)
