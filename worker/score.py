@@ -290,9 +290,12 @@ def evaluation(ctx: Context, job_id: str, folder: str, rows: list[dict], version
     try:
         path = confine(ctx.settings.data_dir, folder, kind="dir")
         layout, labels = bulk.folder_labels(ctx.settings.data_dir, path)
-    except (SerError, OSError) as exc:
-        err = exc if isinstance(exc, SerError) else SerError("DATASET_BAD_LABELS", str(exc))
-        return {"ERROR": err.to_dict()}
+    except SerError as exc:
+        return {"ERROR": exc.to_dict()}
+    except Exception as exc:  # unreadable labels (I/O, encoding): the rows stand
+        log.exception("labels of score job %s could not be read", job_id)
+        message = f"the labels of {folder} could not be read ({type(exc).__name__})"
+        return {"ERROR": {"CODE": "DATASET_BAD_LABELS", "MESSAGE": message}}
     try:
         out = {"LABELS": layout, **scoring.evaluate_rows(rows, labels, list(classes))}
     except Exception as exc:

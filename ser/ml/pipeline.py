@@ -42,14 +42,18 @@ class PlattSVC(ClassifierMixin, BaseEstimator):
             self.scaler_ = None
         else:
             self.model_ = svc.fit(X, y)
-            self.scaler_ = LogisticRegression(max_iter=1000).fit(svc.decision_function(X), y)
+            self.scaler_ = LogisticRegression(max_iter=1000).fit(self._decision(X), y)
         self.classes_ = self.model_.classes_
         return self
 
     def predict_proba(self, X):
         if self.scaler_ is None:
             return self.model_.predict_proba(X)
-        return self.scaler_.predict_proba(self.model_.decision_function(X))
+        return self.scaler_.predict_proba(self._decision(X))
+
+    def _decision(self, X) -> np.ndarray:
+        # two classes: one column of decision values (scikit-learn gives a 1-D array)
+        return self.model_.decision_function(X).reshape(len(X), -1)
 
     def predict(self, X):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

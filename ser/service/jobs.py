@@ -238,9 +238,12 @@ class JobStore:
 
     def discard(self, job_id: str) -> None:
         """Remove a record that was never enqueued (e.g. lost a single-flight race)."""
+        kind = self.client.hget(self.key(job_id), "kind")
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(self.key(job_id), self.done_key(job_id))
         pipe.zrem(self.index_key, job_id)
+        if kind is not None:  # its creation was counted: a job that never was is not
+            pipe.hincrby(self.counters_key, f"{as_str(kind)}|{QUEUED}", -1)
         pipe.execute()
 
     def _move(
@@ -266,6 +269,8 @@ class JobStore:
         """A transition script's reply as "OK", the blocking status or None; a job that just
         ended gets its log line (id, kind, status, seconds since created and running). For
         a transition queued in a pipeline, pass its reply here after executing it."""
+        if isinstance(reply, Exception):  # the queued script failed (raise_on_error=False)
+            raise reply
         if isinstance(reply, list):  # [OK, kind, total seconds, running seconds or ""]
             kind, total, ran = (as_str(v) for v in reply[1:4])
             ran_part = f" ran {float(ran):.3f}s" if ran else ""

@@ -415,3 +415,13 @@ def test_every_job_transition_is_one_log_line(redis_client, prefix, caplog):
         caplog.clear()
         assert store.outcome(third, J.SUCCEEDED, pipe.execute()[0]) == "OK"
     assert caplog.records[-1].getMessage().split()[1:4] == [third, "predict", "SUCCEEDED"]
+
+
+def test_a_discarded_record_is_not_counted(redis_client, prefix):
+    """A training that joined another (single flight) never was a job: no QUEUED left over."""
+    store = J.JobStore(redis_client, prefix)
+    kept = store.create("train")["id"]
+    lost = store.create("train")["id"]
+    store.discard(lost)
+    assert store.get(lost) is None and store.get(kept) is not None
+    assert store.metrics()[0] == {("train", "QUEUED"): 1}

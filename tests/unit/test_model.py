@@ -249,3 +249,17 @@ def test_warm_up_pays_the_first_call_costs(features):
 def test_warm_up_refuses_an_unknown_spec():
     with pytest.raises(FeatureSpecError, match="no-such-spec"):
         warm_up("no-such-spec")
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_platt_svc_calibrates_with_a_class_of_one_example(n_classes):
+    """Too few examples of a class for folds: the sigmoids come from the training fit itself,
+    for two classes (one column of decision values) as for more."""
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 6 + [1] * 6 + [2] * 6)[: 6 * (n_classes - 1)].tolist() + [n_classes - 1]
+    X = rng.standard_normal((len(y), 4)) + np.array(y)[:, None]
+    model = pipeline.PlattSVC(C=10, class_weight="balanced").fit(X, y)
+    proba = model.predict_proba(X)
+    assert proba.shape == (len(y), n_classes)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    assert list(model.classes_) == list(range(n_classes))
