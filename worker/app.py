@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 
 # One BLAS/OpenMP thread per worker process, set before numpy loads: the pool already runs one
 # process per core, and letting each also spawn a thread per core oversubscribes the CPU
@@ -43,6 +44,11 @@ for _name in ("ser", "worker"):
     logging.getLogger(_name).setLevel(logging.INFO)
 settings = config.load()
 app = make_celery(settings, include=["worker.tasks"])
+# This node's run: drawn when its main process starts, inherited by its pool processes; the
+# heartbeat and the warm marks carry it, so a restart under the same name and pid (a
+# container's PID 1) never counts the previous run's warm processes.
+RUN_ID = uuid.uuid4().hex
+_marked = False  # this pool process's warm mark is in Redis
 
 
 class RequeueOnRedisLoss(app.Task):
@@ -103,19 +109,49 @@ def _init_process(**_kwargs) -> None:
     try:
         if not settings.skip_warmup:  # (skipped: ready as configured, without the warm-up)
             warm_up()
+        warmed = True
+    except Exception:  # a warm-up problem must not keep the process from serving
+        log.exception("warm-up failed; the first task will pay the start-up cost")
+    if warmed and not settings.skip_warmup:
+        try:
             ctx = context()
             if ctx.registry.current() is not None:
                 model, bundle = ctx.models.get()
                 # the model's own features and a classification: their first calls too
                 bundle.classify(warm_up(bundle.spec.name)[None])
-        warmed = True
-    except Exception:  # a warm-up problem must not keep the process from serving
-        log.exception("warm-up failed; the first task will pay the start-up cost")
-    try:  # readiness (/ready) counts this process from now on
-        heartbeats.mark_warm(context().redis, settings.key_prefix, model, warmed)
-    except Exception as exc:  # Redis down: /ready says not ready, which is true
-        log.warning("could not mark process %d warm: %s", os.getpid(), exc)
+        except Exception:  # Redis down, a model refused: the next task tries (and says why)
+            log.exception("the current model could not be preloaded")
+    _mark(model, warmed)
     log.info("pool process %d warm in %.2fs", os.getpid(), time.perf_counter() - t0)
+
+
+def _mark(model: str | None = None, warmed: bool = True) -> None:
+    """Put this process's warm mark in Redis (readiness counts it from then on)."""
+    global _marked, _warmed
+    _warmed = warmed
+    try:
+        heartbeats.mark_warm(context().redis, settings.key_prefix, RUN_ID, model, warmed)
+        _marked = True
+    except Exception as exc:  # Redis down: not ready, which is true; retried after a task
+        log.warning("could not mark process %d warm: %s", os.getpid(), exc)
+
+
+_warmed = False
+
+
+@signals.task_postrun.connect
+def _mark_if_missing(**_kwargs) -> None:
+    # A mark Redis did not take at start (it was down) is written after the next task.
+    if not _marked:
+        _mark(warmed=_warmed)
+
+
+@signals.worker_process_shutdown.connect
+def _unmark(**_kwargs) -> None:
+    try:
+        heartbeats.unmark_warm(context().redis, settings.key_prefix, RUN_ID)
+    except Exception:  # best effort: readers drop the marks of runs gone anyway
+        pass
 
 
 def _beat(hostname: str, queues: list[str], concurrency) -> None:
@@ -126,6 +162,7 @@ def _beat(hostname: str, queues: list[str], concurrency) -> None:
         "queues": queues,
         "concurrency": concurrency,
         "pid": os.getpid(),
+        "run": RUN_ID,
         "machine": heartbeats.machine(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -7,9 +7,11 @@ expiry in Redis's own clock (a beat and a reader on different machines never com
 clocks); a reader ignores lapsed entries and removes them.
 
 Readiness: each pool process, once it has loaded its libraries and the current model, marks
-itself warm in ``<prefix>workers:warm``, naming its machine and its node's main process. A
-mark counts while that node's heartbeat is live (a node restarted under the same name starts
-with no warm process); marks of nodes gone are removed by the reader.
+itself warm in ``<prefix>workers:warm`` under its node's run id (a random id drawn when the
+node's main process starts, inherited by its pool processes) and its pid. A mark counts while a
+live heartbeat carries that run id, so a node restarted under the same name and pid (a
+container's PID 1) starts with no warm process; marks of runs gone are removed by the reader,
+and a pool process removes its own when it exits. At most ``concurrency`` marks count per node.
 """
 
 from __future__ import annotations
@@ -81,34 +83,42 @@ def warm_key(prefix: str) -> str:
     return f"{prefix}workers:warm"
 
 
-def mark_warm(client, prefix: str, model: str | None, warmed: bool = True) -> None:
-    """Record that this pool process (a child of its node's main process) is ready to work:
-    its libraries loaded (``warmed``) and ``model`` (the version current at start, or None
-    before any training) in memory."""
-    pid, parent = os.getpid(), os.getppid()
-    doc = {"machine": machine(), "node_pid": parent, "pid": pid, "model": model, "warm": warmed}
-    client.hset(warm_key(prefix), f"{machine()}/{parent}/{pid}", json.dumps(doc))
+def mark_warm(client, prefix: str, run: str, model: str | None, warmed: bool = True) -> None:
+    """Record that this pool process of node run ``run`` is ready to work: its libraries
+    loaded (``warmed``) and ``model`` (the version current at start, or None) in memory."""
+    doc = {"run": run, "machine": machine(), "pid": os.getpid(), "model": model, "warm": warmed}
+    client.hset(warm_key(prefix), f"{run}/{os.getpid()}", json.dumps(doc))
+
+
+def unmark_warm(client, prefix: str, run: str) -> None:
+    """Remove this pool process's mark (it is exiting)."""
+    client.hdel(warm_key(prefix), f"{run}/{os.getpid()}")
 
 
 def readiness(client, prefix: str, queues: tuple[str, ...] | list[str]) -> dict:
     """{"ready": every queue has a warm process on a live node, "queues": {queue: warm
     processes}, "workers": live nodes}. Marks of nodes no longer live are removed."""
     nodes = heartbeats(client, prefix)
-    live = {(b.get("machine"), b.get("pid")): b for b in nodes}
-    per_queue = {q: 0 for q in queues}
+    live = {b["run"]: b for b in nodes if b.get("run")}
+    warm_per_run: dict[str, int] = {}
     stale = []
     for field, raw in client.hgetall(warm_key(prefix)).items():
         try:
             doc = json.loads(raw)
-            node = live.get((doc["machine"], doc["node_pid"]))
+            run = doc["run"] if doc["run"] in live else None
         except (ValueError, KeyError, TypeError):
-            node = None
-        if node is None:
+            run = None
+        if run is None:
             stale.append(field)
-            continue
+        elif doc.get("warm", True):
+            warm_per_run[run] = warm_per_run.get(run, 0) + 1
+    per_queue = {q: 0 for q in queues}
+    for run, n in warm_per_run.items():
+        node = live[run]
+        n = min(n, int(node.get("concurrency") or n))  # a replaced process's mark, not yet gone
         for q in node.get("queues") or []:
-            if q in per_queue and doc.get("warm", True):
-                per_queue[q] += 1
+            if q in per_queue:
+                per_queue[q] += n
     if stale:
         client.hdel(warm_key(prefix), *stale)
     ready = bool(per_queue) and all(per_queue.values())

@@ -356,32 +356,36 @@ def test_job_transitions_are_counted_and_timed_in_redis(redis_client, prefix):
     assert hist[("predict", "running")]["buckets"]["3600"] == 2
 
 
-def test_readiness_counts_warm_processes_of_live_nodes_only(redis_client, prefix):
-    import os
-
+def test_readiness_counts_warm_processes_of_live_node_runs_only(redis_client, prefix):
     from ser.service import heartbeats as hb
 
     queues = ("ser.train", "ser.predict")
-    node = {"hostname": "w@h", "queues": ["ser.predict"], "machine": hb.machine()}
+    node = {"hostname": "w@h", "queues": ["ser.predict"], "concurrency": 1, "pid": 1}
     assert hb.readiness(redis_client, prefix, queues)["ready"] is False  # nothing at all
-    # This test process plays a pool process; its parent plays the node's main process.
-    hb.beat(redis_client, prefix, "w@h", {**node, "pid": os.getppid()})
+    hb.beat(redis_client, prefix, "w@h", {**node, "run": "run1"})
     assert hb.readiness(redis_client, prefix, queues)["queues"] == {
         "ser.train": 0,
         "ser.predict": 0,
     }
-    hb.mark_warm(redis_client, prefix, "v1")
+    hb.mark_warm(redis_client, prefix, "run1", "v1")  # this test process plays a pool process
     state = hb.readiness(redis_client, prefix, queues)
     assert state == {"ready": False, "queues": {"ser.train": 0, "ser.predict": 1}, "workers": 1}
-    hb.beat(redis_client, prefix, "w@h", {**node, "queues": list(queues), "pid": os.getppid()})
+    both = {**node, "queues": list(queues)}
+    hb.beat(redis_client, prefix, "w@h", {**both, "run": "run1"})
     assert hb.readiness(redis_client, prefix, queues)["ready"] is True
-    # The node restarted under the same name (another main process): its old marks are void.
-    hb.beat(redis_client, prefix, "w@h", {**node, "queues": list(queues), "pid": -1})
+    # At most `concurrency` marks count per node (a replaced process's mark may linger).
+    redis_client.hset(hb.warm_key(prefix), "run1/999999", '{"run": "run1", "warm": true}')
+    assert hb.readiness(redis_client, prefix, queues)["queues"]["ser.predict"] == 1
+    # Restarted under the same name and pid (a container's PID 1): a new run, old marks void.
+    hb.beat(redis_client, prefix, "w@h", {**both, "run": "run2"})
     assert hb.readiness(redis_client, prefix, queues)["ready"] is False
     assert redis_client.hlen(hb.warm_key(prefix)) == 0  # removed by the reader
     # A process whose warm-up failed serves, but does not make the service ready.
-    hb.beat(redis_client, prefix, "w@h", {**node, "queues": list(queues), "pid": os.getppid()})
-    hb.mark_warm(redis_client, prefix, None, warmed=False)
+    hb.mark_warm(redis_client, prefix, "run2", None, warmed=False)
+    assert hb.readiness(redis_client, prefix, queues)["ready"] is False
+    hb.mark_warm(redis_client, prefix, "run2", None)
+    assert hb.readiness(redis_client, prefix, queues)["ready"] is True
+    hb.unmark_warm(redis_client, prefix, "run2")  # the process exits
     assert hb.readiness(redis_client, prefix, queues)["ready"] is False
 
 
