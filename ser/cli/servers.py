@@ -8,6 +8,7 @@ Flask or Celery: the library stays free of the service frameworks.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import fcntl
 import json
 import logging
@@ -295,32 +296,48 @@ LOG_BYTES = 10 * 1024 * 1024  # a log file is rotated at this size ...
 LOG_BACKUPS = 5  # ... keeping this many old ones (api.log.1 ... api.log.5)
 
 
+_PUMPS: list[threading.Thread] = []
+
+
+def _die_with_parent() -> None:
+    """In a child: SIGTERM when `ser up` dies, however it dies (Linux; elsewhere a no-op)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
 def _spawn(
     argv: list[str], env: dict, pass_fds: tuple[int, ...] = (), log: Path | None = None
 ) -> subprocess.Popen:
     """Start a part of the stack in its own session (Ctrl-C reaches `ser up` only, which then
     stops the parts in order: API, workers, Redis last). With ``log``, its output goes to that
-    file, rotated (one writer: this process, so rotation never races)."""
-    out = subprocess.PIPE if log is not None else None
+    file, rotated (one writer: this process, so rotation never races), and the part dies with
+    `ser up` (killed or hung up, it could no longer log)."""
+    if log is None:
+        return subprocess.Popen(argv, env=env, start_new_session=True, pass_fds=pass_fds)
+    handler = logging.handlers.RotatingFileHandler(  # a log that cannot open stops here
+        log, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter("%(message)s"))
     proc = subprocess.Popen(
         argv,
         env=env,
         start_new_session=True,
         pass_fds=pass_fds,
-        stdout=out,
-        stderr=subprocess.STDOUT if log is not None else None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent,
     )
-    if log is not None:
-        threading.Thread(target=_pump, args=(proc, log), daemon=True, name=log.name).start()
+    pump = threading.Thread(target=_pump, args=(proc, handler), daemon=True, name=log.name)
+    pump.start()
+    _PUMPS.append(pump)
     return proc
 
 
-def _pump(proc: subprocess.Popen, path: Path) -> None:
-    """Copy ``proc``'s output, line by line, to a rotating log file until it exits."""
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
-    )
-    handler.setFormatter(logging.Formatter("%(message)s"))
+def _pump(proc: subprocess.Popen, handler: logging.Handler) -> None:
+    """Copy ``proc``'s output, line by line, to its log until it exits."""
     try:
         for raw in iter(proc.stdout.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip("\n")
@@ -361,14 +378,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not settings.secret_key:
         config.ensure_secret_key(state)  # read from the state dir by every child
     procs: list[subprocess.Popen] = []
-    stopping = False
-
     def on_signal(signum, _frame):
-        nonlocal stopping
-        stopping = True
         raise KeyboardInterrupt
 
+    # SIGTERM (a service manager) and SIGHUP (the terminal closed) stop the stack in order.
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
     try:
         if external:
             redis_where = "external Redis (SER_REDIS_URL)"
@@ -417,7 +432,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 0
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _stop(procs)
+        for pump in _PUMPS:  # the parts' last lines reach their logs
+            pump.join(timeout=5)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         print("ser: stopped", flush=True)

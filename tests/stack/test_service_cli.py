@@ -200,3 +200,28 @@ def test_ser_up_refuses_a_taken_api_port_before_starting_anything(running_up, tm
     assert not (tmp_path / "other" / "redis").exists(), "nothing may start on a taken port"
     assert _redis_servers(tmp_path / "other") == []
     assert running_up.alive() and _healthy(running_up)
+
+
+def test_the_parts_die_with_ser_up_however_it_dies(service_env, tmp_path):
+    """`ser up` killed outright (or its terminal closed) leaves no API or worker running on
+    unsupervised, unable to log: they get SIGTERM when it dies (Redis is stopped by the next
+    `ser up`'s lock, and here by the harness)."""
+    import psutil
+
+    up = EmbeddedStack(_up_env(service_env, tmp_path), tmp_path).start(timeout=90)
+    try:
+        parts = [
+            p
+            for p in psutil.Process(up.proc.pid).children()
+            if "redis-server" not in (p.name() or "")
+        ]
+        assert len(parts) == 3, parts  # the API and the two worker nodes
+        up.proc.kill()
+        up.proc.wait(10)
+        wait_until(
+            lambda: not any(p.is_running() and p.status() != "zombie" for p in parts),
+            60,
+            "the parts to exit after ser up died",
+        )
+    finally:
+        up.stop()
