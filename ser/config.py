@@ -101,7 +101,8 @@ class Settings(BaseSettings):
     )
     api_key: SecretStr = Field(
         SecretStr(""),
-        description="when set, every endpoint but `/health` needs `Authorization: Bearer <key>`",
+        description="when set, every endpoint but the probes `/health` and `/ready` needs "
+        "`Authorization: Bearer <key>`",
         json_schema_extra=_shown("(none)"),
     )
     api_url: str = Field(

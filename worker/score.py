@@ -1,6 +1,6 @@
 """Folder scoring in chunks over every process serving the predict queue, as plain functions of a
-worker.context.Context: folder scoring (``ser.score`` lists, ``ser.score_chunk`` scores) and the
-featurization of a training set (``ser.featurize_chunk`` fills the shared feature cache).
+worker.context.Context: ``ser.score`` lists the folder and ``ser.score_chunk`` scores a chunk (the
+featurization of a training set, ``ser.featurize_chunk``, lives in worker/train.py).
 
 No process has to stay alive for a job to end: each score chunk stores its rows and reads the
 row count in one atomic step (ser.service.results), and the chunk that completes the last file

@@ -123,7 +123,9 @@ def metrics_env(settings: config.Settings, env: dict) -> dict:
     """``env`` for the API's gunicorn: with metrics on, a fresh folder where every process
     writes its HTTP figures (prometheus_client's multiprocess mode) for /metrics to pool."""
     if settings.metrics and not env.get("PROMETHEUS_MULTIPROC_DIR"):
-        folder = settings.state_dir.resolve() / METRICS_DIR
+        # One folder per host: API containers sharing a state volume (compose) never mix
+        # their processes' files (pids repeat across containers).
+        folder = settings.state_dir.resolve() / METRICS_DIR / socket.gethostname()
         shutil.rmtree(folder, ignore_errors=True)  # figures of a previous run's processes
         folder.mkdir(parents=True)
         env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(folder)}

@@ -3,7 +3,7 @@
 
 The API and the fan-out push task messages with one LPUSH inside their own transactions
 instead of ``Celery.send_task``; the message must be the one kombu's producer would push,
-or workers would misread it. Every end-to-end test (tests/service/test_http.py and the
+or workers would misread it. Every end-to-end test (tests/stack/test_http.py and the
 rest) has real workers run messages made this way; here they are compared field by field.
 """
 

@@ -1,4 +1,4 @@
-"""What tests/service does not cover yet: an UNSIGNED artifact, a hostile pickle as the bundle
+"""What the other stack tests do not cover: an UNSIGNED artifact, a hostile pickle as the bundle
 (never unpickled: its payload would leave a marker file), hostile task messages (pickle with a
 payload, unknown task names, malformed JSON arguments): refused, reported, the worker lives."""
 

@@ -1,6 +1,6 @@
 """Hostile HTTP: malformed and oversized bodies, wrong content types, odd file names, paths that
 try to leave the data root, unknown ids, wrong methods. Always a JSON error with a stable code,
-never a 500 (tests/service/test_http.py has the basic cases; these are the nastier ones)."""
+never a 500 (tests/stack/test_http.py has the basic cases; these are the nastier ones)."""
 
 from __future__ import annotations
 

@@ -58,7 +58,7 @@ def test_api_matches_its_document(api_schema):
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 10
     # Deleting models would take the session stack's trained versions from the tests after
-    # this one; tests/service/test_model_lifecycle.py covers that route.
+    # this one; tests/stack/test_model_lifecycle.py covers that route.
     operations = [
         op
         for op in operations
