@@ -52,7 +52,8 @@ def test_every_route_but_the_public_ones_refuses_missing_or_wrong_keys(healthy):
     base = healthy.api_server.base
     found = routes(app_of(healthy))
     assert len(found) >= 14, found
-    assert PUBLIC == {"meta.health", "meta.ready"}  # widening it is a decision: the probes
+    # widening it is a decision: the probes, and the web console's page and static assets
+    assert PUBLIC == {"meta.health", "meta.ready", "console.index", "static"}
     checked = 0
     for endpoint, method, path in found:
         for header in WRONG:
@@ -64,7 +65,10 @@ def test_every_route_but_the_public_ones_refuses_missing_or_wrong_keys(healthy):
             assert error_of(resp, 401) == "UNAUTHORIZED", (method, path, header)
             assert resp.headers.get("WWW-Authenticate") == "Bearer"
             checked += 1
-    assert checked == (len(found) - len(PUBLIC)) * len(WRONG)
+    assert checked == sum(endpoint not in PUBLIC for endpoint, _, _ in found) * len(WRONG)
+    for asset in ("console.js", "console.css", "index.html"):  # the app's static route
+        resp = requests.get(f"{base}/static/console/{asset}", timeout=20)
+        assert resp.status_code == 200, (asset, resp.status_code)
 
 
 def test_the_document_marks_exactly_the_public_routes_open(healthy):
