@@ -1,0 +1,111 @@
+"""The web console in Debian's Chromium against a real `ser up` stack with an API key: the key
+prompt, a clip's emotion and chart, a training followed to its end, a folder scored and its
+CSV downloaded, an older model activated. Every view is screenshotted into .ser/screenshots/.
+Waits are conditions (Playwright's expect), never sleeps."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from tests.audiogen import CLASSES
+from tests.browser.conftest import shot
+from tests.fixtures import API_KEY
+
+
+def expect(locator):
+    from playwright.sync_api import expect as pw_expect
+
+    return pw_expect(locator)
+
+
+def test_the_page_asks_for_the_key_once_and_keeps_it_for_the_tab(fresh_page, console_stack):
+    page = fresh_page
+    page.goto(console_stack.base + "/#models")
+    dialog = page.locator("#key-dialog")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#health")).to_contain_text("OK")  # the probes need no key
+    shot(page, "key-prompt")
+    page.get_by_role("textbox", name="API key").fill("wrong-key")
+    page.get_by_role("button", name="Use this key").click()
+    expect(page.locator("#key-error")).to_contain_text("refused")
+    page.get_by_role("textbox", name="API key").fill(API_KEY)
+    page.get_by_role("button", name="Use this key").click()
+    expect(dialog).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('ser-api-key')") == API_KEY
+    page.reload()  # same tab: no second prompt
+    expect(page.locator("#models-table caption")).to_be_visible()
+    expect(dialog).to_be_hidden()
+
+
+def test_a_dropped_clip_shows_its_emotion_and_chart(page, console_stack, console_trained, data_dir):
+    page.goto(console_stack.base + "/")
+    expect(page.locator("#ready")).to_contain_text("yes")
+    page.get_by_label("Audio files (WAV, FLAC, OGG)", exact=False).set_input_files(
+        str(data_dir / "clips" / "tense.wav")
+    )
+    page.get_by_label("Speaker (optional)").fill("spk1")
+    page.get_by_role("button", name="Predict").click()
+    clip = page.locator("#clips li").first
+    expect(clip.locator(".emotion")).to_contain_text("tense")
+    expect(clip.locator(".bar")).to_have_count(len(CLASSES))
+    expect(clip.locator(".meta")).to_contain_text(console_trained["MODEL_VERSION"][:6])
+    expect(clip.locator(".meta")).to_contain_text(" s")
+    shot(page, "try")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    shot(page, "try-phone")
+
+
+def test_a_training_is_followed_to_its_end(page, console_stack, console_trained):
+    page.goto(console_stack.base + "/#run")
+    page.get_by_label("Dataset (directory under the data root)").fill("ds")
+    page.get_by_label("Features").select_option("seed")
+    page.get_by_label("Make it current").uncheck()
+    shot(page, "train-and-score")
+    page.get_by_role("button", name="Train").click()
+    expect(page.locator("#view-jobs")).to_be_visible()
+    job_id = page.locator("#run-message").inner_text().split()[1]
+    row = page.locator(f'#jobs-table tr[data-job="{job_id}"]')
+    expect(row).to_have_attribute("data-status", "SUCCEEDED")
+    expect(row.locator("td").nth(4)).to_have_text("done")
+    shot(page, "jobs")
+
+
+def test_a_scored_folder_downloads_as_csv(page, console_stack, console_trained):
+    page.goto(console_stack.base + "/#run")
+    page.get_by_label("Folder (directory under the data root)").fill("ds")
+    page.get_by_label("Evaluate against labels").check()
+    page.get_by_role("button", name="Score").click()
+    job_id = page.locator("#run-message").inner_text().split()[1]
+    row = page.locator(f'#jobs-table tr[data-job="{job_id}"]')
+    expect(row).to_have_attribute("data-status", "SUCCEEDED")
+    row.get_by_role("button", name="Details").click()
+    expect(page.locator("#rows-table tbody tr")).to_have_count(8 * len(CLASSES))
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download CSV").click()
+    text = open(info.value.path(), encoding="utf-8").read()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == 8 * len(CLASSES), text[:500]
+    assert {r["EMOTION"] for r in rows} <= set(CLASSES), rows[:3]
+    shot(page, "score-job")
+
+
+def test_an_older_model_is_activated(page, console_stack, console_api, console_trained):
+    newer = console_api.train("ds", timeout=240, features="seed")  # current now
+    older = console_trained["MODEL_VERSION"]
+    assert newer["MODEL_VERSION"] != older
+    page.goto(console_stack.base + "/#models")
+    old_row = page.locator(f'#models-table tr[data-version="{older}"]')
+    expect(
+        page.locator(f'#models-table tr[data-version="{newer["MODEL_VERSION"]}"]')
+    ).to_have_attribute("data-current", "true")
+    old_row.get_by_role("button", name="Activate").click()
+    expect(old_row).to_have_attribute("data-current", "true")
+    expect(page.locator("#models-message")).to_contain_text("now current")
+    assert console_api.get("/models").json()["CURRENT"] == older
+    old_row.get_by_role("button", name="Confusion").click()
+    expect(page.locator("#confusion-img")).to_have_attribute(
+        "alt", f"confusion matrix of model {older}"
+    )
+    assert page.locator("#confusion-img").evaluate("img => img.complete && img.naturalWidth > 0")
+    shot(page, "models")
