@@ -4,7 +4,7 @@ The API validates requests against its contract (api/schemas.py), stores uploads
 short-lived Redis blobs, sends tasks by NAME and serves job records. It never imports the
 audio or learning libraries. Blueprints by resource: submit (train, predict, score), jobs,
 models, speakers, meta (health, the OpenAPI document), console (the web page at /, its
-assets under /static/console/); middleware holds what applies to every
+assets under /static/console/, Swagger UI at /docs); middleware holds what applies to every
 request.
 """
 
@@ -93,6 +93,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     middleware.install(app)
     for module in (submit, jobs, models, speakers, meta, console):
         app.register_blueprint(module.bp)
+    app.register_blueprint(console.docs_assets)
     metrics.install(app)
     if not app.debug and not app.testing and not logging.getLogger().handlers:
         # Under gunicorn: our INFO lines (one per job transition, ser.service.jobs) to stderr,

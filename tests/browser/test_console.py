@@ -109,3 +109,10 @@ def test_an_older_model_is_activated(page, console_stack, console_api, console_t
     )
     assert page.locator("#confusion-img").evaluate("img => img.complete && img.naturalWidth > 0")
     shot(page, "models")
+
+
+def test_the_api_documentation_renders_the_live_document(page, console_stack):
+    page.goto(console_stack.base + "/docs")
+    expect(page.get_by_text("Speech emotion recognition service").first).to_be_visible()
+    expect(page.locator(".opblock-summary-path", has_text="/predict").first).to_be_visible()
+    shot(page, "docs")
