@@ -1,6 +1,6 @@
 """The web console in Debian's Chromium against a real `ser up` stack with an API key: the key
-prompt, a clip's emotion and chart, a training followed to its end, a folder scored and its
-CSV downloaded, an older model activated. Every view is screenshotted into .ser/screenshots/.
+prompt, a clip's emotion and chart, a training followed to its end, a running job cancelled, a
+folder scored and its CSV downloaded, an older model activated and a newer one deleted, /docs. Every view is screenshotted into .ser/screenshots/.
 Waits are conditions (Playwright's expect), never sleeps."""
 
 from __future__ import annotations
@@ -56,19 +56,48 @@ def test_a_dropped_clip_shows_its_emotion_and_chart(page, console_stack, console
     shot(page, "try-phone")
 
 
+def queued_job(page) -> str:
+    """The id of the job the Train or Score form just queued (once the page says so)."""
+    message = page.locator("#run-message")
+    expect(message).to_contain_text("queued")
+    return message.inner_text().split()[1]
+
+
+SEEN_PROGRESS = """() => {
+  window.seenProgress = [];
+  new MutationObserver(() => document.querySelectorAll("#jobs-table progress").forEach(
+    (p) => window.seenProgress.push([p.value, p.max]))).observe(
+    document.querySelector("#jobs-table tbody"), {childList: true, subtree: true});
+}"""
+
+
 def test_a_training_is_followed_to_its_end(page, console_stack, console_trained):
     page.goto(console_stack.base + "/#run")
-    page.get_by_label("Dataset (directory under the data root)").fill("ds")
+    page.evaluate(SEEN_PROGRESS)  # every progress bar the jobs table shows, as it shows it
+    page.get_by_label("Dataset (directory under the data root)").fill("ds_emodb")  # uncached
     page.get_by_label("Features").select_option("seed")
     page.get_by_label("Make it current").uncheck()
     shot(page, "train-and-score")
     page.get_by_role("button", name="Train").click()
     expect(page.locator("#view-jobs")).to_be_visible()
-    job_id = page.locator("#run-message").inner_text().split()[1]
+    job_id = queued_job(page)
     row = page.locator(f'#jobs-table tr[data-job="{job_id}"]')
+    expect(row.locator("progress")).to_be_visible()  # queued or running: a progress bar
+    shot(page, "jobs-running")
     expect(row).to_have_attribute("data-status", "SUCCEEDED")
     expect(row.locator("td").nth(4)).to_have_text("done")
+    assert page.evaluate("window.seenProgress.length") > 0
     shot(page, "jobs")
+
+
+def test_a_running_job_is_cancelled(page, console_stack, console_trained):
+    page.goto(console_stack.base + "/#run")
+    page.get_by_label("Folder (directory under the data root)").fill("ds_cancel")
+    page.get_by_role("button", name="Score").click()
+    job_id = queued_job(page)
+    row = page.locator(f'#jobs-table tr[data-job="{job_id}"]')
+    row.get_by_role("button", name="Cancel").click()
+    expect(row).to_have_attribute("data-status", "CANCELLED")
 
 
 def test_a_scored_folder_downloads_as_csv(page, console_stack, console_trained):
@@ -76,7 +105,7 @@ def test_a_scored_folder_downloads_as_csv(page, console_stack, console_trained):
     page.get_by_label("Folder (directory under the data root)").fill("ds")
     page.get_by_label("Evaluate against labels").check()
     page.get_by_role("button", name="Score").click()
-    job_id = page.locator("#run-message").inner_text().split()[1]
+    job_id = queued_job(page)
     row = page.locator(f'#jobs-table tr[data-job="{job_id}"]')
     expect(row).to_have_attribute("data-status", "SUCCEEDED")
     row.get_by_role("button", name="Details").click()
@@ -109,6 +138,14 @@ def test_an_older_model_is_activated(page, console_stack, console_api, console_t
     )
     assert page.locator("#confusion-img").evaluate("img => img.complete && img.naturalWidth > 0")
     shot(page, "models")
+    page.once("dialog", lambda dialog: dialog.accept())  # "Delete model ...?"
+    page.locator(f'#models-table tr[data-version="{newer["MODEL_VERSION"]}"]').get_by_role(
+        "button", name="Delete"
+    ).click()
+    expect(page.locator("#models-message")).to_contain_text("deleted")
+    expect(
+        page.locator(f'#models-table tr[data-version="{newer["MODEL_VERSION"]}"]')
+    ).to_have_count(0)
 
 
 def test_the_api_documentation_renders_the_live_document(page, console_stack):

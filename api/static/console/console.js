@@ -143,7 +143,8 @@ function what(job) {
 function progressCell(job) {
   if (job.PROGRESS) {
     const { DONE, TOTAL } = job.PROGRESS;
-    return el("progress", { max: String(TOTAL || 1), value: String(DONE), "aria-label": `progress ${DONE} of ${TOTAL}` });
+    const bar = el("progress", { max: String(TOTAL || 1), value: String(DONE), "aria-label": `progress ${DONE} of ${TOTAL}` });
+    return el("span", {}, bar, ` ${DONE}/${TOTAL}`);
   }
   return el("span", {}, job.JOB_STATUS === "SUCCEEDED" ? "done" : "");
 }
