@@ -1,7 +1,8 @@
 """The web console in Debian's Chromium against a real `ser up` stack with an API key: the key
 prompt, a clip's emotion and chart, a training followed to its end, a running job cancelled, a
-folder scored and its CSV downloaded, an older model activated and a newer one deleted, /docs. Every view is screenshotted into .ser/screenshots/.
-Waits are conditions (Playwright's expect), never sleeps."""
+folder scored and its CSV downloaded, an older model activated and a newer one deleted, /docs.
+Every view is screenshotted into .ser/screenshots/. Waits are conditions (Playwright's expect),
+never sleeps."""
 
 from __future__ import annotations
 
