@@ -30,9 +30,9 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Chromium, one per session."""
+    """Headless Chromium (per module: its event loop is gone before other tests run)."""
     path = chromium_path()
     if path is None:
         pytest.skip(
@@ -50,21 +50,22 @@ def browser():
         browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console_stack(data_dir, tmp_path_factory):
-    """`ser up` (its own Redis, a train and a predict node, the API) with SER_API_KEY set."""
+    """`ser up` (its own Redis, a train and a predict node, the API) with SER_API_KEY set; per
+    module, so it stops once the browser tests are done."""
     tmp = tmp_path_factory.mktemp("console")
     env = stack_env(None, data_dir, tmp / "state", SER_API_KEY=API_KEY)
     with EmbeddedStack(env, tmp) as up:
         yield up
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console_api(console_stack) -> Api:
     return Api(console_stack.base, API_KEY)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console_trained(console_api) -> dict:
     """A first model (the fast feature set), trained through the API."""
     return console_api.train("ds", timeout=240, features="seed")
