@@ -45,6 +45,8 @@ def browser():
         pytest.skip("Playwright's Python package is missing: make install")
     with sync_playwright() as pw:
         args = ["--no-sandbox"] if os.geteuid() == 0 else []  # root: Chromium's sandbox refuses
+        # a fake microphone (a beep), granted without asking: the recording test
+        args += ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
         browser = pw.chromium.launch(executable_path=path, headless=True, args=args)
         yield browser
         browser.close()

@@ -1,13 +1,14 @@
 """The web console in Debian's Chromium against a real `ser up` stack with an API key: the key
-prompt, a clip's emotion and chart, a training followed to its end, a running job cancelled, a
-folder scored and its CSV downloaded, an older model activated and a newer one deleted, /docs.
-Every view is screenshotted into .ser/screenshots/. Waits are conditions (Playwright's expect),
-never sleeps."""
+prompt, a clip's emotion and chart, a recording, a training followed to its end, a running job
+cancelled, a folder scored and its CSV downloaded, an older model activated and a newer one
+deleted, /docs. Every view is screenshotted into .ser/screenshots/. Waits are conditions
+(Playwright's expect), never sleeps."""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 
 from tests.audiogen import CLASSES
 from tests.browser.conftest import shot
@@ -70,6 +71,21 @@ SEEN_PROGRESS = """() => {
     (p) => window.seenProgress.push([p.value, p.max]))).observe(
     document.querySelector("#jobs-table tbody"), {childList: true, subtree: true});
 }"""
+
+
+def test_a_recording_from_the_microphone_is_predicted(page, console_stack, console_trained):
+    page.context.grant_permissions(["microphone"], origin=console_stack.base)
+    page.goto(console_stack.base + "/")
+    page.get_by_role("button", name="Record from the microphone").click()
+    expect(page.get_by_role("button", name="Stop recording")).to_be_visible()
+    # Chromium's fake microphone (a beep) until the page has recorded 2 s of it
+    expect(page.locator("#rec-status")).to_have_text(re.compile(r"recording ([2-9]|\d\d+)\.\d s"))
+    page.get_by_role("button", name="Stop recording").click()
+    clip = page.locator("#clips li").first
+    expect(clip.locator("strong")).to_contain_text("recording-")
+    expect(clip.locator(".emotion")).to_contain_text("%")
+    expect(clip.locator(".bar")).to_have_count(len(CLASSES))
+    shot(page, "try-recording")
 
 
 def test_a_training_is_followed_to_its_end(page, console_stack, console_trained):

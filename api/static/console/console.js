@@ -133,6 +133,57 @@ function predictFiles(files) {
   wanted.forEach((f) => predictOne(f, speaker));
 }
 
+// The microphone: MediaRecorder's compressed recording, decoded by the browser and sent as a
+// 16-bit mono WAV (a format the service decodes, whatever the browser records in).
+let recorder = null;
+async function toggleRecording() {
+  if (recorder) { recorder.stop(); return; }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (e) {
+    $("#try-message").textContent = `Microphone: ${e.message}`;
+    return;
+  }
+  const chunks = [], button = $("#rec"), started = performance.now();
+  recorder = new MediaRecorder(stream);
+  recorder.ondataavailable = (e) => chunks.push(e.data);
+  const timer = setInterval(() => {
+    $("#rec-status").textContent = `recording ${((performance.now() - started) / 1000).toFixed(1)} s`;
+  }, 250);
+  recorder.onstop = async () => {
+    clearInterval(timer);
+    stream.getTracks().forEach((t) => t.stop());
+    recorder = null;
+    button.textContent = "Record from the microphone";
+    button.setAttribute("aria-pressed", "false");
+    $("#rec-status").textContent = "";
+    const wav = await toWav(new Blob(chunks, { type: chunks[0] ? chunks[0].type : "" }));
+    const stamp = new Date().toISOString().slice(11, 19).replace(/:/g, "");
+    predictFiles([new File([wav], `recording-${stamp}.wav`, { type: "audio/wav" })]);
+  };
+  recorder.start();
+  button.textContent = "Stop recording";
+  button.setAttribute("aria-pressed", "true");
+}
+async function toWav(blob) {
+  const ctx = new AudioContext();
+  const audio = await ctx.decodeAudioData(await blob.arrayBuffer());
+  ctx.close();
+  const data = audio.getChannelData(0), rate = audio.sampleRate;
+  const view = new DataView(new ArrayBuffer(44 + data.length * 2));
+  const text = (at, s) => [...s].forEach((c, i) => view.setUint8(at + i, c.charCodeAt(0)));
+  text(0, "RIFF"); view.setUint32(4, 36 + data.length * 2, true); text(8, "WAVE"); text(12, "fmt ");
+  view.setUint32(16, 16, true); view.setUint16(20, 1, true); view.setUint16(22, 1, true);
+  view.setUint32(24, rate, true); view.setUint32(28, rate * 2, true); view.setUint16(32, 2, true);
+  view.setUint16(34, 16, true); text(36, "data"); view.setUint32(40, data.length * 2, true);
+  for (let i = 0; i < data.length; i++) {
+    const s = Math.max(-1, Math.min(1, data[i]));
+    view.setInt16(44 + i * 2, s < 0 ? s * 0x8000 : s * 0x7fff, true);
+  }
+  return view.buffer;
+}
+
 // -- Jobs ---------------------------------------------------------------------------------------
 const followed = new Set();
 function what(job) {
@@ -270,6 +321,8 @@ document.addEventListener("DOMContentLoaded", () => {
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); predictFiles(e.dataTransfer.files); });
+  $("#rec").addEventListener("click", toggleRecording);
+  if (!window.MediaRecorder || !navigator.mediaDevices) $("#rec").hidden = true;
   $("#jobs-refresh").addEventListener("click", loadJobs);
   $("#train-form").addEventListener("submit", (e) => {
     e.preventDefault();
