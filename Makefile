@@ -2,6 +2,8 @@
 #   make test       ruff, then every layer of tests/ (unit, redis, stack) on two pytest
 #                   processes: stack tests share xdist group "service", so one process runs
 #                   them and their session stacks start once (about 5-6 min on 2 cores).
+#   make browser    Debian's chromium for tests/browser/ (apt-get, with sudo when not root),
+#                   when it is missing and apt-get is usable; otherwise those tests skip.
 #   make test-fast  the unit layer only (tests/unit/: no Redis, no servers), same two processes.
 # The first interpreter that really runs and is 3.11 or 3.12 (pyenv shims may exist but fail).
 PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
@@ -11,7 +13,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test test-fast lint bench clean
+.PHONY: install up test test-fast lint bench clean browser
 
 install: $(STAMP)
 
@@ -26,7 +28,21 @@ $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 up: install
 	$(BIN)/ser up
 
-test: install
+# Debian's chromium for the browser tests (Playwright drives /usr/bin/chromium; it never
+# downloads a browser). Missing and not installable: tests/browser/ skips, saying why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if ! command -v apt-get >/dev/null 2>&1; then echo "browser: no apt-get; tests/browser/ will skip"; \
+		elif [ "$$(id -u)" = 0 ]; then apt-get install -y --no-install-recommends chromium \
+			|| { apt-get update && apt-get install -y --no-install-recommends chromium; } \
+			|| echo "browser: chromium could not be installed; tests/browser/ will skip"; \
+		elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+			sudo -n apt-get install -y --no-install-recommends chromium \
+			|| { sudo -n apt-get update && sudo -n apt-get install -y --no-install-recommends chromium; } \
+			|| echo "browser: chromium could not be installed; tests/browser/ will skip"; \
+		else echo "browser: not root and no sudo; tests/browser/ will skip"; fi; }
+
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --dist loadgroup

@@ -3,7 +3,8 @@
 The API validates requests against its contract (api/schemas.py), stores uploads as
 short-lived Redis blobs, sends tasks by NAME and serves job records. It never imports the
 audio or learning libraries. Blueprints by resource: submit (train, predict, score), jobs,
-models, speakers, meta (health, the OpenAPI document); middleware holds what applies to every
+models, speakers, meta (health, the OpenAPI document), console (the web page at /, its
+assets under /static/console/, Swagger UI at /docs); middleware holds what applies to every
 request.
 """
 
@@ -66,7 +67,7 @@ def _settings(config: Mapping[str, Any] | None) -> ser_config.Settings:
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; ``config`` overrides the environment (SER_* keys) and Flask settings."""
-    from api import errors, jobs, meta, metrics, middleware, models, speakers, submit
+    from api import console, errors, jobs, meta, metrics, middleware, models, speakers, submit
     from worker import producer
 
     settings = _settings(config)
@@ -90,8 +91,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     errors.register(app)
     middleware.install(app)
-    for module in (submit, jobs, models, speakers, meta):
+    for module in (submit, jobs, models, speakers, meta, console):
         app.register_blueprint(module.bp)
+    app.register_blueprint(console.docs_assets)
     metrics.install(app)
     if not app.debug and not app.testing and not logging.getLogger().handlers:
         # Under gunicorn: our INFO lines (one per job transition, ser.service.jobs) to stderr,

@@ -11,7 +11,9 @@ from api.errors import ApiError
 
 UPLOAD_OVERHEAD = 64 * 1024  # multipart headers and boundaries around the file
 DRAINED_BY_SERVER = 64 * 1024  # gunicorn reads at most this much of a body the app left unread
-PUBLIC = {"meta.health", "meta.ready"}  # endpoints open without the API key (probes)
+# Endpoints open without the API key: the probes, and the web console's pages and assets (they
+# hold no data; the pages send the key they ask for with each API call).
+PUBLIC = {"meta.health", "meta.ready", "console.index", "console.docs", "static", "docs.static"}
 
 
 def install(app: Flask) -> None:

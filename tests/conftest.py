@@ -4,7 +4,7 @@
 - tests/redis/: a real redis-server (tests/harness.py), no workers, no API;
 - tests/stack/: Redis, Celery workers and the API as processes (tests/stack/conftest.py; the
   breakable stack of the fault tests in tests/stack/reliability/conftest.py);
-- tests/browser/: kept for browser tests against a stack.
+- tests/browser/: the web console in headless Chromium (Playwright) against a `ser up` stack.
 
 Each test is marked with its folder's layer (`pytest -m unit`), and every stack test is in
 xdist group "service": under `pytest -n 2 --dist loadgroup` one pytest process runs them all,

@@ -36,8 +36,8 @@ def routes(app) -> list[tuple[str, str, str]]:
     """Every (endpoint, method, concrete path) of the Flask app, read from its URL map."""
     out = []
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
-            continue
+        if rule.endpoint == "static" or rule.endpoint.endswith(".static"):
+            continue  # Flask's file views (the console's assets, Swagger UI's): checked below
         path = re.sub(r"<(?:[^:>]+:)?job_id>", "0" * 32, rule.rule)
         path = re.sub(r"<(?:[^:>]+:)?version>", "v1", path)
         path = re.sub(r"<[^>]+>", "x", path)
@@ -52,7 +52,15 @@ def test_every_route_but_the_public_ones_refuses_missing_or_wrong_keys(healthy):
     base = healthy.api_server.base
     found = routes(app_of(healthy))
     assert len(found) >= 14, found
-    assert PUBLIC == {"meta.health", "meta.ready"}  # widening it is a decision: the probes
+    # widening it is a decision: the probes, and the web console's page and static assets
+    assert PUBLIC == {
+        "meta.health",
+        "meta.ready",
+        "console.index",
+        "console.docs",
+        "static",
+        "docs.static",
+    }
     checked = 0
     for endpoint, method, path in found:
         for header in WRONG:
@@ -64,7 +72,14 @@ def test_every_route_but_the_public_ones_refuses_missing_or_wrong_keys(healthy):
             assert error_of(resp, 401) == "UNAUTHORIZED", (method, path, header)
             assert resp.headers.get("WWW-Authenticate") == "Bearer"
             checked += 1
-    assert checked == (len(found) - len(PUBLIC)) * len(WRONG)
+    assert checked == sum(endpoint not in PUBLIC for endpoint, _, _ in found) * len(WRONG)
+    for asset in (  # the file views: open
+        "/static/console/console.js",
+        "/static/console/index.html",
+        "/docs/assets/swagger-ui-bundle.js",
+    ):
+        resp = requests.get(base + asset, timeout=20)
+        assert resp.status_code == 200, (asset, resp.status_code)
 
 
 def test_the_document_marks_exactly_the_public_routes_open(healthy):
