@@ -120,7 +120,7 @@ def test_cli_predict_segments(client_env, trained, long_file):
     assert all(line.startswith("  ") and "\t" in line for line in lines[1:])
 
 
-def test_cancel_stops_a_running_segments_job(api, trained, data_dir):
+def test_cancel_stops_a_running_segments_job(api, trained, data_dir, long_file):
     path = data_dir / "long" / "hour.flac"
     unit = _recording([("tense", 4.0), (None, 1.0), ("calm", 3.0), (None, 2.0)], seed=8)
     with sf.SoundFile(str(path), "w", 16000, 1, subtype="PCM_16") as f:
