@@ -175,6 +175,24 @@ PREDICT_HOW = (
 )
 
 
+SEGMENTS_HOW = (
+    "emotion over time: the recording's speech segments, each classified, with the dominant "
+    "emotion by speech time (recordings up to SER_MAX_SEGMENTED_SECONDS; not with a speaker)"
+)
+SEGMENTS_INVALID = "'segments' must be true or false"
+
+
+def _form_flag(value: Any) -> Any:
+    """A form or query flag: true/1/yes/on or false/0/no/off (anything else stays invalid)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off"):
+            return False
+    return value
+
+
 class PredictRequest(Request):
     """POST /predict, JSON: a file under the data root."""
 
@@ -184,6 +202,9 @@ class PredictRequest(Request):
         Invalid("MALFORMED_BODY", PREDICT_HOW),
     ]
     speaker: OptionalSpeaker = None
+    segments: Annotated[
+        StrictBool, Field(description=SEGMENTS_HOW), Invalid("MALFORMED_BODY", SEGMENTS_INVALID)
+    ] = False
 
 
 class PredictUpload(Request):
@@ -191,6 +212,12 @@ class PredictUpload(Request):
 
     file: Binary
     speaker: OptionalSpeaker = None
+    segments: Annotated[
+        StrictBool,
+        BeforeValidator(_form_flag),
+        Field(description=SEGMENTS_HOW + "; true/1 or false/0"),
+        Invalid("MALFORMED_BODY", SEGMENTS_INVALID),
+    ] = False
 
 
 class PredictQuery(Query):
@@ -203,6 +230,12 @@ class PredictQuery(Query):
     speaker: OptionalSpeaker = Field(
         None, description="the clip's speaker (the body's own field may say it instead)"
     )
+    segments: Annotated[
+        StrictBool,
+        BeforeValidator(_form_flag),
+        Field(description=SEGMENTS_HOW + " (the body's own field may say it instead)"),
+        Invalid("MALFORMED_BODY", SEGMENTS_INVALID),
+    ] = False
 
 
 class ScoreRequest(Request):
@@ -381,8 +414,23 @@ class TrainJob(JobBase):
     CONFUSION_PNG: str | None = Field(None, description="URL of the confusion matrix")
 
 
+class EmotionTime(Body):
+    SECONDS: float
+    SHARE: float = Field(description="share of the speech time")
+
+
+class Segment(Body):
+    START: float = Field(description="seconds from the recording's start")
+    END: float
+    EMOTION: str
+    PROBABILITY: float
+    PROBABILITIES: dict[str, float]
+
+
 class PredictJob(JobBase):
-    """A prediction; SUCCEEDED adds the seed shape ``FILENAME, EMOTION, PROBABILITY``."""
+    """A prediction; SUCCEEDED adds the seed shape ``FILENAME, EMOTION, PROBABILITY`` (with
+    ``segments``: EMOTION dominates by speech time, PROBABILITY is its probability averaged
+    over the speech, weighted by duration, and the segments follow)."""
 
     KIND: Literal["predict"]
     FILENAME: str | None = None
@@ -392,6 +440,16 @@ class PredictJob(JobBase):
     PROBABILITIES: dict[str, float] | None = None
     ADAPTED: bool | None = Field(
         None, description="classified with the speaker's statistics (5 clips or more)"
+    )
+    DURATION: float | None = Field(None, description="segments: the recording's seconds")
+    SPEECH_SECONDS: float | None = Field(None, description="segments: seconds of speech found")
+    SUMMARY: dict[str, EmotionTime] | None = Field(
+        None, description="segments: speech time per emotion (emotions present only)"
+    )
+    SEGMENTS: list[Segment] | None = Field(
+        None,
+        description="segments: the speech segments in order, without overlap (an empty list "
+        "when no speech was found; EMOTION and PROBABILITY are then null)",
     )
 
 

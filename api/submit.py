@@ -218,7 +218,8 @@ def _one_speaker(query: str | None, field: str | None) -> str | None:
         202: (S.Job, "queued", LOCATION),
         400: (
             either(S.Error, S.Job),
-            "malformed body, UNKNOWN_FIELD, a path outside the data root, or a bad speaker "
+            "malformed body, UNKNOWN_FIELD, a path outside the data root, a bad speaker or a "
+            "speaker with segments "
             "(with ?wait: also the FAILED job of a clip the worker refused)",
         ),
         409: "no model has been trained yet (NO_MODEL)",
@@ -237,7 +238,8 @@ def predict():
     Three request shapes: JSON ``{"filename": ...}``; multipart ``file=@clip``; or the clip as
     the whole body (``audio/*`` or ``application/octet-stream``, name in ``?name=``), which
     spares client and server the multipart encoding. The clip's speaker (optional): a
-    ``speaker`` field of the JSON body or the multipart form, or ``?speaker=``."""
+    ``speaker`` field of the JSON body or the multipart form, or ``?speaker=``. Emotion over
+    time (``segments``): the same field, form field or ``?segments=1``."""
     s = service()
     query = S.parse(S.PredictQuery, request.args, query=True)
     mimetype = request.mimetype
@@ -249,12 +251,17 @@ def predict():
         form = S.parse(S.PredictUpload, {**request.form.to_dict(), **request.files.to_dict()})
         source, name = upload.stream, upload.filename
         speaker = _one_speaker(query.speaker, form.speaker)
+        segments = query.segments or form.segments
     elif _is_raw_audio(mimetype):
         source, name, speaker = request.stream, query.name, query.speaker
+        segments = query.segments
     else:
         body = S.parse(S.PredictRequest, json_body())
         source, name, filename = None, None, body.filename
         speaker = _one_speaker(query.speaker, body.speaker)
+        segments = query.segments or body.segments
+    if segments and speaker is not None:
+        raise ApiError(400, "INVALID_SPEAKER", "segments are classified without speaker statistics")
     if not s.has_model():
         raise NoModelError(message=NO_MODEL)
     also = None
@@ -277,6 +284,8 @@ def predict():
         params = {"filename": relative(s.settings.data_dir, path)}
     if speaker is not None:
         params["speaker"] = speaker
+    if segments:
+        params["segments"] = True
     rec = create("predict", TASK_PREDICT, params, total=1, also=also)
     return finished_or_accepted(rec, query.wait)
 

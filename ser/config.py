@@ -72,6 +72,12 @@ class Settings(BaseSettings):
         json_schema_extra=_shown("`$SER_STATE_DIR/cache`"),
     )
     max_audio_seconds: float = Field(600.0, gt=0, description="longest recording accepted")
+    max_segmented_seconds: float = Field(
+        4 * 3600.0,
+        gt=0,
+        description="longest recording accepted for emotion over time (`segments`: decoded "
+        "in blocks, memory bounded); above it `AUDIO_TOO_LONG`",
+    )
     n_jobs: int = Field(
         default_factory=cpu_count,
         ge=1,

@@ -4,13 +4,16 @@ its speaker when the request names one."""
 from __future__ import annotations
 
 import logging
+import time
 
 from ser.contract import SUCCEEDED
 from ser.errors import SerError
+from ser.ml import segments
 from ser.paths import confine
+from ser.service import jobs
 from ser.service.outbox import OUTBOX_DONE
 from ser.service.redis import as_str
-from worker.context import Context, fail, host, requeued
+from worker.context import PROGRESS_EVERY, Context, JobCancelled, fail, host, requeued
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,24 @@ def run_predict(
                     raise SerError("UPLOAD_EXPIRED", "the uploaded clip expired before its turn")
             else:
                 source = confine(settings.data_dir, params.get("filename", ""), kind="file")
+            if params.get("segments"):
+                result = {
+                    **segmented(ctx, job_id, bundle, source, params),
+                    "MODEL_VERSION": version,
+                }
+                end = ctx.redis.pipeline(transaction=False)
+                ctx.jobs.succeed(job_id, result, pipe=end)
+                if blob:
+                    end.delete(ctx.blob_key(blob))
+                if task_id:
+                    ctx.outbox.done(task_id, pipe=end)
+                replies = end.execute(raise_on_error=False)
+                ctx.jobs.outcome(job_id, SUCCEEDED, replies[0])
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
+                dropped = True
+                return {"job_id": job_id, "model_version": version, OUTBOX_DONE: bool(task_id)}
             x = bundle.features(source, max_seconds=settings.max_audio_seconds)
             stats = None
             if speaker:  # read (and checked) even when the model does not adapt
@@ -87,9 +108,35 @@ def run_predict(
                     raise reply
             dropped = True
             return {"job_id": job_id, "model_version": version, OUTBOX_DONE: bool(task_id)}
+        except JobCancelled:
+            log.info("prediction job %s cancelled", job_id)
+            return {"job_id": job_id, "cancelled": True}
         except Exception as exc:
             fail(ctx, job_id, exc)
             return {"job_id": job_id, "failed": True}
     finally:
         if blob and not dropped and not requeued():  # a requeued job still needs its upload
             ctx.redis.delete(ctx.blob_key(blob))
+
+
+def segmented(ctx: Context, job_id: str, bundle, source, params: dict) -> dict:
+    """Emotion over time of one recording (ser.ml.segments), reporting the seconds of audio
+    done as the job's progress (at most every PROGRESS_EVERY seconds; a cancelled job stops
+    at its next report)."""
+    last = [0.0]
+
+    def progress(done: float, total: float) -> None:
+        now = time.monotonic()
+        if done < total and now - last[0] < PROGRESS_EVERY:
+            return
+        last[0] = now
+        if ctx.jobs.progress(job_id, int(done), int(round(total))) == jobs.CANCELLED:
+            raise JobCancelled(job_id)
+
+    return segments.segment(
+        bundle,
+        source,
+        filename=params.get("name") or params.get("filename") or "",
+        max_seconds=ctx.settings.max_segmented_seconds,
+        progress=progress,
+    )

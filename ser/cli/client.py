@@ -49,6 +49,12 @@ def register(subparsers) -> None:
     pr = subparsers.add_parser("predict", help="upload local audio files for prediction")
     pr.add_argument("files", nargs="+", type=Path)
     pr.add_argument("--speaker", help="the speaker of every file (adds to their statistics)")
+    pr.add_argument(
+        "--segments",
+        action="store_true",
+        help="emotion over time: one line per speech segment (start, end, emotion) after the "
+        "file's dominant emotion",
+    )
     _client_flags(pr)
     pr.set_defaults(func=cmd_predict)
 
@@ -196,6 +202,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     client = Client()
     params = {"speaker": args.speaker} if args.speaker is not None else {}
+    if args.segments:
+        params["segments"] = "1"
     queued = []
     for path in args.files:
         try:
@@ -226,6 +234,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 if args.speaker is not None:  # a fourth column: was the speaker adapted to
                     line += "\tadapted" if job.get("ADAPTED") else "\tunadapted"
                 print(line)
+                for seg in job.get("SEGMENTS") or ():
+                    print(
+                        f"  {seg['START']:.2f}-{seg['END']:.2f}\t{seg['EMOTION']}"
+                        f"\t{seg['PROBABILITY']:.3f}"
+                    )
+            elif job.get("SEGMENTS") == []:
+                print(f"{job['FILENAME']}\tno speech found")
             elif job.get("ERROR"):
                 print(
                     f"{job.get('FILENAME')}\tERROR {job['ERROR']['CODE']}: "

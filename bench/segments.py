@@ -1,0 +1,164 @@
+"""Emotion over time of long recordings: speed through the service against the library
+in-process (same run, same file), and the peak RSS of a process segmenting a long file against a
+1-minute one.
+
+Generated audio only (no corpus needed): a 10 s unit (4 s and 3 s of voice-like speech, each
+followed by a pause) repeated to the length asked, written as 16-bit FLAC; a model trained on
+generated 3 s clips (default features). Speed: one job at a time (`POST /predict` with
+`segments`, the file named under the data root) on `ser up --concurrency 2`, against
+`ser.ml.segments.segment` in this process; one recording runs on one process, so the rate is
+per core; in-process, BLAS is held to one thread as in a worker process. Memory: `segment()`
+in a fresh Python process per file, the model loaded and warm, then its peak RSS (VmHWM, reset
+through /proc/self/clear_refs just before segmenting).
+
+    python bench/segments.py [--minutes 60] [--long-minutes 120] [--runs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from common import dump, print_table
+from threadpoolctl import threadpool_limits
+
+from ser.ml import segments, training
+from tests import audiogen
+from tests.harness import ROOT, Api, EmbeddedStack, stack_env, wait_until
+
+SR = 16000
+UNIT = [("calm", 4.0), (None, 1.0), ("tense", 3.0), (None, 2.0)]
+
+RSS_CHILD = """
+import sys
+from pathlib import Path
+from ser.ml import segments
+from ser.ml.bundle import Bundle
+from tests import audiogen
+
+
+def hwm():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+
+bundle = Bundle.from_bytes(Path(sys.argv[1]).read_bytes())
+bundle.classify(bundle.spec.from_waveform(audiogen.voice_like("calm", 3.0))[None])  # warm
+Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current RSS
+base = hwm()
+res = segments.segment(bundle, sys.argv[2])
+print(base, hwm(), len(res["SEGMENTS"]))
+"""
+
+
+def write_long(path: Path, minutes: float) -> Path:
+    unit = np.concatenate(
+        [
+            audiogen.noise(s, amp=1e-4, seed=i)
+            if label is None
+            else audiogen.voice_like(label, s, seed=i)
+            for i, (label, s) in enumerate(UNIT)
+        ]
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sf.SoundFile(str(path), "w", SR, 1, subtype="PCM_16") as f:
+        for _ in range(int(round(minutes * 6))):
+            f.write(unit)
+    return path
+
+
+def peak_rss(model: Path, path: Path) -> tuple[float, float, int]:
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_CHILD, str(model), str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    base, peak, n = out.stdout.split()
+    return float(base), float(peak), int(n)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=60.0, help="recording timed for speed")
+    ap.add_argument("--long-minutes", type=float, default=120.0, help="long file for memory")
+    ap.add_argument("--runs", type=int, default=2)
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ser-segments-") as tmp:
+        root = Path(tmp)
+        data = root / "data"
+        ds = audiogen.make_dataset(data / "ds", "labels_csv", n_per_class=8, seconds=3.0)
+        speed_file = write_long(data / "long" / "speed.flac", args.minutes)
+        seconds = args.minutes * 60
+        bundle = training.train(ds, features="default", repeats=1)
+        model = root / "model.joblib"
+        model.write_bytes(bundle.to_bytes())
+        env = stack_env(None, data, root / "state", SER_SKIP_WARMUP="false")
+        with EmbeddedStack(env, root / "logs", concurrency=2) as stack:
+            wait_until(lambda: "ser: ready" in stack.log.read_text(), 180, "ready")
+            api = Api(stack.base)
+            api.train("ds", timeout=300)
+            for run in range(args.runs):  # alternate, so drift on the machine hits both alike
+                t0 = time.perf_counter()
+                resp = api.post("/predict", json={"filename": "long/speed.flac", "segments": True})
+                body = api.wait_job(resp.json()["JOB_ID"], timeout=3600)
+                service_s = time.perf_counter() - t0
+                assert body["JOB_STATUS"] == "SUCCEEDED", json.dumps(body)[:500]
+                t0 = time.perf_counter()
+                with threadpool_limits(limits=1, user_api="blas"):  # as a worker process
+                    res = segments.segment(bundle, speed_file)
+                library_s = time.perf_counter() - t0
+                rows.append(
+                    {
+                        "run": run + 1,
+                        "audio_s": seconds,
+                        "segments": len(res["SEGMENTS"]),
+                        "service_s": round(service_s, 2),
+                        "service_x": round(seconds / service_s),
+                        "library_s": round(library_s, 2),
+                        "library_x": round(seconds / library_s),
+                        "service_slower_pct": round(100 * (service_s / library_s - 1), 1),
+                    }
+                )
+        short = write_long(root / "mem" / "one_minute.flac", 1.0)
+        base1, peak1, _ = peak_rss(model, short)
+        short.unlink()
+        long = write_long(root / "mem" / "long.flac", args.long_minutes)
+        base2, peak2, n2 = peak_rss(model, long)
+    print_table(
+        rows,
+        [
+            "run",
+            "audio_s",
+            "segments",
+            "service_s",
+            "service_x",
+            "library_s",
+            "library_x",
+            "service_slower_pct",
+        ],
+    )
+    mem = {
+        "one_minute_peak_mb": round(peak1, 1),
+        f"{args.long_minutes:g}_minutes_peak_mb": round(peak2, 1),
+        "difference_mb": round(peak2 - peak1, 1),
+        "long_segments": n2,
+        "rss_model_loaded_mb": [round(base1, 1), round(base2, 1)],
+    }
+    print(json.dumps(mem))
+    dump("segments", {"speed": rows, "memory": mem})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
