@@ -4,6 +4,8 @@ one redis-server, the data root, and the environment of every service process.""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,19 @@ def settings(service_env):
 @pytest.fixture(scope="session")
 def logdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("logs")
+
+
+@contextmanager
+def quiet_database(redis_url: str, db: int) -> Iterator[tuple[str, object]]:
+    """(URL, client) of database ``db`` of the session's Redis, which no worker reads:
+    emptied before and after use."""
+    import redis
+
+    url = redis_url.rsplit("/", 1)[0] + f"/{db}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url, client
+    finally:
+        client.flushdb()
+        client.close()

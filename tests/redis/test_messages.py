@@ -22,6 +22,7 @@ from ser.contract import (
     TASK_TRAIN,
     TRAIN_QUEUE,
 )
+from tests.fixtures import quiet_database
 from worker.celeryconfig import make_celery, make_config
 from worker.producer import TaskMessages, queue_key
 
@@ -29,14 +30,8 @@ from worker.producer import TaskMessages, queue_key
 @pytest.fixture()
 def quiet_celery(redis_url, service_env):
     """A Celery app and a client on a Redis database no worker reads."""
-    import redis
-
-    url = redis_url.rsplit("/", 1)[0] + "/8"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield make_celery(config.load(dict(service_env, SER_REDIS_URL=url))), client
-    client.flushdb()
-    client.close()
+    with quiet_database(redis_url, 8) as (url, client):
+        yield make_celery(config.load(dict(service_env, SER_REDIS_URL=url))), client
 
 
 @pytest.mark.parametrize(

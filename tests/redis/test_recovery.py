@@ -23,6 +23,7 @@ from ser.contract import (
 )
 from ser.service import jobs
 from ser.service.outbox import MAX_REPUBLISH, Outbox
+from tests.fixtures import quiet_database
 from worker.celeryconfig import make_celery
 from worker.producer import TaskMessages, publish
 from worker.sweeper import Sweeper, broker_keys, broker_task_ids
@@ -31,21 +32,15 @@ from worker.sweeper import Sweeper, broker_keys, broker_task_ids
 @pytest.fixture()
 def quiet(redis_url, service_env):
     """Settings, a Redis client, a task message builder and stores on a database no worker reads."""
-    import redis
-
-    url = redis_url.rsplit("/", 1)[0] + "/7"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    env = dict(service_env, SER_REDIS_URL=url, SER_KEY_PREFIX=f"rec{uuid.uuid4().hex[:6]}:")
-    env["SER_RECOVERY_INTERVAL"] = "1"
-    settings = config.load(env)
-    messages = TaskMessages(make_celery(settings))
-    store = jobs.JobStore(client, settings.key_prefix, 600)
-    outbox = Outbox(client, settings.key_prefix)
-    sweeper = Sweeper(messages, client, settings, "test")
-    yield settings, client, messages, store, outbox, sweeper
-    client.flushdb()
-    client.close()
+    with quiet_database(redis_url, 7) as (url, client):
+        env = dict(service_env, SER_REDIS_URL=url, SER_KEY_PREFIX=f"rec{uuid.uuid4().hex[:6]}:")
+        env["SER_RECOVERY_INTERVAL"] = "1"
+        settings = config.load(env)
+        messages = TaskMessages(make_celery(settings))
+        store = jobs.JobStore(client, settings.key_prefix, 600)
+        outbox = Outbox(client, settings.key_prefix)
+        sweeper = Sweeper(messages, client, settings, "test")
+        yield settings, client, messages, store, outbox, sweeper
 
 
 def _queued_ids(client) -> list[str]:
