@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -52,6 +53,39 @@ def _reason(exc: Exception) -> str:
     return text[-1] if text else type(exc).__name__
 
 
+def _checked(f: sf.SoundFile, max_seconds: float | None) -> int:
+    """The native rate of an open file whose header passes (a rate, not too long)."""
+    native_sr, frames = f.samplerate, f.frames
+    if native_sr <= 0:
+        raise AudioError(UNREADABLE, "the file declares no sample rate")
+    if max_seconds is not None and frames > max_seconds * native_sr:
+        raise AudioError(
+            TOO_LONG,
+            f"recording lasts {frames / native_sr:.1f} s; the limit is {max_seconds:g} s",
+        )
+    return native_sr
+
+
+def _mono(data: np.ndarray) -> np.ndarray:
+    """Decoded frames (always 2-D) as finite mono float32."""
+    if not np.isfinite(data).all():
+        raise AudioError(NONFINITE, "the recording holds NaN or infinite samples")
+    return data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+
+
+def check_signal(n: int, sr: int, peak: float, min_seconds: float = MIN_SECONDS) -> None:
+    """Raise the AudioError of a decoded signal of ``n`` samples at ``sr`` with this ``peak``
+    that holds nothing to analyse (empty, too short, silent)."""
+    if n == 0:
+        raise AudioError(EMPTY, "the recording holds no samples")
+    if n < min_seconds * sr:
+        raise AudioError(
+            TOO_SHORT, f"recording lasts {n / sr:.3f} s; at least {min_seconds:g} s needed"
+        )
+    if peak < SILENCE_PEAK:
+        raise AudioError(SILENT, "the recording is silent")
+
+
 def decode(
     source: Source,
     sr: int | None = ANALYSIS_SR,
@@ -60,33 +94,48 @@ def decode(
 ) -> np.ndarray:
     """Decode ``source`` to validated mono float32 at ``sr`` (None keeps the native rate)."""
     with _open(source) as f:
-        native_sr, frames = f.samplerate, f.frames
-        if native_sr <= 0:
-            raise AudioError(UNREADABLE, "the file declares no sample rate")
-        if max_seconds is not None and frames > max_seconds * native_sr:
-            raise AudioError(
-                TOO_LONG,
-                f"recording lasts {frames / native_sr:.1f} s; the limit is {max_seconds:g} s",
-            )
+        native_sr = _checked(f, max_seconds)
         try:
             data = f.read(dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError, ValueError, MemoryError) as exc:
             raise AudioError(UNREADABLE, f"cannot decode the samples: {_reason(exc)}") from None
-    if data.shape[0] == 0:
-        raise AudioError(EMPTY, "the recording holds no samples")
-    if not np.isfinite(data).all():
-        raise AudioError(NONFINITE, "the recording holds NaN or infinite samples")
-    y = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-    if y.shape[0] < min_seconds * native_sr:
-        raise AudioError(
-            TOO_SHORT,
-            f"recording lasts {y.shape[0] / native_sr:.3f} s; at least {min_seconds:g} s needed",
-        )
-    if float(np.max(np.abs(y))) < SILENCE_PEAK:
-        raise AudioError(SILENT, "the recording is silent")
+    y = _mono(data)
+    check_signal(y.shape[0], native_sr, float(np.max(np.abs(y))) if y.size else 0.0, min_seconds)
     if sr is not None and sr != native_sr:
         y = resample(y, native_sr, sr)
     return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def stream(
+    source: Source, sr: int, max_seconds: float | None, block_seconds: float
+) -> tuple[float, Iterator[np.ndarray]]:
+    """The recording's duration and its mono float32 samples at ``sr``, block by block, in
+    bounded memory (soundfile blocks through soxr's streaming resampler). The header is checked
+    at once (AUDIO_TOO_LONG before anything is decoded); AUDIO_NONFINITE or AUDIO_UNREADABLE
+    come while iterating. The caller checks the whole signal (:func:`check_signal`)."""
+    if hasattr(source, "seek"):
+        source.seek(0)  # type: ignore[union-attr]
+    f = _open(source)
+    try:
+        native = _checked(f, max_seconds)
+    except AudioError:
+        f.close()
+        raise
+    duration = f.frames / native
+
+    def gen() -> Iterator[np.ndarray]:
+        resampler = soxr.ResampleStream(native, sr, 1, dtype="float32", quality="HQ")
+        with f:
+            try:
+                for data in f.blocks(int(block_seconds * native), dtype="float32", always_2d=True):
+                    y = _mono(data)
+                    yield np.ascontiguousarray(y) if native == sr else resampler.resample_chunk(y)
+            except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+                raise AudioError(UNREADABLE, f"cannot decode the samples: {_reason(exc)}") from None
+            if native != sr:
+                yield resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+
+    return duration, gen()
 
 
 def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

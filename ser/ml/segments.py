@@ -27,11 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import soxr
 
 from ser import audio
-from ser.errors import AudioError
 from ser.ml.bundle import Bundle
 
 DEFAULT_MAX_SECONDS = 4 * 3600.0
@@ -88,56 +85,15 @@ class Segmenter:
         ]
 
 
-def _reopen(source: audio.Source) -> audio.Source:
-    if hasattr(source, "seek"):
-        source.seek(0)  # type: ignore[union-attr]
-    return source
-
-
 def blocks(
     source: audio.Source,
     sr: int,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
     block_seconds: float = BLOCK_SECONDS,
 ) -> tuple[float, Iterator[np.ndarray]]:
-    """The recording's duration and its mono float32 samples at ``sr``, block by block.
-
-    Raises AudioError (AUDIO_TOO_LONG before anything is decoded; AUDIO_NONFINITE, or
-    AUDIO_UNREADABLE when the samples cannot be decoded, while iterating)."""
-    f = audio._open(_reopen(source))
-    native = f.samplerate
-    if native <= 0:
-        f.close()
-        raise AudioError(audio.UNREADABLE, "the file declares no sample rate")
-    duration = f.frames / native
-    if max_seconds is not None and f.frames > max_seconds * native:
-        f.close()
-        raise AudioError(
-            audio.TOO_LONG, f"recording lasts {duration:.1f} s; the limit is {max_seconds:g} s"
-        )
-
-    def gen() -> Iterator[np.ndarray]:
-        stream = soxr.ResampleStream(native, sr, 1, dtype="float32", quality="HQ")
-        with f:
-            try:
-                for data in f.blocks(int(block_seconds * native), dtype="float32", always_2d=True):
-                    if not np.isfinite(data).all():
-                        raise AudioError(
-                            audio.NONFINITE, "the recording holds NaN or infinite samples"
-                        )
-                    y = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-                    if native == sr:
-                        yield np.ascontiguousarray(y)
-                    else:
-                        yield stream.resample_chunk(y, last=False)
-            except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-                raise AudioError(
-                    audio.UNREADABLE, f"cannot decode the samples: {audio._reason(exc)}"
-                ) from None
-            if native != sr:
-                yield stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-
-    return duration, gen()
+    """The recording's duration and its mono samples at ``sr``, block by block
+    (:func:`ser.audio.stream`)."""
+    return audio.stream(source, sr, max_seconds, block_seconds)
 
 
 def frame_energies(chunks: Iterator[np.ndarray], frame: int) -> tuple[np.ndarray, int, float]:
@@ -180,12 +136,7 @@ def segment(
 
     duration, chunks = blocks(source, sr, max_seconds)
     frame_db, n, peak = frame_energies(chunks, frame)
-    if n == 0:
-        raise AudioError(audio.EMPTY, "the recording holds no samples")
-    if n < audio.MIN_SECONDS * sr:
-        raise AudioError(audio.TOO_SHORT, f"recording lasts {n / sr:.3f} s; at least 0.1 s needed")
-    if peak < audio.SILENCE_PEAK:
-        raise AudioError(audio.SILENT, "the recording is silent")
+    audio.check_signal(n, sr, peak)
     plan = [w for start, end in seg.regions(frame_db) for w in seg.windows(start, end)]
     del frame_db
 
