@@ -68,24 +68,20 @@ class Context:
         return BundleCache(self.registry, self.settings.require_secret_key(), Bundle.from_bytes)
 
     @cached_property
-    def outbox(self):
-
+    def outbox(self) -> Outbox:
         return Outbox(self.redis, self.settings.key_prefix)
 
     @cached_property
-    def results(self):
-
+    def results(self) -> ResultStore:
         return ResultStore(self.redis, self.settings.key_prefix, self.settings.job_ttl)
 
     @cached_property
-    def speakers(self):
-
+    def speakers(self) -> SpeakerStore:
         # A job's "clip added" mark lives as long as the job record (its redeliveries).
         return SpeakerStore(self.redis, self.settings.key_prefix, self.settings.job_ttl)
 
     @cached_property
-    def feature_cache(self):
-
+    def feature_cache(self) -> RedisCache:
         # Shared by every replica: a recording is featurized once per feature-spec version.
         return RedisCache(self.redis, self.settings.key_prefix)
 

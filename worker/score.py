@@ -156,8 +156,13 @@ def _adapt(bundle) -> str:
     return getattr(bundle, "adapt", "off")
 
 
+def _chunk_error(exc: Exception) -> dict:
+    """The error of every file of a chunk that failed as a whole (a bug, the time limit)."""
+    return {"CODE": "CHUNK_FAILED", "MESSAGE": f"{type(exc).__name__}: {exc}"[:300]}
+
+
 def _chunk_failed(files: list[str], speakers: list | None, exc: Exception) -> list[dict]:
-    err = {"CODE": "CHUNK_FAILED", "MESSAGE": f"{type(exc).__name__}: {exc}"[:300]}
+    err = _chunk_error(exc)
     if speakers is None:
         return [{"FILENAME": f, "ERROR": err} for f in files]
     return [{"FILENAME": f, "SPEAKER": s, "ERROR": err} for f, s in zip(files, speakers)]
@@ -180,8 +185,7 @@ def _stats_chunk(ctx: Context, job_id: str, params: dict, bundle, send: Send | N
         )
     except Exception as exc:  # a bug or the soft time limit: these files fail, the job goes on
         log.exception("pass 1 of score chunk %d of job %s failed", index, job_id)
-        err = {"CODE": "CHUNK_FAILED", "MESSAGE": f"{type(exc).__name__}: {exc}"[:300]}
-        stats, failed = {}, {i: err for i in range(len(files))}
+        stats, failed = {}, {i: _chunk_error(exc) for i in range(len(files))}
     entry = bulk.encode_stats_entry(stats, {start + i: e for i, e in failed.items()})
     status, done, featurized = ctx.results.record_stats(
         job_id, index, entry, len(files), liveness_deadline(ctx)

@@ -1,9 +1,8 @@
 """The sweeper that republishes lost task messages (from the outbox, ser.service.outbox).
 
-The sweeper runs as a
-thread in every worker node's main process; a short Redis lock makes one node sweep per
-interval. It reads the broker's own keys (kombu's Redis transport: one list per queue and
-priority step, and the ``unacked`` hash of messages a worker holds).
+The sweeper runs as a thread in every worker node's main process; a short Redis lock makes one
+node sweep per interval. It reads the broker's own keys (kombu's Redis transport: one list per
+queue and priority step, and the ``unacked`` hash of messages a worker holds).
 """
 
 from __future__ import annotations

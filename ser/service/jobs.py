@@ -67,6 +67,16 @@ end
 """
 )
 
+# KEYS: job. Stamps its creation in Redis's clock, the one the durations are measured in (an
+# API host's clock may be off from Redis's host).
+_STAMP = (
+    _OBSERVE
+    + """
+redis.call('HSET', KEYS[1], 'created_rts', tostring(now_ts()))
+return 1
+"""
+)
+
 # KEYS: job, done, job counters, durations. ARGV: allowed statuses (",A,B,"), new status, ttl,
 # terminal (0/1), fields...
 _TRANSITION = (
@@ -84,7 +94,7 @@ if ARGV[4] == '1' then
   redis.call('HINCRBY', KEYS[3], kind .. '|' .. ARGV[2], 1)
   local now = now_ts()
   local started = tonumber(redis.call('HGET', KEYS[1], 'started_ts') or '')
-  local created = tonumber(redis.call('HGET', KEYS[1], 'created_ts') or '') or now
+  local created = tonumber(redis.call('HGET', KEYS[1], 'created_rts') or '') or now
   if started then observe(KEYS[4], kind, 'running', now - started) end
   return {'OK', kind, tostring(now - created), started and tostring(now - started) or ''}
 end
@@ -120,7 +130,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 if n == 1 then
   local kind = redis.call('HGET', KEYS[1], 'kind') or 'unknown'
   redis.call('HINCRBY', KEYS[2], kind .. '|RUNNING', 1)
-  local created = tonumber(redis.call('HGET', KEYS[1], 'created_ts') or '')
+  local created = tonumber(redis.call('HGET', KEYS[1], 'created_rts') or '')
   if created then observe(KEYS[3], kind, 'queued', now - created) end
 end
 return redis.call('HGETALL', KEYS[1])
@@ -226,6 +236,7 @@ class JobStore:
         }
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(self.key(job_id), mapping=fields)
+        pipe.eval(_STAMP, 1, self.key(job_id))
         pipe.expire(self.key(job_id), self.ttl)
         pipe.zadd(self.index_key, {job_id: now})
         pipe.zremrangebyscore(self.index_key, "-inf", now - self.ttl)
