@@ -42,7 +42,7 @@ def register(subparsers) -> None:
         help="stratified CV shuffles to average (default 10; 1 = the prototype's seed 42)",
     )
     ev.add_argument(
-        "--classifier", choices=CLASSIFIERS, help="default: svc for seed, logreg otherwise"
+        "--classifier", choices=CLASSIFIERS, help="default: svc for seed, lda otherwise"
     )
     ev.add_argument("--report-dir", type=Path, help="write metrics.json, confusion.png, pca.png")
     ev.add_argument("--json", action="store_true", help="print one JSON object on stdout")

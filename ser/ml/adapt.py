@@ -196,13 +196,16 @@ def choose(
 
 
 def _with(estimator, factor: float = 1.0, tol: float | None = None):
-    """A clone of the scaler + classifier pipeline with its C scaled and a looser tol."""
+    """A clone of the scaler + classifier pipeline with its C scaled and, for the validation
+    (``tol`` given), a looser tol and no probability calibration (it ranks by predictions)."""
     est = clone(estimator)
     params = est.get_params()
     if "clf__C" in params:
         est.set_params(clf__C=params["clf__C"] * factor)
     if tol is not None and "clf__tol" in params:
         est.set_params(clf__tol=max(tol, params["clf__tol"]))
+    if tol is not None and "clf__calibrate" in params:
+        est.set_params(clf__calibrate=False)
     return est
 
 

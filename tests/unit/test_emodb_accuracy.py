@@ -52,7 +52,7 @@ def f1(data, protocol, adapt, repeats=1, features="default"):
 def test_emodb_speaker_independent_with_adaptation(emodb_default):
     m = f1(emodb_default, "speaker", "auto")
     assert m["n_samples"] == 535 and m["repeats"] == 1
-    assert m["f1_macro_mean"] >= 0.83, m["f1_macro_mean"]  # the target
+    assert m["f1_macro_mean"] >= 0.85, m["f1_macro_mean"]  # target 0.83, measured 0.866
     assert m["ece"] <= MAX_ECE, m["ece"]
 
 
@@ -65,8 +65,7 @@ def test_emodb_speaker_independent_without_adaptation(emodb_default):
 def test_emodb_stratified_over_ten_shuffles(emodb_default):
     m = f1(emodb_default, "stratified", "auto", repeats=10)
     assert m["repeats"] == 10 and len(m["f1_macro_folds"]) == 40
-    # Measured 0.90; the target of 0.91 is missed (README), this floor guards it.
-    assert m["f1_macro_mean"] >= 0.89, m["f1_macro_mean"]
+    assert m["f1_macro_mean"] >= 0.91, m["f1_macro_mean"]  # the target (measured 0.916)
     assert m["ece"] <= MAX_ECE, m["ece"]
     assert not m["speaker_confounded"] and m["speaker_baseline_f1"] < 0.2
 
@@ -80,5 +79,6 @@ def test_second_corpus_adaptation_lifts_new_speakers(corpus2):
     auto = f1(corpus2, "speaker", "auto")
     off = f1(corpus2, "speaker", "off")
     assert auto["n_samples"] == 720
-    # Measured +0.059 (0.607 vs 0.548); the issue's +0.08 is missed (README).
-    assert auto["f1_macro_mean"] - off["f1_macro_mean"] >= 0.04, (auto, off)
+    # Measured +0.107 (0.625 vs 0.518; the logistic regression's off was 0.548, README).
+    assert auto["f1_macro_mean"] - off["f1_macro_mean"] >= 0.08, (auto, off)
+    assert auto["f1_macro_mean"] >= 0.60, auto["f1_macro_mean"]

@@ -263,3 +263,45 @@ def test_platt_svc_calibrates_with_a_class_of_one_example(n_classes):
     assert proba.shape == (len(y), n_classes)
     assert np.allclose(proba.sum(axis=1), 1.0)
     assert list(model.classes_) == list(range(n_classes))
+
+
+def test_shrinkage_lda_is_scikit_learns_discriminant():
+    """The Cholesky solve gives scikit-learn's lsqr discriminant (coefficients, intercepts,
+    probabilities), also with more features than clips; calibration keeps the predictions."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1, 2, 3], 15)
+    X = rng.standard_normal((60, 90)) + 0.7 * y[:, None] * rng.standard_normal(90)
+    for shrinkage in (0.1, 0.5, 0.9):
+        ours = pipeline.ShrinkageLDA(shrinkage, calibrate=False).fit(X, y)
+        ref = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=shrinkage).fit(X, y)
+        assert np.allclose(ours.coef_, ref.coef_, atol=1e-8)
+        assert np.allclose(ours.intercept_, ref.intercept_, atol=1e-8)
+        assert np.allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-8)
+        calibrated = pipeline.ShrinkageLDA(shrinkage).fit(X, y)
+        assert calibrated.calibrated_ is not None
+        assert (calibrated.predict(X) == ref.predict(X)).all()
+        proba = calibrated.predict_proba(X)
+        assert np.allclose(proba.sum(axis=1), 1.0)
+        assert (proba.argmax(axis=1) == ref.predict_proba(X).argmax(axis=1)).all()
+
+
+def test_shrinkage_lda_temperature_softens_an_overconfident_fit():
+    """Many features, few clips: the raw discriminant is nearly certain of everything on
+    held-out clips; the temperature brings its confidence down towards its accuracy."""
+    rng = np.random.default_rng(4)
+    y = np.repeat([0, 1, 2], 40)
+    X = rng.standard_normal((120, 300)) + 0.25 * y[:, None]
+    test = rng.standard_normal((300, 300)) + 0.25 * np.repeat([0, 1, 2], 100)[:, None]
+    raw = pipeline.ShrinkageLDA(0.2, calibrate=False).fit(X, y)
+    cal = pipeline.ShrinkageLDA(0.2).fit(X, y)
+    assert cal.predict_proba(test).max(axis=1).mean() < raw.predict_proba(test).max(axis=1).mean()
+
+
+def test_shrinkage_lda_with_a_class_of_one_clip_is_uncalibrated():
+    X = np.random.default_rng(5).standard_normal((13, 4))
+    y = [0] * 6 + [1] * 6 + [2]
+    model = pipeline.ShrinkageLDA().fit(X, y)
+    assert model.calibrated_ is None
+    assert np.allclose(model.predict_proba(X).sum(axis=1), 1.0)
