@@ -471,11 +471,14 @@ function modelPage(m, { title = true, order = [] } = {}) {
   for (const name of names) page.append(protocolSection(name, ordered[name], classes, m.MODEL_VERSION));
   return page;
 }
+let shownSeq = 0;  // the model page or comparison asked for last (older answers are dropped)
 async function showModel(version) {
   const out = $("#model-page");
   $("#model-title").textContent = `Model ${version}`;
   out.replaceChildren(el("p", { class: "meta" }, `loading ${version}…`));
+  const ticket = ++shownSeq;
   const r = await json(`/models/${encodeURIComponent(version)}`);
+  if (ticket !== shownSeq) return;  // another page was asked for meanwhile
   if (r.status !== 200) { out.replaceChildren(el("p", { class: "error", role: "alert" }, errorText(r))); return; }
   out.replaceChildren(modelPage(r.body, { title: false }));
   $("#model-title").replaceChildren(`Model ${version}`, r.body.CURRENT ? el("span", { class: "badge" }, "current") : "");
@@ -502,7 +505,9 @@ async function showCompare(a, b) {
   $("#compare-a").value = a; $("#compare-b").value = b;
   const out = $("#compare-out");
   out.replaceChildren(el("p", { class: "meta" }, `loading ${a} and ${b}…`));
+  const ticket = ++shownSeq;
   const [ra, rb] = await Promise.all([json(`/models/${encodeURIComponent(a)}`), json(`/models/${encodeURIComponent(b)}`)]);
+  if (ticket !== shownSeq) return;  // another comparison was asked for meanwhile
   if (ra.status !== 200 || rb.status !== 200) {
     out.replaceChildren(el("p", { class: "error", role: "alert" }, errorText(ra.status !== 200 ? ra : rb)));
     return;
