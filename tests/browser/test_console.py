@@ -28,6 +28,12 @@ def expect(locator):
     return pw_expect(locator)
 
 
+def assert_fits(page) -> None:
+    """Nothing wider than the viewport (wide tables scroll inside their own box)."""
+    wait = "() => document.documentElement.scrollWidth <= window.innerWidth"
+    page.wait_for_function(wait)
+
+
 NO_PROMPT = "window.prompts = 0; window.prompt = () => { window.prompts += 1; return null; };"
 
 
@@ -302,6 +308,7 @@ def test_a_recording_shows_its_emotion_over_time(page, console_stack, console_tr
     page.keyboard.press("End")
     expect(segments.nth(count - 1)).to_be_focused()
     page.set_viewport_size({"width": 390, "height": 844})
+    assert_fits(page)
     shot(page, "timeline-phone")
 
 
@@ -352,6 +359,7 @@ def test_a_model_page_shows_its_figures(page, console_stack, console_api, consol
         expect(section.locator(".reliability-figure figcaption")).to_contain_text("ECE")
     shot(page, "model")
     page.set_viewport_size({"width": 390, "height": 844})
+    assert_fits(page)
     shot(page, "model-phone")
 
 
@@ -411,4 +419,5 @@ def test_two_versions_side_by_side(page, console_stack, console_trained, console
     assert order[0] == order[1] == ["stratified", "speaker"]
     shot(page, "compare")
     page.set_viewport_size({"width": 390, "height": 844})
+    assert_fits(page)
     shot(page, "compare-phone")
