@@ -30,8 +30,8 @@ def expect(locator):
 
 def assert_fits(page) -> None:
     """Nothing wider than the viewport (wide tables scroll inside their own box)."""
-    wait = "() => document.documentElement.scrollWidth <= window.innerWidth"
-    page.wait_for_function(wait)
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], widths
 
 
 NO_PROMPT = "window.prompts = 0; window.prompt = () => { window.prompts += 1; return null; };"
