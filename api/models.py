@@ -46,6 +46,7 @@ def model_body(meta: dict, current: str | None) -> dict:
 
 
 def _number(value: Any) -> float | None:
+    """A stored figure as a float (None stays None: an empty bin, a figure not recorded)."""
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
@@ -100,9 +101,9 @@ def evaluation_body(m: dict) -> dict:
 
 
 def evaluations_body(meta: dict) -> dict | None:
-    """Protocol -> figures, the version's own protocol first (its metrics' top level holds
-    that protocol's confusion matrix, which versions before every protocol kept its own lack
-    for the others)."""
+    """Protocol -> figures, the version's own protocol first. The top level of its metrics is
+    that protocol's, confusion matrix included; versions trained before every protocol kept
+    its own matrix lack the other protocols' (null)."""
     metrics = meta.get("metrics")
     if not metrics:
         return None
