@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response
 
 from api import schemas as S
@@ -43,6 +45,75 @@ def model_body(meta: dict, current: str | None) -> dict:
     }
 
 
+def _number(value: Any) -> float | None:
+    """A stored figure as a float (None stays None: an empty bin, a figure not recorded)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def evaluation_body(m: dict) -> dict:
+    """One protocol's figures of a version's metrics as api.schemas.ProtocolEvaluation (what a
+    version trained before a figure was recorded lacks is null)."""
+    per_class = {
+        name: {
+            "PRECISION": float(c["precision"]),
+            "RECALL": float(c["recall"]),
+            "F1": float(c["f1"]),
+            "SUPPORT": int(c["support"]),
+        }
+        for name, c in (m.get("per_class") or {}).items()
+    }
+    per_speaker = {
+        str(name): {
+            "F1": float(s["f1"]),
+            "ACCURACY": float(s["accuracy"]),
+            "SUPPORT": int(s["support"]),
+        }
+        for name, s in (m.get("per_speaker") or {}).items()
+    }
+    bins = [
+        {
+            "LOWER": float(b["lower"]),
+            "UPPER": float(b["upper"]),
+            "COUNT": int(b["count"]),
+            "CONFIDENCE": _number(b.get("confidence")),
+            "ACCURACY": _number(b.get("accuracy")),
+        }
+        for b in m.get("reliability") or []
+    ]
+    matrix = m.get("confusion_matrix")
+    folds = m.get("f1_macro_folds")
+    return {
+        "F1_MACRO_MEAN": _number(m.get("f1_macro_mean")),
+        "F1_MACRO_STD": _number(m.get("f1_macro_std")),
+        "F1_FOLDS": [float(f) for f in folds] if folds else None,
+        "N_FOLDS": m.get("n_folds"),
+        "REPEATS": m.get("repeats"),
+        "UAR": _number(m.get("uar")),
+        "ACCURACY": _number(m.get("accuracy")),
+        "LOG_LOSS": _number(m.get("log_loss")),
+        "ECE": _number(m.get("ece")),
+        "CHANCE_F1": _number(m.get("chance_f1")),
+        "CONFUSION_MATRIX": [[int(v) for v in row] for row in matrix] if matrix else None,
+        "PER_CLASS": per_class or None,
+        "PER_SPEAKER": per_speaker or None,
+        "RELIABILITY": bins or None,
+    }
+
+
+def evaluations_body(meta: dict) -> dict | None:
+    """Protocol -> figures, the version's own protocol first. The top level of its metrics is
+    that protocol's, confusion matrix included; versions trained before every protocol kept
+    its own matrix lack the other protocols' (null)."""
+    metrics = meta.get("metrics")
+    if not metrics:
+        return None
+    primary = metrics.get("protocol") or meta.get("protocol") or "stratified"
+    every = dict(metrics.get("protocols") or {})
+    every[primary] = {**every.get(primary, {}), **metrics}
+    order = [primary] + [name for name in every if name != primary]
+    return {name: evaluation_body(every[name]) for name in order}
+
+
 @bp.route("/models", methods=["GET"])
 @operation(
     "get",
@@ -69,6 +140,7 @@ def get_model(version: str):
     meta = reg.meta(version)
     body = model_body(meta, reg.current())
     body["METRICS"] = meta.get("metrics")
+    body["EVALUATIONS"] = evaluations_body(meta)
     body["VERSIONS"] = meta.get("versions")
     body["CONFUSION_PNG"] = f"/models/{version}/confusion.png"
     return S.respond(S.ModelDetail, body)

@@ -570,10 +570,60 @@ class ModelItem(Body):
     JOB_ID: JobId | None = Field(description="the training job that made it")
 
 
+class SpeakerFigures(Body):
+    F1: float = Field(description="F1-macro over the classes the speaker voices or is given")
+    ACCURACY: float
+    SUPPORT: int = Field(description="the speaker's clips")
+
+
+class ReliabilityBin(Body):
+    """One bin of the reliability diagram: out-of-fold clips whose top-class probability
+    falls in (LOWER, UPPER]."""
+
+    LOWER: float
+    UPPER: float
+    COUNT: int
+    CONFIDENCE: float | None = Field(description="mean top-class probability (null: empty)")
+    ACCURACY: float | None = Field(description="share of them predicted right (null: empty)")
+
+
+class ProtocolEvaluation(Body):
+    """A version's cross-validation under one protocol, from its out-of-fold predictions.
+
+    The figures that need the predictions themselves (CONFUSION_MATRIX of the protocol not
+    requested, PER_SPEAKER, RELIABILITY) are null for versions trained before they were
+    recorded."""
+
+    F1_MACRO_MEAN: float | None = None
+    F1_MACRO_STD: float | None = None
+    F1_FOLDS: list[float] | None = Field(None, description="F1-macro of every test fold")
+    N_FOLDS: int | None = None
+    REPEATS: int | None = Field(None, description="repetitions of the stratified CV")
+    UAR: float | None = Field(None, description="unweighted average recall")
+    ACCURACY: float | None = None
+    LOG_LOSS: float | None = None
+    ECE: float | None = Field(None, description="expected calibration error")
+    CHANCE_F1: float | None = None
+    CONFUSION_MATRIX: list[list[int]] | None = Field(
+        None, description="rows: the true class; columns: the prediction (CLASSES order)"
+    )
+    PER_CLASS: dict[str, ClassFigures] | None = None
+    PER_SPEAKER: dict[str, SpeakerFigures] | None = Field(
+        None, description="per speaker (datasets that name speakers)"
+    )
+    RELIABILITY: list[ReliabilityBin] | None = Field(
+        None, description="the reliability diagram's bins (those of ECE)"
+    )
+
+
 class ModelDetail(ModelItem):
     """One version with its full metrics."""
 
     METRICS: dict[str, Any] | None
+    EVALUATIONS: dict[str, ProtocolEvaluation] | None = Field(
+        description="protocol -> its cross-validation figures (PROTOCOL's first): the typed "
+        "view of METRICS, for charts"
+    )
     VERSIONS: dict[str, Any] | None = Field(description="library versions it was trained with")
     CONFUSION_PNG: str = Field(description="URL of the confusion matrix")
 

@@ -88,13 +88,53 @@ def expected_calibration_error(proba: np.ndarray, y: np.ndarray, n_bins: int = E
     return float(ece)
 
 
+def reliability(proba: np.ndarray, y: np.ndarray, n_bins: int = ECE_BINS) -> list[dict]:
+    """The reliability diagram of the top-class probability, over the bins of
+    :func:`expected_calibration_error`: each bin's bounds, count, mean confidence and
+    accuracy (None for an empty bin)."""
+    conf = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == y
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    out = []
+    for b in range(n_bins):
+        mask = bins == b
+        out.append(
+            {
+                "lower": float(edges[b]),
+                "upper": float(edges[b + 1]),
+                "count": int(mask.sum()),
+                "confidence": float(conf[mask].mean()) if mask.any() else None,
+                "accuracy": float(correct[mask].mean()) if mask.any() else None,
+            }
+        )
+    return out
+
+
+def per_speaker(y: np.ndarray, pred: np.ndarray, groups: Sequence[str]) -> dict[str, dict]:
+    """F1-macro (:func:`f1_macro`), accuracy and clip count of out-of-fold predictions, per
+    speaker (labels and predictions are class indices)."""
+    groups = np.asarray(groups)
+    out = {}
+    for speaker in sorted(set(groups.tolist())):
+        mask = groups == speaker
+        out[str(speaker)] = {
+            "f1": f1_macro(y[mask], pred[mask]),
+            "accuracy": float(accuracy_score(y[mask], pred[mask])),
+            "support": int(mask.sum()),
+        }
+    return out
+
+
 def compute_metrics(
     y: np.ndarray,
     proba: np.ndarray,
     splits: list[tuple[np.ndarray, np.ndarray]],
     classes: Sequence[str],
+    groups: Sequence[str] | None = None,
 ) -> dict:
-    """Fold and pooled metrics of out-of-fold probabilities (labels are class indices)."""
+    """Fold and pooled metrics of out-of-fold probabilities (labels are class indices), with
+    the reliability diagram's bins and, given each row's speaker, per-speaker figures."""
     pred = proba.argmax(axis=1)
     labels = np.arange(len(classes))
     fold_f1 = [f1_macro(y[te], pred[te]) for _, te in splits]
@@ -109,6 +149,8 @@ def compute_metrics(
         "ece": expected_calibration_error(proba, y),
         "confusion_matrix": pooled["confusion_matrix"],
         "per_class": pooled["per_class"],
+        "reliability": reliability(proba, y),
+        "per_speaker": per_speaker(y, pred, groups) if groups is not None else None,
         "n_folds": len(splits),
     }
 
@@ -187,8 +229,9 @@ def cross_validate(
     ``estimator`` is a scikit-learn classifier, or a :class:`ser.ml.adapt.SpeakerAdaptive`
     (given each row's speaker: the test speakers' statistics come from their test clips).
     F1 is averaged over every fold of every repetition; the pooled figures (UAR, accuracy,
-    log-loss, ECE) are averaged over the repetitions; the confusion matrix and per-class
-    figures are the first repetition's (the prototype's seed 42). Returns the metrics and
+    log-loss, ECE) are averaged over the repetitions; the confusion matrix, per-class and
+    per-speaker figures and the reliability bins are the first repetition's (the prototype's
+    seed 42). Returns the metrics and
     the first repetition's out-of-fold probabilities.
     """
     repeats = effective_repeats(protocol, groups, repeats)
@@ -221,7 +264,7 @@ def cross_validate(
         for k in block:
             proba[splits[k][1]] = parts[k][0]
         probas.append(proba)
-        reports.append(compute_metrics(y, proba, [splits[k] for k in block], classes))
+        reports.append(compute_metrics(y, proba, [splits[k] for k in block], classes, groups))
     metrics = reports[0]
     fold_f1 = [f for rep in reports for f in rep["f1_macro_folds"]]
     metrics.update(

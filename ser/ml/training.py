@@ -215,9 +215,8 @@ def train(
     t0 = time.perf_counter()
     fitted = fit_model(data, features=features, classifier=classifier, adapt=adapt)
     metrics = dict(every[protocol])
-    metrics["protocols"] = {
-        name: {k: v for k, v in m.items() if k not in ("confusion_matrix", "failed_files")}
-        for name, m in every.items()
+    metrics["protocols"] = {  # each with its confusion matrix (the model page draws them)
+        name: {k: v for k, v in m.items() if k != "failed_files"} for name, m in every.items()
     }
     metrics.update(adapt_chosen=fitted.mode_, final_fit_seconds=round(time.perf_counter() - t0, 3))
     return Bundle(

@@ -1,15 +1,22 @@
 """The web console in Debian's Chromium against a real `ser up` stack with an API key: the key
-prompt, a clip's emotion and chart, a recording, a training followed to its end, a running job
-cancelled, a folder scored and its CSV downloaded, an older model activated and a newer one
-deleted, /docs. Every view is screenshotted into .ser/screenshots/. Waits are conditions
+dialog (console and /docs), a clip's emotion and chart, a recording's emotion over time, a
+microphone recording, a training followed to its end, a running job cancelled, a folder scored
+(its rows sorted, filtered and paged, its CSV downloaded), an older model activated and a newer
+one deleted, a model's page (and one trained before its figures were kept), two versions side
+by side, /docs. Every view is screenshotted into .ser/screenshots/. Waits are conditions
 (Playwright's expect), never sleeps."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 
+import numpy as np
+import pytest
+
+from tests import audiogen
 from tests.audiogen import CLASSES
 from tests.browser.conftest import shot
 from tests.fixtures import API_KEY
@@ -21,11 +28,22 @@ def expect(locator):
     return pw_expect(locator)
 
 
+def assert_fits(page) -> None:
+    """Nothing wider than the viewport (wide tables scroll inside their own box)."""
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], widths
+
+
+NO_PROMPT = "window.prompts = 0; window.prompt = () => { window.prompts += 1; return null; };"
+
+
 def test_the_page_asks_for_the_key_once_and_keeps_it_for_the_tab(fresh_page, console_stack):
     page = fresh_page
+    page.add_init_script(NO_PROMPT)
     page.goto(console_stack.base + "/#models")
     dialog = page.locator("#key-dialog")
     expect(dialog).to_be_visible()
+    expect(page.get_by_role("textbox", name="API key")).to_be_focused()
     expect(page.locator("#health")).to_contain_text("OK")  # the probes need no key
     shot(page, "key-prompt")
     page.get_by_role("textbox", name="API key").fill("wrong-key")
@@ -38,6 +56,28 @@ def test_the_page_asks_for_the_key_once_and_keeps_it_for_the_tab(fresh_page, con
     page.reload()  # same tab: no second prompt
     expect(page.locator("#models-table caption")).to_be_visible()
     expect(dialog).to_be_hidden()
+    assert page.evaluate("window.prompts") == 0  # an in-page dialog, never window.prompt
+
+
+def test_the_docs_page_asks_for_the_key_in_a_dialog_used_from_the_keyboard(
+    fresh_page, console_stack
+):
+    page = fresh_page
+    page.add_init_script(NO_PROMPT)
+    page.goto(console_stack.base + "/docs")
+    dialog = page.get_by_role("dialog", name="API key")
+    expect(dialog).to_be_visible()
+    expect(page.get_by_role("textbox", name="API key")).to_be_focused()
+    shot(page, "docs-key")
+    page.keyboard.type("wrong-key")
+    page.keyboard.press("Enter")
+    expect(page.locator("#key-error")).to_contain_text("refused")
+    page.keyboard.type(API_KEY)
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_hidden()
+    expect(page.locator(".opblock-summary-path", has_text="/predict").first).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('ser-api-key')") == API_KEY
+    assert page.evaluate("window.prompts") == 0
 
 
 def test_a_dropped_clip_shows_its_emotion_and_chart(page, console_stack, console_trained, data_dir):
@@ -149,11 +189,6 @@ def test_an_older_model_is_activated(page, console_stack, console_api, console_t
     expect(old_row).to_have_attribute("data-current", "true")
     expect(page.locator("#models-message")).to_contain_text("now current")
     assert console_api.get("/models").json()["CURRENT"] == older
-    old_row.get_by_role("button", name="Confusion").click()
-    expect(page.locator("#confusion-img")).to_have_attribute(
-        "alt", f"confusion matrix of model {older}"
-    )
-    assert page.locator("#confusion-img").evaluate("img => img.complete && img.naturalWidth > 0")
     shot(page, "models")
     page.once("dialog", lambda dialog: dialog.accept())  # "Delete model ...?"
     page.locator(f'#models-table tr[data-version="{newer["MODEL_VERSION"]}"]').get_by_role(
@@ -170,3 +205,219 @@ def test_the_api_documentation_renders_the_live_document(page, console_stack):
     expect(page.get_by_text("Speech emotion recognition service").first).to_be_visible()
     expect(page.locator(".opblock-summary-path", has_text="/predict").first).to_be_visible()
     shot(page, "docs")
+
+
+# -- a score job's rows -------------------------------------------------------------------------
+def _cells(page, column: int) -> list[str]:
+    return page.locator(f"#rows-table tbody tr td:nth-child({column})").all_inner_texts()
+
+
+def test_a_score_jobs_rows_sort_filter_and_page(page, console_stack, console_api, console_trained):
+    job = console_api.post("/score", json={"folder": "ds"}).json()
+    done = console_api.wait_job(job["JOB_ID"], timeout=180)
+    assert done["JOB_STATUS"] == "SUCCEEDED", done
+    page.goto(console_stack.base + "/#jobs")
+    page.locator(f'#jobs-table tr[data-job="{job["JOB_ID"]}"]').get_by_role(
+        "button", name="Details"
+    ).click()
+    rows = page.locator("#rows-table tbody tr")
+    expect(rows).to_have_count(8 * len(CLASSES))
+    # the per-emotion summary: the job's counts, as files and shares
+    summary = page.locator("#score-summary tbody tr")
+    expect(summary).to_have_count(len(done["SUMMARY"]))
+    for emotion, n in done["SUMMARY"].items():
+        expect(page.locator(f'#score-summary tr[data-emotion="{emotion}"] td').first).to_have_text(
+            str(n)
+        )
+    expect(page.get_by_role("button", name="Download JSONL")).to_be_visible()
+
+    header = page.locator('#rows-table th[data-key="PROBABILITY"]')
+    header.get_by_role("button").click()
+    expect(header).to_have_attribute("aria-sort", "ascending")
+    probs = [float(v) for v in _cells(page, 3)]  # File, Emotion, Probability, Error
+    assert probs == sorted(probs)
+    header.get_by_role("button").press("Enter")  # the keyboard sorts too: descending
+    expect(header).to_have_attribute("aria-sort", "descending")
+    probs = [float(v) for v in _cells(page, 3)]
+    assert probs == sorted(probs, reverse=True)
+    page.locator('#rows-table th[data-key="FILENAME"]').get_by_role("button").click()
+    files = _cells(page, 1)
+    assert files == sorted(files)
+
+    page.get_by_label("Filter rows").fill("calm_00")
+    expect(rows).to_have_count(8)
+    assert all("calm_00" in f for f in _cells(page, 1))
+    page.get_by_label("Filter rows").fill("")
+    page.get_by_label("Emotion", exact=True).select_option("tense")
+    expect(rows).to_have_count(done["SUMMARY"].get("tense", 0))
+    assert set(_cells(page, 2)) <= {"tense"}
+    page.get_by_label("Emotion", exact=True).select_option("")
+
+    page.get_by_label("Rows per page").select_option("10")  # 24 rows: pages of 10
+    expect(rows).to_have_count(10)
+    expect(page.locator("#rows-count")).to_contain_text("page 1 of 3")
+    first = _cells(page, 1)
+    page.get_by_role("button", name="Next page").click()
+    expect(page.locator("#rows-count")).to_contain_text("Rows 11–20 of 24")
+    assert not set(_cells(page, 1)) & set(first)
+    page.get_by_role("button", name="Next page").click()
+    expect(rows).to_have_count(4)
+    expect(page.get_by_role("button", name="Next page")).to_be_disabled()
+    shot(page, "score-rows")
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download JSONL").click()
+    lines = open(info.value.path(), encoding="utf-8").read().splitlines()
+    assert len(lines) == 8 * len(CLASSES) and all(json.loads(x)["FILENAME"] for x in lines)
+
+
+# -- emotion over time ----------------------------------------------------------------------------
+PARTS = [(None, 1.0), ("calm", 3.0), (None, 1.0), ("tense", 4.0), (None, 1.0)]
+
+
+def test_a_recording_shows_its_emotion_over_time(page, console_stack, console_trained, tmp_path):
+    parts = [
+        audiogen.noise(s, amp=1e-4, seed=i) if label is None else audiogen.voice_like(label, s)
+        for i, (label, s) in enumerate(PARTS)
+    ]
+    path = audiogen.write(tmp_path / "talk.wav", np.concatenate(parts))  # speech and pauses
+    page.goto(console_stack.base + "/")
+    page.get_by_label("Audio files (WAV, FLAC, OGG)", exact=False).set_input_files(str(path))
+    page.get_by_label("Emotion over time").check()
+    page.get_by_role("button", name="Predict").click()
+    clip = page.locator("#clips li").first
+    segments = clip.locator(".timeline .seg")
+    expect(segments.first).to_be_visible()
+    expect(clip.locator(".timeline figcaption")).to_contain_text("of speech in 10.0 s")
+    count = segments.count()
+    assert count >= 2
+    # the pauses stay blank: the first segment starts after 1 s of silence, the last ends
+    # before the last second
+    first_start = float(segments.first.get_attribute("aria-label").split()[0])
+    assert first_start == pytest.approx(1.0, abs=0.15)
+    expect(clip.locator(".timeline .legend li")).not_to_have_count(0)
+    tip = clip.locator(".timeline .tip")
+    segments.first.hover()  # hover: the segment's probabilities
+    expect(tip).to_be_visible()
+    expect(tip.locator(".bar")).to_have_count(len(CLASSES))
+    shot(page, "timeline")
+    segments.first.focus()  # the keyboard: focus shows them too, arrows move along
+    expect(tip).to_contain_text(segments.first.get_attribute("aria-label").split()[0])
+    page.keyboard.press("ArrowRight")
+    expect(segments.nth(1)).to_be_focused()
+    expect(tip).to_contain_text(segments.nth(1).get_attribute("aria-label").split()[0])
+    page.keyboard.press("End")
+    expect(segments.nth(count - 1)).to_be_focused()
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert_fits(page)
+    shot(page, "timeline-phone")
+
+
+def test_a_speaker_and_emotion_over_time_are_not_sent_together(page, console_stack, data_dir):
+    page.goto(console_stack.base + "/")
+    page.get_by_label("Audio files (WAV, FLAC, OGG)", exact=False).set_input_files(
+        str(data_dir / "clips" / "calm.wav")
+    )
+    page.get_by_label("Speaker (optional)").fill("spk1")
+    page.get_by_label("Emotion over time").check()
+    page.get_by_role("button", name="Predict").click()
+    expect(page.locator("#try-message")).to_contain_text("no speaker")
+    expect(page.locator("#clips li")).to_have_count(0)
+
+
+# -- a model's page, and two side by side --------------------------------------------------------
+@pytest.fixture(scope="module")
+def console_second(console_api, console_trained) -> dict:
+    """Another version, speaker protocol first, kept aside (the current one stays)."""
+    return console_api.train("ds", timeout=240, features="seed", protocol="speaker", activate=False)
+
+
+def _shares(table) -> list[float]:
+    return [float(v) for v in table.locator("tbody td[data-share]").evaluate_all(
+        "cells => cells.map((c) => c.dataset.share)")]  # fmt: skip
+
+
+def test_a_model_page_shows_its_figures(page, console_stack, console_api, console_trained):
+    version = console_trained["MODEL_VERSION"]
+    n = console_trained["N_SAMPLES"]
+    page.goto(console_stack.base + "/#models")
+    page.get_by_role("link", name=f"details of {version}").click()
+    expect(page.locator("#model-title")).to_contain_text(f"Model {version}")
+    model = page.locator(f'#model-page article[data-version="{version}"]')
+    expect(model.locator(".metrics tr[data-metric='ECE'] td")).to_have_count(2)  # 2 protocols
+    expect(model.locator(".metrics tr[data-metric='UAR'] td").first).not_to_have_text("–")
+    for protocol in ("stratified", "speaker"):
+        section = model.locator(f'section[data-protocol="{protocol}"]')
+        counts, shares = section.locator("table.confusion").all()
+        cells = counts.locator("tbody td[data-share]").all_inner_texts()
+        assert sum(int(c) for c in cells) == n
+        by_row = np.array(_shares(shares)).reshape(len(CLASSES), len(CLASSES))
+        assert np.allclose(by_row.sum(axis=1), 1.0, atol=1e-3)  # row-normalised
+        expect(section.locator("table.per-class tbody tr")).to_have_count(len(CLASSES))
+        expect(section.locator("table.speakers tbody tr")).to_have_count(4)
+        expect(section.locator("table.folds tbody tr")).not_to_have_count(0)
+        expect(section.locator("svg.reliability rect.bin")).not_to_have_count(0)
+        expect(section.locator(".reliability-figure figcaption")).to_contain_text("ECE")
+    shot(page, "model")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert_fits(page)
+    shot(page, "model-phone")
+
+
+def test_a_model_trained_before_the_figures_were_kept_degrades(
+    page, console_stack, console_trained
+):
+    version = console_trained["MODEL_VERSION"]
+
+    def as_before(route):  # GET /models/<v> as a version (and service) before them answer
+        body = route.fetch().json()
+        body.pop("EVALUATIONS")
+        for key in ("reliability", "per_speaker", "protocols"):
+            body["METRICS"].pop(key, None)
+        route.fulfill(json=body)
+
+    page.route(f"**/models/{version}", as_before)
+    page.goto(console_stack.base + f"/#model/{version}")
+    model = page.locator(f'#model-page article[data-version="{version}"]')
+    expect(model.locator("table.confusion")).to_have_count(2)  # its own protocol's matrix
+    expect(model.locator("table.per-class tbody tr")).to_have_count(len(CLASSES))
+    expect(model.locator(".missing", has_text="Reliability diagram")).to_contain_text(
+        "not recorded"
+    )
+    expect(model.locator(".missing", has_text="F1 per speaker")).to_be_visible()
+    expect(model.locator("svg.reliability")).to_have_count(0)
+    shot(page, "model-before-figures")
+
+
+def test_two_versions_side_by_side(page, console_stack, console_trained, console_second):
+    a, b = console_trained["MODEL_VERSION"], console_second["MODEL_VERSION"]
+    page.goto(console_stack.base + "/#models")
+    page.get_by_role("link", name="Compare two versions side by side").click()
+    expect(page).to_have_url(re.compile(r"#compare/v\d+/v\d+$"))  # the newest two, at first
+    expect(page.locator("#compare-metrics")).to_be_visible()
+    page.get_by_label("First version").select_option(a)
+    page.get_by_label("Second version").select_option(b)
+    page.get_by_role("button", name="Compare").click()
+    expect(page).to_have_url(re.compile(f"#compare/{a}/{b}$"))
+    table = page.locator("#compare-metrics")
+    expect(table.locator("thead th")).to_have_text(["Figure", a, b, f"{b} − {a}"])
+    f1 = table.locator('tr[data-metric="F1-macro (stratified)"] td')
+    expect(f1.nth(0)).to_contain_text(f"{console_trained['F1_MACRO_MEAN']:.3f}")
+    expect(table.locator('tr[data-metric="F1-macro (speaker)"] td').nth(1)).to_contain_text(
+        f"{console_second['F1_MACRO_MEAN']:.3f}"
+    )
+    classes = page.locator('table.compare-classes[data-protocol="speaker"] tbody tr')
+    expect(classes).to_have_count(len(CLASSES))
+    pages = page.locator(".side-by-side article.model")
+    expect(pages).to_have_count(2)
+    expect(pages.nth(0)).to_have_attribute("data-version", a)
+    expect(pages.nth(1)).to_have_attribute("data-version", b)
+    # the two pages line up: the same protocols in the same order
+    order = [
+        p.locator("section.protocol").evaluate_all("s => s.map((x) => x.dataset.protocol)")
+        for p in pages.all()
+    ]
+    assert order[0] == order[1] == ["stratified", "speaker"]
+    shot(page, "compare")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert_fits(page)
+    shot(page, "compare-phone")

@@ -106,3 +106,79 @@ def test_celery_config_refuses_pickle_and_keeps_limits_below_visibility(settings
 
     with pytest.raises(ValueError, match="VISIBILITY"):
         make_config(settings.model_copy(update={"visibility_timeout": 10}))
+
+
+def _metrics(protocol: str, *, figures: bool) -> dict:
+    """Training metrics as a version keeps them; ``figures=False``: as versions trained before
+    the per-speaker figures, the reliability bins and every protocol's matrix were kept."""
+    classes = ["calm", "excited"]
+    one = {
+        "protocol": protocol,
+        "f1_macro_mean": 0.75,
+        "f1_macro_std": 0.05,
+        "f1_macro_folds": [0.7, 0.8],
+        "n_folds": 2,
+        "repeats": 1,
+        "uar": 0.75,
+        "accuracy": 0.75,
+        "log_loss": 0.5,
+        "ece": 0.1,
+        "chance_f1": 0.5,
+        "per_class": {
+            c: {"precision": 0.75, "recall": 0.75, "f1": 0.75, "support": 4} for c in classes
+        },
+        "confusion_matrix": [[3, 1], [1, 3]],
+    }
+    if figures:
+        one["per_speaker"] = {"s1": {"f1": 1.0, "accuracy": 1.0, "support": 4}}
+        one["reliability"] = [
+            {"lower": 0.5, "upper": 1.0, "count": 8, "confidence": 0.85, "accuracy": 0.75},
+            {"lower": 0.0, "upper": 0.5, "count": 0, "confidence": None, "accuracy": None},
+        ]
+    other = dict(one, protocol="speaker", f1_macro_mean=0.6)
+    if not figures:
+        other.pop("confusion_matrix")
+    return dict(one, classes=classes, protocols={protocol: dict(one), "speaker": other})
+
+
+def test_a_model_page_has_typed_evaluations_and_old_versions_degrade(
+    service_env, settings, redis_client
+):
+    from ser.service.registry import Registry
+
+    prefix = f"evals{uuid.uuid4().hex[:6]}:"
+    registry = Registry(redis_client, prefix)
+    key = settings.require_secret_key()
+    new = registry.publish(b"bundle", {"metrics": _metrics("stratified", figures=True)}, key)
+    old = registry.publish(b"bundle", {"metrics": _metrics("stratified", figures=False)}, key)
+    bare = registry.publish(b"bundle", {"protocol": "speaker"}, key)  # no metrics at all
+    client = make_client(service_env, SER_KEY_PREFIX=prefix, SER_API_KEY="")
+
+    body = client.get(f"/models/{new}").get_json()
+    evals = body["EVALUATIONS"]
+    assert list(evals) == ["stratified", "speaker"]  # the version's own protocol first
+    first = evals["stratified"]
+    assert first["CONFUSION_MATRIX"] == [[3, 1], [1, 3]] and first["F1_FOLDS"] == [0.7, 0.8]
+    assert first["PER_CLASS"]["calm"] == {"PRECISION": 0.75, "RECALL": 0.75, "F1": 0.75,
+                                          "SUPPORT": 4}  # fmt: skip
+    assert first["PER_SPEAKER"] == {"s1": {"F1": 1.0, "ACCURACY": 1.0, "SUPPORT": 4}}
+    assert first["RELIABILITY"][0]["COUNT"] == 8 and first["RELIABILITY"][1]["CONFIDENCE"] is None
+    assert first["ECE"] == 0.1 and first["UAR"] == 0.75
+    assert evals["speaker"]["F1_MACRO_MEAN"] == 0.6 and evals["speaker"]["CONFUSION_MATRIX"]
+
+    old_evals = client.get(f"/models/{old}").get_json()["EVALUATIONS"]
+    assert old_evals["stratified"]["CONFUSION_MATRIX"] == [[3, 1], [1, 3]]
+    assert old_evals["stratified"]["PER_SPEAKER"] is None
+    assert old_evals["stratified"]["RELIABILITY"] is None
+    assert old_evals["speaker"]["CONFUSION_MATRIX"] is None
+    assert old_evals["speaker"]["F1_MACRO_MEAN"] == 0.6
+
+    resp = client.get(f"/models/{bare}")
+    assert resp.status_code == 200 and resp.get_json()["EVALUATIONS"] is None
+
+    doc = client.get("/openapi.json").get_json()
+    detail = doc["components"]["schemas"]["ModelDetail"]["properties"]
+    assert "EVALUATIONS" in detail
+    assert {"RELIABILITY", "PER_SPEAKER", "CONFUSION_MATRIX"} <= set(
+        doc["components"]["schemas"]["ProtocolEvaluation"]["properties"]
+    )

@@ -84,6 +84,15 @@ def test_train_returns_202_then_fitted_result(api, trained):
     assert body["CLASSES"] == ["calm", "excited", "tense"]
     model = api.get(f"/models/{body['MODEL_VERSION']}").json()
     assert model["METRICS"]["confusion_matrix"] and model["DATASET"] == "ds"
+    # the model page's figures, computed at training time from the out-of-fold predictions
+    evals = model["EVALUATIONS"]
+    assert list(evals) == ["stratified", "speaker"]
+    for figures in evals.values():
+        assert sum(map(sum, figures["CONFUSION_MATRIX"])) == body["N_SAMPLES"]
+        assert sum(b["COUNT"] for b in figures["RELIABILITY"]) == body["N_SAMPLES"]
+        assert sum(s["SUPPORT"] for s in figures["PER_SPEAKER"].values()) == body["N_SAMPLES"]
+        assert set(figures["PER_CLASS"]) == set(body["CLASSES"]) and figures["F1_FOLDS"]
+    assert evals["stratified"]["F1_MACRO_MEAN"] == body["F1_MACRO_MEAN"]
 
 
 def test_train_accepted_shape_and_location(api, trained):

@@ -20,6 +20,43 @@ def test_ece_perfect_and_overconfident():
     assert evaluation.expected_calibration_error(wrong, y) == pytest.approx(1.0)
 
 
+def test_reliability_bins_count_confidence_and_accuracy():
+    y = np.array([0, 1, 0, 1])
+    proba = np.array([[0.95, 0.05], [0.9, 0.1], [0.62, 0.38], [0.35, 0.65]])
+    bins = evaluation.reliability(proba, y, n_bins=5)
+    assert [b["count"] for b in bins] == [0, 0, 0, 2, 2]  # confidences 0.62, 0.65 | 0.9, 0.95
+    assert bins[0] == {"lower": 0.0, "upper": 0.2, "count": 0, "confidence": None,
+                       "accuracy": None}  # fmt: skip
+    assert bins[3]["confidence"] == pytest.approx(0.635) and bins[3]["accuracy"] == 1.0
+    assert bins[4]["confidence"] == pytest.approx(0.925) and bins[4]["accuracy"] == 0.5
+    # the bins are the ECE's: its weighted gap
+    gaps = sum(b["count"] / 4 * abs(b["accuracy"] - b["confidence"]) for b in bins if b["count"])
+    assert evaluation.expected_calibration_error(proba, y, n_bins=5) == pytest.approx(gaps)
+
+
+def test_per_speaker_figures_of_out_of_fold_predictions():
+    y = np.array([0, 1, 0, 1, 0, 1])
+    pred = np.array([0, 1, 1, 1, 0, 1])
+    out = evaluation.per_speaker(y, pred, ["b", "b", "a", "a", "c", "c"])
+    assert list(out) == ["a", "b", "c"]
+    assert out["b"] == {"f1": 1.0, "accuracy": 1.0, "support": 2}
+    assert out["a"]["accuracy"] == 0.5 and out["a"]["f1"] == pytest.approx(1 / 3)
+
+
+def test_cross_validation_keeps_reliability_and_per_speaker_figures():
+    X = np.repeat(np.eye(3) * 5, 12, axis=0) + np.random.default_rng(0).normal(0, 0.3, (36, 3))
+    y = np.repeat(np.arange(3), 12)
+    groups = [f"s{i % 4}" for i in range(36)]
+    m, _ = evaluation.cross_validate(
+        X, y, groups, "speaker", pipeline.build_model(adapt="off"), "abc"
+    )
+    assert sum(b["count"] for b in m["reliability"]) == 36
+    assert set(m["per_speaker"]) == {"s0", "s1", "s2", "s3"}
+    assert sum(s["support"] for s in m["per_speaker"].values()) == 36
+    plain, _ = evaluation.cross_validate(X, y, None, "stratified", pipeline.build_model(), "abc")
+    assert plain["per_speaker"] is None and len(plain["reliability"]) == evaluation.ECE_BINS
+
+
 def test_stratified_splits_are_the_prototypes():
     from sklearn.model_selection import StratifiedKFold
 
@@ -125,6 +162,9 @@ def test_train_bundle_round_trip_and_predict(tmp_path, csv_dataset, features):
     assert len(bundle.fingerprint) == 16 and bundle.versions["scikit-learn"]
     # Both protocols are evaluated where the dataset has speakers.
     assert set(bundle.metrics["protocols"]) == {"stratified", "speaker"}
+    for figures in bundle.metrics["protocols"].values():  # what the model page draws
+        assert np.array(figures["confusion_matrix"]).sum() == 24
+        assert figures["reliability"] and set(figures["per_speaker"]) == {"10", "11", "12", "13"}
     assert bundle.metrics["protocol"] == "stratified"
     assert bundle.metrics["adapt_chosen"] == bundle.adapt
     loaded = Bundle.from_bytes(bundle.to_bytes())

@@ -1,49 +1,15 @@
 // The web console: calls the public API of this origin like any client (no library, no CDN).
+// key.js asks for the API key; charts.js draws. Views are sections chosen by the URL fragment:
+// #try, #jobs, #run, #models, #model/<version>, #compare/<version>/<version>.
 "use strict";
 
-const KEY = "ser-api-key";  // sessionStorage: the key lives as long as this tab
 const FOLLOW_WAIT = 2;      // seconds each GET /jobs/<id>?wait= holds while a job runs
+const ROWS_PAGE = 1000;     // rows per GET /jobs/<id>/results while loading a job's rows
+const ROWS_MAX = 50000;     // rows loaded into the table at most (the downloads have them all)
+const ROWS_SHOWN = 100;     // table rows per page on screen, at first
 const $ = (sel) => document.querySelector(sel);
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v; else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(c ?? ""));
-  return node;
-}
-
-// -- the API key: asked for once (on the first 401), kept for the tab ----------------------
-let keyWaiters = [];
-function askForKey(message) {
-  const dialog = $("#key-dialog");
-  $("#key-error").textContent = message || "";
-  if (!dialog.open) dialog.showModal();
-  $("#key-input").focus();
-  return new Promise((resolve) => keyWaiters.push(resolve));
-}
-function keyGiven(event) {
-  event.preventDefault();
-  const value = $("#key-input").value.trim();
-  if (!value) return;
-  sessionStorage.setItem(KEY, value);
-  $("#key-dialog").close();
-  const waiters = keyWaiters; keyWaiters = [];
-  waiters.forEach((resolve) => resolve());
-}
-
-async function api(path, options = {}) {
-  for (;;) {
-    const headers = new Headers(options.headers || {});
-    const key = sessionStorage.getItem(KEY);
-    if (key) headers.set("Authorization", "Bearer " + key);
-    const resp = await fetch(path, { ...options, headers });
-    if (resp.status !== 401) return resp;
-    await askForKey(key ? "That key was refused; try again." : "");
-  }
-}
+const api = (path, options) => serKey.fetch(path, options);
 async function json(path, options) {
   const resp = await api(path, options);
   const body = await resp.json().catch(() => ({}));
@@ -93,44 +59,51 @@ async function probes() {
 }
 
 // -- Try it -------------------------------------------------------------------------------------
-function chart(probabilities) {
-  const bars = el("div", { class: "bars", role: "list", "aria-label": "class probabilities" });
-  const sorted = Object.entries(probabilities || {}).sort((a, b) => b[1] - a[1]);
-  for (const [name, p] of sorted) {
-    const pct = (100 * p).toFixed(1);
-    const bar = el("div", { class: "bar", role: "img", "aria-label": `${name} ${pct}%` }, el("span"));
-    bar.firstChild.style.width = `${pct}%`;
-    bars.append(el("span", { role: "listitem" }, name), bar, el("span", {}, `${pct}%`));
+function predictionView(job) {
+  const parts = [];
+  if (job.SEGMENTS) {
+    parts.push(el("p", { class: "emotion" }, job.EMOTION
+      ? `${job.EMOTION} (${pct(job.PROBABILITY)}), the most speech time` : "no speech found"), timeline(job));
+  } else {
+    parts.push(el("p", { class: "emotion" }, `${job.EMOTION} (${pct(job.PROBABILITY)})`), chart(job.PROBABILITIES));
   }
-  return bars;
+  return parts;
 }
-async function predictOne(file, speaker) {
-  const item = el("li", { class: "clip" }, el("strong", {}, file.name), el("p", { class: "meta" }, "sending…"));
+async function predictOne(file, speaker, segments) {
+  const meta = el("p", { class: "meta" }, "sending…");
+  const item = el("li", { class: "clip" }, el("strong", {}, file.name), meta);
   $("#clips").prepend(item);
   const form = new FormData();
   form.append("file", file, file.name);
   if (speaker) form.append("speaker", speaker);
-  let r = await json("/predict?wait=30", { method: "POST", body: form });
+  if (segments) form.append("segments", "true");
+  const r = await json("/predict?wait=30", { method: "POST", body: form });
   let job = r.body;
-  if (r.status === 202) job = await follow(job.JOB_ID);
-  item.querySelector(".meta").remove();
+  if (r.status === 202) {
+    job = await follow(job.JOB_ID, (j) => {
+      if (j.PROGRESS) meta.textContent = `working… ${j.PROGRESS.DONE} of ${j.PROGRESS.TOTAL}${segments ? " s of audio" : ""}`;
+    });
+  }
+  meta.remove();
   if (job.JOB_STATUS !== "SUCCEEDED") {
     item.append(el("p", { class: "error" }, job.ERROR ? `${job.ERROR.CODE}: ${job.ERROR.MESSAGE}` : errorText(r)));
     return;
   }
-  item.append(
-    el("p", { class: "emotion" }, `${job.EMOTION} (${(100 * job.PROBABILITY).toFixed(1)}%)`),
-    chart(job.PROBABILITIES),
+  item.append(...predictionView(job),
     el("p", { class: "meta" }, `model ${job.MODEL_VERSION} · job ${job.JOB_ID.slice(0, 8)} · ${seconds(job)}`
-      + (job.SPEAKER ? ` · speaker ${job.SPEAKER}${job.ADAPTED ? " (adapted)" : ""}` : "")),
-  );
+      + (job.SPEAKER ? ` · speaker ${job.SPEAKER}${job.ADAPTED ? " (adapted)" : ""}` : "")));
 }
 function predictFiles(files) {
   $("#try-message").textContent = "";
   const speaker = $("#try-speaker").value.trim();
+  const segments = $("#try-segments").checked;
+  if (segments && speaker) {
+    $("#try-message").textContent = "Emotion over time takes no speaker: clear the speaker field or the box.";
+    return;
+  }
   const wanted = [...files].filter((f) => /\.(wav|flac|ogg)$/i.test(f.name) || f.type.startsWith("audio/"));
   if (!wanted.length) { $("#try-message").textContent = "Choose WAV, FLAC or OGG files."; return; }
-  wanted.forEach((f) => predictOne(f, speaker));
+  wanted.forEach((f) => predictOne(f, speaker, segments));
 }
 
 // The microphone: MediaRecorder's compressed recording, decoded by the browser and sent as a
@@ -233,24 +206,155 @@ async function showJob(jobId) {
   const r = await json(`/jobs/${jobId}`);
   if (r.status !== 200) return;
   const job = r.body;
-  $("#job-detail").hidden = false;
+  const detail = $("#job-detail");
+  detail.hidden = false;
   $("#job-detail-title").textContent = `Job ${jobId} (${job.KIND}, ${job.JOB_STATUS})`;
   $("#job-json").textContent = JSON.stringify(job, null, 2);
-  const downloads = $("#job-downloads");
-  downloads.replaceChildren();
-  const head = $("#rows-table thead"), body = $("#rows-table tbody");
-  head.replaceChildren(); body.replaceChildren();
-  if (job.KIND !== "score" || job.JOB_STATUS !== "SUCCEEDED") return;
+  const out = $("#job-view");
+  out.replaceChildren();
+  if (job.KIND === "predict" && job.JOB_STATUS === "SUCCEEDED") out.append(...predictionView(job));
+  if (job.KIND === "score" && job.JOB_STATUS === "SUCCEEDED") await scoreView(out, job);
+  detail.scrollIntoView({ block: "start" });
+}
+
+// A finished score job: its per-emotion summary, its evaluation, the downloads and its rows
+// as a table sorted by a column header and filtered by text and emotion, shown a page at a time.
+async function scoreView(out, job) {
+  const jobId = job.JOB_ID;
+  const downloads = el("p", { class: "downloads" });
   for (const format of ["csv", "jsonl"]) {
     downloads.append(el("button", { type: "button", onclick: () => download(`/jobs/${jobId}/results?format=${format}`, `${jobId}.${format}`) },
       `Download ${format.toUpperCase()}`), " ");
   }
-  const rows = await json(`/jobs/${jobId}/results?limit=200`);
-  head.append(el("tr", {}, ...["File", "Speaker", "Emotion", "Probability", "Error"].map((h) => el("th", { scope: "col" }, h))));
-  for (const row of rows.body.ROWS || []) {
-    body.append(el("tr", {}, el("td", {}, row.FILENAME), el("td", {}, row.SPEAKER || ""), el("td", {}, row.EMOTION || ""),
-      el("td", {}, row.PROBABILITY == null ? "" : row.PROBABILITY.toFixed(3)), el("td", {}, row.ERROR ? row.ERROR.CODE : "")));
+  out.append(summaryView(job), downloads);
+  if (job.EVALUATION && job.EVALUATION.CONFUSION_MATRIX) out.append(evaluationView(job.EVALUATION));
+  const status = el("p", { class: "meta", role: "status" }, "loading rows…");
+  out.append(status);
+  const rows = [];
+  for (let offset = 0; offset < ROWS_MAX;) {
+    const page = await json(`/jobs/${jobId}/results?offset=${offset}&limit=${ROWS_PAGE}`);
+    if (page.status !== 200) { status.textContent = errorText(page); return; }
+    rows.push(...page.body.ROWS);
+    status.textContent = `loading rows… ${rows.length} of ${page.body.COUNT}`;
+    if (!page.body.NEXT) break;
+    offset += ROWS_PAGE;
   }
+  status.remove();
+  out.append(rowsTable(rows, job));
+}
+function summaryView(job) {
+  const entries = Object.entries(job.SUMMARY || {});
+  // files per emotion (a job that reports seconds per emotion: its seconds)
+  const value = (v) => (typeof v === "number" ? v : v.SECONDS);
+  const total = entries.reduce((a, [, v]) => a + value(v), 0);
+  const unit = entries.length && typeof entries[0][1] !== "number" ? "s" : "files";
+  const table = el("table", { class: "figures summary", id: "score-summary" },
+    el("caption", {}, `Per emotion: ${job.SUCCEEDED ?? total} scored, ${job.FAILED ?? 0} failed`),
+    headRow("Emotion", unit === "s" ? "Seconds" : "Files", "Share"));
+  const body = el("tbody");
+  for (const [name, v] of entries.sort((a, b) => value(b[1]) - value(a[1]))) {
+    body.append(el("tr", { "data-emotion": name }, el("th", { scope: "row" }, name),
+      el("td", {}, unit === "s" ? fixed(value(v), 1) : String(value(v))),
+      barCell(total ? value(v) / total : 0, { text: pct(total ? value(v) / total : 0) })));
+  }
+  table.append(body);
+  return el("div", { class: "scroll" }, table);
+}
+function evaluationView(ev) {
+  return el("section", { class: "evaluation", "aria-label": "evaluation against the labels" },
+    el("h4", {}, `Evaluation against the labels: F1-macro ${fixed(ev.F1_MACRO)}, UAR ${fixed(ev.UAR)}, accuracy ${fixed(ev.ACCURACY)} (${ev.EVALUATED} files)`),
+    confusionTables(ev.CONFUSION_MATRIX, ev.CLASSES, "this folder"),
+    ev.PER_CLASS ? perClassTable(ev.PER_CLASS, "Per class, this folder") : "");
+}
+
+const ROW_COLUMNS = [
+  { key: "FILENAME", name: "File" },
+  { key: "SPEAKER", name: "Speaker", optional: true },
+  { key: "START", name: "Start (s)", optional: true, number: true },
+  { key: "END", name: "End (s)", optional: true, number: true },
+  { key: "EMOTION", name: "Emotion" },
+  { key: "PROBABILITY", name: "Probability", number: true },
+  { key: "ADAPTED", name: "Adapted", optional: true },
+  { key: "ERROR", name: "Error" },
+];
+function cellText(row, key) {
+  const v = row[key];
+  if (v == null) return "";
+  if (key === "ERROR") return `${v.CODE}: ${v.MESSAGE}`;
+  if (key === "PROBABILITY") return v.toFixed(3);
+  if (key === "START" || key === "END") return v.toFixed(2);
+  if (key === "ADAPTED") return v ? "yes" : "no";
+  return String(v);
+}
+function rowsTable(rows, job) {
+  const columns = ROW_COLUMNS.filter((c) => !c.optional || rows.some((r) => r[c.key] != null));
+  const state = { key: null, dir: 1, text: "", emotion: "", page: 0, size: ROWS_SHOWN };
+  const emotions = [...new Set(rows.map((r) => r.EMOTION).filter(Boolean))].sort();
+  const filterText = el("input", { id: "rows-filter", type: "search", placeholder: "file, speaker or error" });
+  const filterEmotion = el("select", { id: "rows-emotion" }, el("option", { value: "" }, "all"),
+    ...emotions.map((e) => el("option", { value: e }, e)), el("option", { value: "!error" }, "errors only"));
+  const pageSize = el("select", { id: "rows-size" }, ...[10, 25, 100, 500].map((n) => el("option", { value: String(n) }, String(n))));
+  pageSize.value = String(ROWS_SHOWN);
+  const controls = el("div", { class: "row-filters", role: "search", "aria-label": "filter the rows" },
+    el("span", {}, el("label", { for: "rows-filter" }, "Filter rows"), filterText),
+    el("span", {}, el("label", { for: "rows-emotion" }, "Emotion"), filterEmotion),
+    el("span", {}, el("label", { for: "rows-size" }, "Rows per page"), pageSize));
+  const table = el("table", { id: "rows-table" }, el("caption", {}, `Rows of job ${job.JOB_ID.slice(0, 8)}: click a column header to sort`));
+  const headers = columns.map((c) => {
+    const button = el("button", { type: "button", class: "sort" }, c.name);
+    const th = el("th", { scope: "col", "data-key": c.key, "aria-sort": "none" }, button);
+    button.addEventListener("click", () => {
+      state.dir = state.key === c.key ? -state.dir : 1;
+      state.key = c.key; state.page = 0; render();
+    });
+    return th;
+  });
+  table.append(el("thead", {}, el("tr", {}, ...headers)));
+  const tbody = el("tbody");
+  table.append(tbody);
+  const count = el("p", { id: "rows-count", class: "meta", role: "status", "aria-live": "polite" });
+  const prev = el("button", { type: "button", id: "rows-prev" }, "Previous page");
+  const next = el("button", { type: "button", id: "rows-next" }, "Next page");
+  prev.addEventListener("click", () => { state.page--; render(); });
+  next.addEventListener("click", () => { state.page++; render(); });
+  filterText.addEventListener("input", () => { state.text = filterText.value.trim().toLowerCase(); state.page = 0; render(); });
+  filterEmotion.addEventListener("change", () => { state.emotion = filterEmotion.value; state.page = 0; render(); });
+  pageSize.addEventListener("change", () => { state.size = Number(pageSize.value); state.page = 0; render(); });
+
+  function render() {
+    let shown = rows.filter((r) => {
+      if (state.emotion === "!error" ? !r.ERROR : state.emotion && r.EMOTION !== state.emotion) return false;
+      if (!state.text) return true;
+      return [r.FILENAME, r.SPEAKER, r.EMOTION, r.ERROR && r.ERROR.CODE, r.ERROR && r.ERROR.MESSAGE]
+        .some((v) => v && String(v).toLowerCase().includes(state.text));
+    });
+    if (state.key) {
+      const col = columns.find((c) => c.key === state.key);
+      const value = (r) => (col.number ? r[col.key] : cellText(r, col.key).toLowerCase());
+      shown = [...shown].sort((a, b) => {
+        const x = value(a), y = value(b);
+        if (x == null || x === "") return 1;  // empty cells last, either way
+        if (y == null || y === "") return -1;
+        return (x < y ? -1 : x > y ? 1 : 0) * state.dir;
+      });
+    }
+    headers.forEach((th) => th.setAttribute("aria-sort",
+      th.dataset.key === state.key ? (state.dir > 0 ? "ascending" : "descending") : "none"));
+    const pages = Math.max(1, Math.ceil(shown.length / state.size));
+    state.page = Math.max(0, Math.min(state.page, pages - 1));
+    const from = state.page * state.size;
+    tbody.replaceChildren(...shown.slice(from, from + state.size).map((r) =>
+      el("tr", { "data-emotion": r.EMOTION || "", class: r.ERROR ? "failed" : "" },
+        ...columns.map((c) => el("td", {}, cellText(r, c.key))))));
+    count.textContent = shown.length
+      ? `Rows ${from + 1}–${Math.min(from + state.size, shown.length)} of ${shown.length} shown (${rows.length} loaded${rows.length >= ROWS_MAX ? "; the downloads hold every row" : ""}), page ${state.page + 1} of ${pages}`
+      : `No row matches (${rows.length} loaded)`;
+    prev.disabled = state.page === 0;
+    next.disabled = state.page >= pages - 1;
+  }
+  render();
+  return el("section", { class: "rows", "aria-label": "the job's rows" }, controls, count,
+    el("div", { class: "scroll" }, table), el("p", { class: "pager" }, prev, " ", next));
 }
 
 // -- Train and score ----------------------------------------------------------------------------
@@ -264,23 +368,26 @@ async function submitJob(path, payload) {
 
 // -- Models -------------------------------------------------------------------------------------
 const f1 = (mean, std) => (mean == null ? "" : `${mean.toFixed(3)}${std == null ? "" : " ± " + std.toFixed(3)}`);
+let modelList = [];
 async function loadModels() {
   const r = await json("/models");
   if (r.status !== 200) return;
+  modelList = r.body.MODELS;
   const tbody = $("#models-table tbody");
   tbody.replaceChildren();
   for (const m of r.body.MODELS) {
     const v = m.MODEL_VERSION;
-    const actions = el("td", {}, el("button", { type: "button", onclick: () => showConfusion(v), "aria-label": `confusion matrix of ${v}` }, "Confusion"));
+    const actions = el("td", {}, el("a", { href: `#model/${v}`, "aria-label": `details of ${v}` }, "Details"));
     if (!m.CURRENT) {
       actions.append(" ", el("button", { type: "button", onclick: () => modelAction(v, "activate"), "aria-label": `activate ${v}` }, "Activate"),
         " ", el("button", { type: "button", onclick: () => modelAction(v, "delete"), "aria-label": `delete ${v}` }, "Delete"));
     }
     tbody.append(el("tr", { "data-version": v, "data-current": String(m.CURRENT) },
-      el("td", {}, el("code", {}, v)), el("td", {}, m.CREATED_AT || ""), el("td", {}, m.DATASET || ""), el("td", {}, m.PROTOCOL || ""),
+      el("td", {}, el("a", { href: `#model/${v}` }, el("code", {}, v))), el("td", {}, m.CREATED_AT || ""), el("td", {}, m.DATASET || ""), el("td", {}, m.PROTOCOL || ""),
       el("td", {}, f1(m.F1_MACRO_MEAN, m.F1_MACRO_STD)), el("td", {}, f1(m.SPEAKER_F1_MACRO_MEAN, m.SPEAKER_F1_MACRO_STD)),
       el("td", { class: "current" }, m.CURRENT ? "current" : ""), actions));
   }
+  fillCompareChoices();
 }
 async function modelAction(version, action) {
   if (action === "delete" && !confirm(`Delete model ${version}?`)) return;
@@ -290,32 +397,178 @@ async function modelAction(version, action) {
   $("#models-message").textContent = r.status === 200 ? `${version}: ${action === "delete" ? "deleted" : "now current"}` : errorText(r);
   await loadModels();
 }
-async function showConfusion(version) {
-  const detail = await json(`/models/${version}`);
-  const resp = await api(detail.body.CONFUSION_PNG || `/models/${version}/confusion.png`);
-  if (!resp.ok) { $("#models-message").textContent = `no confusion matrix for ${version}`; return; }
-  const img = $("#confusion-img");
-  if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
-  img.src = URL.createObjectURL(await resp.blob());
-  img.alt = `confusion matrix of model ${version}`;
-  $("#confusion-caption").textContent = `Confusion matrix of ${version}`;
-  $("#confusion").hidden = false;
+
+// A version's figures per protocol: EVALUATIONS, or (a service before it) what METRICS holds.
+function evaluationsOf(m) {
+  if (m.EVALUATIONS) return m.EVALUATIONS;
+  const x = m.METRICS;
+  if (!x) return {};
+  const perClass = Object.fromEntries(Object.entries(x.per_class || {}).map(([c, f]) =>
+    [c, { PRECISION: f.precision, RECALL: f.recall, F1: f.f1, SUPPORT: f.support }]));
+  return { [x.protocol || m.PROTOCOL || "stratified"]: {
+    F1_MACRO_MEAN: x.f1_macro_mean, F1_MACRO_STD: x.f1_macro_std, F1_FOLDS: x.f1_macro_folds, N_FOLDS: x.n_folds,
+    REPEATS: x.repeats, UAR: x.uar, ACCURACY: x.accuracy, LOG_LOSS: x.log_loss, ECE: x.ece, CHANCE_F1: x.chance_f1,
+    CONFUSION_MATRIX: x.confusion_matrix, PER_CLASS: Object.keys(perClass).length ? perClass : null } };
+}
+const METRIC_ROWS = [
+  ["F1-macro", (e) => f1(e.F1_MACRO_MEAN, e.F1_MACRO_STD), (e) => e.F1_MACRO_MEAN],
+  ["UAR", (e) => fixed(e.UAR), (e) => e.UAR],
+  ["Accuracy", (e) => fixed(e.ACCURACY), (e) => e.ACCURACY],
+  ["ECE", (e) => fixed(e.ECE), (e) => e.ECE],
+  ["Log loss", (e) => fixed(e.LOG_LOSS), (e) => e.LOG_LOSS],
+  ["Chance F1", (e) => fixed(e.CHANCE_F1), (e) => e.CHANCE_F1],
+  ["Folds", (e) => (e.N_FOLDS == null ? "–" : `${e.N_FOLDS}${e.REPEATS > 1 ? ` (${e.REPEATS} shuffles)` : ""}`), null],
+];
+function metricsTable(evals, caption) {
+  const names = Object.keys(evals);
+  const table = el("table", { class: "figures metrics" }, el("caption", {}, caption),
+    headRow("Metric", ...names.map((n) => `${n} protocol`)));
+  const body = el("tbody");
+  for (const [label, show] of METRIC_ROWS) {
+    body.append(el("tr", { "data-metric": label }, el("th", { scope: "row" }, label), ...names.map((n) => el("td", {}, show(evals[n])))));
+  }
+  table.append(body);
+  return el("div", { class: "scroll" }, table);
+}
+function facts(m) {
+  const adapt = m.ADAPT ? `${m.ADAPT}${m.ADAPT_CHOSEN && m.ADAPT_CHOSEN !== m.ADAPT ? " → " + m.ADAPT_CHOSEN : ""}` : (m.ADAPT_CHOSEN || "–");
+  const items = [
+    ["Created", m.CREATED_AT], ["Dataset", m.DATASET], ["Protocol asked", m.PROTOCOL], ["Features", m.FEATURE_SPEC],
+    ["Classes", (m.CLASSES || []).join(", ")], ["Clips", m.N_SAMPLES], ["Speaker adaptation", adapt],
+    ["Trained by job", m.JOB_ID ? m.JOB_ID.slice(0, 8) : null],
+  ];
+  return el("dl", { class: "facts" }, ...items.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v == null || v === "" ? "–" : String(v))]));
+}
+const MISSING = "not recorded for this version (trained before the service kept it)";
+function protocolSection(name, e, classes, version) {
+  const what = `${version}, ${name} protocol`;
+  const section = el("section", { class: "protocol", "data-protocol": name, "aria-label": `${name} protocol` },
+    el("h4", {}, `${name[0].toUpperCase() + name.slice(1)} protocol`));
+  const grid = el("div", { class: "panels" });
+  grid.append(e.CONFUSION_MATRIX ? el("div", { class: "panel wide" }, confusionTables(e.CONFUSION_MATRIX, classes, what))
+    : el("p", { class: "missing" }, `Confusion matrix: ${MISSING}.`));
+  grid.append(e.PER_CLASS ? el("div", { class: "panel" }, perClassTable(e.PER_CLASS, `Per class (${what})`))
+    : el("p", { class: "missing" }, `Per-class figures: ${MISSING}.`));
+  grid.append(e.RELIABILITY ? el("div", { class: "panel" }, reliabilityDiagram(e.RELIABILITY, e.ECE, what))
+    : el("p", { class: "missing" }, `Reliability diagram: ${MISSING}.`));
+  if (e.PER_SPEAKER) grid.append(el("div", { class: "panel" }, speakerTable(e.PER_SPEAKER, `F1 per speaker (${what})`)));
+  else grid.append(el("p", { class: "missing" }, "F1 per speaker: " + (e.RELIABILITY ? "the dataset names no speakers." : `${MISSING}.`)));
+  if (e.F1_FOLDS) grid.append(el("div", { class: "panel" }, foldTable(e.F1_FOLDS, e.N_FOLDS, e.REPEATS, `F1 per fold (${what})`)));
+  section.append(grid);
+  return section;
+}
+// A version's page: its facts, its figures per protocol (``order``: protocols first in this
+// order, so two pages side by side line up), under an h3 title unless ``title`` is false.
+function modelPage(m, { title = true, order = [] } = {}) {
+  const evals = evaluationsOf(m);
+  const names = [...order.filter((n) => n in evals), ...Object.keys(evals).filter((n) => !order.includes(n))];
+  const ordered = Object.fromEntries(names.map((n) => [n, evals[n]]));
+  const classes = m.CLASSES || Object.keys((Object.values(evals)[0] || {}).PER_CLASS || {});
+  const page = el("article", { class: "model", "data-version": m.MODEL_VERSION });
+  if (title) page.append(el("h3", {}, `Model ${m.MODEL_VERSION}`, m.CURRENT ? el("span", { class: "badge" }, "current") : ""));
+  page.append(facts(m), metricsTable(ordered, `Cross-validated figures of ${m.MODEL_VERSION}`));
+  if (!names.length) page.append(el("p", { class: "missing" }, "This version has no evaluation figures."));
+  for (const name of names) page.append(protocolSection(name, ordered[name], classes, m.MODEL_VERSION));
+  return page;
+}
+let shownSeq = 0;  // the model page or comparison asked for last (older answers are dropped)
+async function showModel(version) {
+  const out = $("#model-page");
+  $("#model-title").textContent = `Model ${version}`;
+  out.replaceChildren(el("p", { class: "meta" }, `loading ${version}…`));
+  const ticket = ++shownSeq;
+  const r = await json(`/models/${encodeURIComponent(version)}`);
+  if (ticket !== shownSeq) return;  // another page was asked for meanwhile
+  if (r.status !== 200) { out.replaceChildren(el("p", { class: "error", role: "alert" }, errorText(r))); return; }
+  out.replaceChildren(modelPage(r.body, { title: false }));
+  $("#model-title").replaceChildren(`Model ${version}`, r.body.CURRENT ? el("span", { class: "badge" }, "current") : "");
+  document.title = `Model ${version} — SER console`;
+}
+
+// -- two versions side by side -------------------------------------------------------------------
+function fillCompareChoices() {
+  for (const [id, pick] of [["#compare-a", 1], ["#compare-b", 0]]) {
+    const select = $(id), kept = select.value;
+    select.replaceChildren(...modelList.map((m) => el("option", { value: m.MODEL_VERSION },
+      `${m.MODEL_VERSION}${m.CURRENT ? " (current)" : ""} · ${m.DATASET || ""} · ${m.PROTOCOL || ""}`)));
+    const fallback = modelList[Math.min(pick, modelList.length - 1)];
+    select.value = modelList.some((m) => m.MODEL_VERSION === kept) ? kept : (fallback ? fallback.MODEL_VERSION : "");
+  }
+}
+async function showCompare(a, b) {
+  if (!modelList.length) await loadModels();
+  if (!a || !b) {  // the newest two (#compare alone)
+    if (modelList.length < 2) { $("#compare-out").replaceChildren(el("p", {}, "Two versions are needed to compare.")); return; }
+    location.replace(`#compare/${modelList[1].MODEL_VERSION}/${modelList[0].MODEL_VERSION}`);
+    return;
+  }
+  $("#compare-a").value = a; $("#compare-b").value = b;
+  const out = $("#compare-out");
+  out.replaceChildren(el("p", { class: "meta" }, `loading ${a} and ${b}…`));
+  const ticket = ++shownSeq;
+  const [ra, rb] = await Promise.all([json(`/models/${encodeURIComponent(a)}`), json(`/models/${encodeURIComponent(b)}`)]);
+  if (ticket !== shownSeq) return;  // another comparison was asked for meanwhile
+  if (ra.status !== 200 || rb.status !== 200) {
+    out.replaceChildren(el("p", { class: "error", role: "alert" }, errorText(ra.status !== 200 ? ra : rb)));
+    return;
+  }
+  const [ma, mb] = [ra.body, rb.body];
+  const [ea, eb] = [evaluationsOf(ma), evaluationsOf(mb)];
+  const protocols = [...new Set([...Object.keys(ea), ...Object.keys(eb)])];
+  // Metrics: a row per metric and protocol, the two versions and the difference.
+  const table = el("table", { class: "figures compare-metrics", id: "compare-metrics" },
+    el("caption", {}, `${a} and ${b}, side by side`), headRow("Figure", a, b, `${b} − ${a}`));
+  const body = el("tbody");
+  for (const p of protocols) {
+    for (const [label, show, value] of METRIC_ROWS) {
+      const x = ea[p], y = eb[p];
+      const dx = value && x && y && value(x) != null && value(y) != null ? value(y) - value(x) : null;
+      body.append(el("tr", { "data-metric": `${label} (${p})` }, el("th", { scope: "row" }, `${label} (${p})`),
+        el("td", {}, x ? show(x) : "–"), el("td", {}, y ? show(y) : "–"),
+        el("td", { class: dx == null ? "" : dx > 0 ? "up" : dx < 0 ? "down" : "" }, dx == null ? "" : (dx > 0 ? "+" : "") + dx.toFixed(3))));
+    }
+  }
+  for (const [label, key] of [["Dataset", "DATASET"], ["Features", "FEATURE_SPEC"], ["Clips", "N_SAMPLES"], ["Adaptation", "ADAPT_CHOSEN"]]) {
+    body.append(el("tr", {}, el("th", { scope: "row" }, label), el("td", {}, String(ma[key] ?? "–")), el("td", {}, String(mb[key] ?? "–")), el("td")));
+  }
+  table.append(body);
+  // Per-class F1, P and R of each version, for each protocol both have.
+  const perClass = protocols.filter((p) => ea[p] && eb[p] && ea[p].PER_CLASS && eb[p].PER_CLASS).map((p) => {
+    const classes = [...new Set([...Object.keys(ea[p].PER_CLASS), ...Object.keys(eb[p].PER_CLASS)])];
+    const t = el("table", { class: "figures compare-classes", "data-protocol": p },
+      el("caption", {}, `Per class, ${p} protocol: ${a} and ${b}`),
+      headRow("Class", `F1 ${a}`, `F1 ${b}`, `Precision ${a}`, `Precision ${b}`, `Recall ${a}`, `Recall ${b}`));
+    const tb = el("tbody");
+    for (const c of classes) {
+      const x = ea[p].PER_CLASS[c] || {}, y = eb[p].PER_CLASS[c] || {};
+      tb.append(el("tr", { "data-class": c }, el("th", { scope: "row" }, c), barCell(x.F1), barCell(y.F1),
+        barCell(x.PRECISION), barCell(y.PRECISION), barCell(x.RECALL), barCell(y.RECALL)));
+    }
+    t.append(tb);
+    return el("div", { class: "scroll" }, t);
+  });
+  out.replaceChildren(el("div", { class: "scroll" }, table), ...perClass,
+    el("div", { class: "side-by-side" }, modelPage(ma, { order: protocols }), modelPage(mb, { order: protocols })));
+  document.title = `${a} and ${b} — SER console`;
 }
 
 // -- views by URL fragment ----------------------------------------------------------------------
 function route() {
-  const view = (location.hash || "#try").slice(1);
-  document.querySelectorAll("[data-view]").forEach((s) => { s.hidden = s.dataset.view !== view; });
+  const [view, ...args] = (location.hash || "#try").slice(1).split("/").map(decodeURIComponent);
+  const known = document.querySelector(`[data-view="${CSS.escape(view)}"]`) ? view : "try";
+  document.querySelectorAll("[data-view]").forEach((s) => { s.hidden = s.dataset.view !== known; });
+  const tab = known === "model" || known === "compare" ? "models" : known;
   document.querySelectorAll("nav a").forEach((a) => {
-    if (a.getAttribute("href") === "#" + view) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+    if (a.getAttribute("href") === "#" + tab) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   });
-  if (view === "jobs") loadJobs();
-  if (view === "models") loadModels();
+  document.title = "Speech emotion recognition — console";
+  if (known === "jobs") loadJobs();
+  if (known === "models") loadModels();
+  if (known === "model") showModel(args[0] || "");
+  if (known === "compare") showCompare(args[0], args[1]);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  $("#key-form").addEventListener("submit", keyGiven);
-  $("#key-dialog").addEventListener("cancel", (e) => e.preventDefault());  // the key is needed
   $("#try-form").addEventListener("submit", (e) => { e.preventDefault(); predictFiles($("#try-files").files); });
   const drop = $("#drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
@@ -334,6 +587,10 @@ document.addEventListener("DOMContentLoaded", () => {
     const patterns = $("#score-patterns").value.split(",").map((p) => p.trim()).filter(Boolean);
     submitJob("/score", { folder: $("#score-folder").value.trim(), patterns, recursive: $("#score-recursive").checked,
       evaluate: $("#score-evaluate").checked });
+  });
+  $("#compare-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    location.hash = `#compare/${encodeURIComponent($("#compare-a").value)}/${encodeURIComponent($("#compare-b").value)}`;
   });
   window.addEventListener("hashchange", route);
   route();
