@@ -182,7 +182,7 @@ def subset(ds: Dataset, idx: list[int]) -> Dataset:
 def trimmed(path: Path) -> np.ndarray:
     """The clip at 16 kHz without its leading and trailing silence."""
     y = audio.decode(path, sr=SR)
-    return librosa.effects.trim(y, top_db=TRIM_DB)[0]
+    return librosa.effects.trim(y, top_db=TRIM_DB, frame_length=320, hop_length=160)[0]
 
 
 def build(
