@@ -3,7 +3,7 @@ emotion with pauses between them, segmented by ``ser.ml.segments.segment``, scor
 of speech time whose segment emotion is the label of the clip under it, next to the same model's
 clip-level accuracy on the same held-out clips.
 
-    python bench/segments_agreement.py            # both corpora, 4 speaker folds (≈8 min)
+    python bench/segments_agreement.py            # both corpora, 4 speaker folds (≈6-10 min)
     python bench/segments_agreement.py --quick    # one fold of 3, 20 clips per recording
 
 Speaker-grouped folds: the corpus's speakers (sorted) are dealt into ``--folds`` folds; for each
@@ -15,20 +15,23 @@ speakers is tested once, both ways:
   speaker (the raw-feature model, what ``segment()`` uses), and with its speaker's statistics
   from all of that speaker's test clips (the adapted model, where the model adapts);
 - over time: one recording per test speaker (or several, ``--clips-per-recording``), its clips
-  in random order, each clip's leading and trailing silence trimmed (``librosa.effects.trim``,
-  40 dB below the clip's peak: a reference independent of the segmenter, so clip time is speech
-  time), separated by pauses of 0.5-2 s (also before the first and after the last clip), each
-  pause digital silence or white noise at -60 dBFS. The recording is written as 16-bit WAV in
-  a temporary directory and segmented; segment time is attributed to the clips it overlaps
-  (:func:`attribute`): agreeing or not, or "in pauses" where it overlaps no clip; clip time
-  that no segment covers is missed speech.
+  in random order, each clip's leading and trailing silence trimmed (``librosa.effects.trim``
+  on 20 ms frames, 40 dB below the clip's loudest frame: a reference independent of the
+  segmenter, so clip time is roughly speech time), separated by pauses of 0.5-2 s (also before
+  the first and after the last clip). The same clips, order and pause lengths are written once
+  per kind of pause: digital silence, white noise 40 dB below the recording's speech (RMS), and
+  "mixed" (each pause one or the other at random; reported apart, not in the main row). Each
+  recording is a 16-bit WAV in a temporary directory, segmented, and its segment time
+  attributed to the clips it overlaps (:func:`attribute`): agreeing or not, or "in pauses"
+  where it overlaps no clip; clip time that no segment covers is missed speech.
 
 ``segment()`` classifies each window alone, with the raw-feature model (no speaker
 statistics). The column ``agree, rec. stats`` estimates what sharing one speaker's statistics
 across a recording would give: the same windows' features (captured as ``segment()`` classifies
 them) classified again with the statistics of all of that recording's windows. ``clip acc,
+time`` weighs each clip by its trimmed length (as agreement weighs time); ``clip acc,
 trimmed`` classifies the trimmed clips alone (raw model): the part of the gap that comes from
-the model having learnt clips with their silences.
+the model having learnt clips with their silences, where windows hold speech only.
 
 Corpora: ``$SER_EMODB_DIR`` or ``../shared/data/emodb``, ``$SER_CORPUS2_DIR`` or
 ``../shared/data/ravdess13-24``; any labelled corpus with speakers works, a missing one is
@@ -63,7 +66,10 @@ from ser.ml.stats import Stats, by_speaker
 warnings.filterwarnings("ignore", category=FutureWarning)
 SR = audio.ANALYSIS_SR
 PAUSE_SECONDS = (0.5, 2.0)
-PAUSES = ("silence", "noise")  # alternating by recording
+# Each recording is written once per kind of pause: digital silence, white noise, or each
+# pause either (the stress case: digital silence sets the floor, the noise pauses sit above it).
+PAUSES = ("silence", "noise", "mixed")
+HEADLINE = ("silence", "noise")  # the kinds pooled in the main table's row
 NOISE_DB = 40.0  # noise pauses: white noise this far below the recording's speech (RMS)
 TRIM_DB = 40.0
 SEED = 42
@@ -196,7 +202,8 @@ def build(
     parts, spans, t = [], [], 0.0
     for i, seconds in enumerate(pauses):
         n = int(round(seconds * SR))
-        noise = rng.standard_normal(n) * amp if kind == "noise" else np.zeros(n)
+        noisy = kind == "noise" or (kind == "mixed" and rng.random() < 0.5)
+        noise = rng.standard_normal(n) * amp if noisy else np.zeros(n)
         parts.append(noise.astype(np.float32))
         t += n / SR
         if i < len(clips):
@@ -312,13 +319,15 @@ def run_corpus(name: str, root: Path, tmp: Path, args) -> tuple[dict, dict]:
                     part = attribute(spans, segs)
                     part["pause_seconds"] = float(sum(pauses))
                     merge(kinds[kind], part)
-                    merge(fold_total, part)
                     if cap.rows and bundle.adapt != "off":
                         W = np.concatenate(cap.rows)
                         assert len(W) == len(segs), (len(W), len(segs))
                         again = bundle.classify(W, [Stats.of(W)] * len(W))
                         segs2 = [(s, e, r["emotion"]) for (s, e, _), r in zip(segs, again)]
                         merge(adapted[kind], attribute(spans, segs2))
+                    if kind not in HEADLINE:
+                        continue
+                    merge(fold_total, part)
                     pieces += clip_pieces(spans, segs, right)
                     for s, e, emotion in segs:
                         over = [(min(e, b) - max(s, a), lab) for a, b, lab in spans]
@@ -335,11 +344,11 @@ def run_corpus(name: str, root: Path, tmp: Path, args) -> tuple[dict, dict]:
         )
     classes = list(ds.classes)
     total: dict = {}
-    for part in kinds.values():
-        merge(total, part)
+    for kind in HEADLINE:
+        merge(total, kinds[kind])
     both: dict = {}
-    for part in adapted.values():
-        merge(both, part)
+    for kind in HEADLINE:
+        merge(both, adapted[kind])
     correct = np.array(raw) == np.array(truth)
     row = {
         "dataset": name,
@@ -416,7 +425,7 @@ def main() -> int:
         print("no corpus found: nothing measured")
         return 0
     print_table(rows, COLUMNS)
-    print("By pause kind (the same clips, order and pause lengths):")
+    print(f"By pause kind (the same clips, order and pause lengths; the row above: {HEADLINE}):")
     print_table([k for r in out for k in r["by_pause_kind"]], ["dataset", "pauses", *COLUMNS[-5:]])
     for r in out:
         print(f"{r['dataset']}: clips by the number of segments covering them")
