@@ -71,16 +71,37 @@ class PlattSVC(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
+def _shrunk_solve(A: np.ndarray, B: np.ndarray, shrinkage: float) -> np.ndarray:
+    """``shrunk_covariance(A'A, shrinkage)^-1 B``, through the smaller of the d x d system and
+    the n x n one (Woodbury); least squares where the matrix is singular (no shrinkage)."""
+    n, d = A.shape
+    c = shrinkage * float(np.sum(A * A)) / d  # shrinkage x mean variance
+    b = 1.0 - shrinkage
+    try:
+        if n < d and c > 0:
+            inner = b * (A @ A.T) + c * np.eye(n)
+            AB = A @ B
+            return (B - b * A.T @ scipy.linalg.cho_solve(scipy.linalg.cho_factor(inner), AB)) / c
+        cov = shrunk_covariance(A.T @ A, shrinkage)
+        return scipy.linalg.cho_solve(scipy.linalg.cho_factor(cov), B)
+    except np.linalg.LinAlgError:
+        return scipy.linalg.lstsq(shrunk_covariance(A.T @ A, shrinkage), B)[0]
+
+
 class ShrinkageLDA(ClassifierMixin, BaseEstimator):
     """Linear discriminant analysis with a shrunk pooled covariance, its probabilities
     temperature-scaled.
 
     The discriminant is scikit-learn's ``LinearDiscriminantAnalysis(solver="lsqr",
-    shrinkage=s)`` to rounding (tests/unit/test_pipeline.py compares them): class means, the
-    within-class covariance weighted by the class priors, shrunk with
-    ``sklearn.covariance.shrunk_covariance``. Only the solve differs: scikit-learn's least
-    squares goes through an SVD (0.5 s for 970 features), while the shrunk covariance is
-    positive definite, so a Cholesky solve gives the same coefficients in a tenth of the time.
+    shrinkage=s)`` to rounding (tests/unit/test_model.py compares them): class means, and the
+    within-class covariance weighted by the class priors, shrunk towards its mean variance
+    (``sklearn.covariance.shrunk_covariance``). Only the solve differs. scikit-learn solves the
+    d x d system by least squares through an SVD (0.5 s for the 970 default features); the shrunk
+    covariance ``c I + b A'A`` (``A``: the n x d weighted within-class scatter) is positive
+    definite, so a Cholesky solve does, and with fewer clips than features the same solution
+    comes through the n x n system of the Woodbury identity, ``(c I + b A'A)^-1 =
+    (I - b A' (c I + b AA')^-1 A) / c``: 10 ms instead of 0.5 s on EMO-DB, which the hundreds
+    of fits of a cross-validated training need.
 
     A discriminant fitted on a few hundred clips in 970 dimensions is overconfident (ECE 0.08
     on EMO-DB): with ``calibrate`` its softmax is divided by one temperature fitted on
@@ -104,11 +125,7 @@ class ShrinkageLDA(ClassifierMixin, BaseEstimator):
         priors = counts / counts.sum()
         means = np.stack([X[idx == k].mean(axis=0) for k in range(len(self.classes_))])
         scatter = (X - means[idx]) * np.sqrt(priors / counts)[idx][:, None]
-        cov = shrunk_covariance(scatter.T @ scatter, self.shrinkage)
-        try:
-            self.coef_ = scipy.linalg.solve(cov, means.T, assume_a="pos").T
-        except np.linalg.LinAlgError:  # shrinkage 0 on rank-deficient data
-            self.coef_ = scipy.linalg.lstsq(cov, means.T)[0].T
+        self.coef_ = _shrunk_solve(scatter, means.T, self.shrinkage).T
         self.intercept_ = -0.5 * np.sum(means * self.coef_, axis=1) + np.log(priors)
         self.calibrated_ = None
         cv = _calibration_folds(y, self.random_state) if self.calibrate else None

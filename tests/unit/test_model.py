@@ -312,8 +312,9 @@ def test_shrinkage_lda_is_scikit_learns_discriminant():
 
     rng = np.random.default_rng(3)
     y = np.repeat([0, 1, 2, 3], 15)
-    X = rng.standard_normal((60, 90)) + 0.7 * y[:, None] * rng.standard_normal(90)
-    for shrinkage in (0.1, 0.5, 0.9):
+    for shrinkage, d in [(0.1, 90), (0.5, 90), (0.9, 90), (0.5, 20), (0.0, 20)]:
+        # 90 features for 60 clips: the Woodbury path; 20: the d x d one
+        X = rng.standard_normal((60, d)) + 0.7 * y[:, None] * rng.standard_normal(d)
         ours = pipeline.ShrinkageLDA(shrinkage, calibrate=False).fit(X, y)
         ref = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=shrinkage).fit(X, y)
         assert np.allclose(ours.coef_, ref.coef_, atol=1e-8)
