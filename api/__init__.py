@@ -10,12 +10,14 @@ request.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from flask import Flask, current_app
 
 from ser import config as ser_config
@@ -65,6 +67,22 @@ def _settings(config: Mapping[str, Any] | None) -> ser_config.Settings:
     return ser_config.load(overrides=overrides)
 
 
+def _warm_up(app: Flask, client) -> None:
+    """Pay a process's first-request costs before the first request: werkzeug's first
+    multipart parse and the Redis connection (with Redis down this costs a refused connect;
+    the first request then connects). The first upload after start cost ≈5-10 ms more than the
+    next ones without this (bench/first_prediction.py)."""
+    from flask import request
+
+    body = {"file": (io.BytesIO(b"RIFF"), "warm-up.wav"), "speaker": "warm-up"}
+    with app.test_request_context("/", method="POST", data=body):
+        request.files.get("file")
+    try:
+        client.ping()
+    except redis.RedisError:
+        pass
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; ``config`` overrides the environment (SER_* keys) and Flask settings."""
     from api import console, errors, jobs, meta, metrics, middleware, models, speakers, submit
@@ -95,6 +113,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(module.bp)
     app.register_blueprint(console.docs_assets)
     metrics.install(app)
+    _warm_up(app, client)
     if not app.debug and not app.testing and not logging.getLogger().handlers:
         # Under gunicorn: our INFO lines (one per job transition, ser.service.jobs) to stderr,
         # which `ser up` writes to $SER_STATE_DIR/logs/api.log.

@@ -29,9 +29,9 @@ from ser.contract import ADAPT_MODES as MODES
 from ser.ml.stats import Stats, by_speaker  # noqa: F401 - by_speaker is read as adapt.by_speaker
 
 SHRINK = 5.0  # pseudo-clips of the population's statistics mixed into a speaker's
-# A speaker with fewer clips is classified by the raw-feature model: with statistics from 1-3
-# clips the adapted model does worse than the raw one on both corpora, from 5 it does better
-# (python bench/adaptation_clips.py).
+# A speaker with fewer clips is classified by the raw-feature model: with statistics from 1-2
+# clips the adapted model does worse than the raw one on both corpora, with 3 about the same,
+# from 5 clearly better (python bench/adaptation_clips.py).
 MIN_CLIPS = 5
 INNER_SPLITS = 2  # speaker-grouped folds of the validation that chooses the mode
 # The validation only ranks modes: a looser solver tolerance ranks them alike for a tenth of
