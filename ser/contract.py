@@ -38,6 +38,7 @@ TASK_PREDICT = "ser.predict"
 TASK_SCORE = "ser.score"  # lists a folder and fans out score chunks
 TASK_SCORE_CHUNK = "ser.score_chunk"
 TASK_FEATURIZE_CHUNK = "ser.featurize_chunk"  # fills the feature cache for a training
+TASK_WARM_UP = "ser.warm_up"  # a worker's first delivery, sent to itself when it starts
 JOB_TASKS = (TASK_TRAIN, TASK_PREDICT, TASK_SCORE)  # the one message that carries a job
 
 # Models

@@ -27,6 +27,7 @@ from celery import signals  # noqa: E402
 from celery.exceptions import Reject  # noqa: E402
 
 from ser import config  # noqa: E402
+from ser.contract import TASK_WARM_UP  # noqa: E402
 from ser.features import warm_up  # noqa: E402
 from ser.service import heartbeats  # noqa: E402
 from ser.service.outbox import OUTBOX_DONE  # noqa: E402
@@ -187,6 +188,22 @@ def _start_heartbeat(sender=None, **_kwargs) -> None:
         target=_beat, args=(hostname, queues, concurrency), name="ser-heartbeat", daemon=True
     )
     thread.start()
+
+
+@signals.worker_ready.connect
+def _first_delivery(sender=None, **_kwargs) -> None:
+    """Send this worker one no-op task per queue it consumes: Celery's first delivery to a
+    pool process (the consumer's and the pool's first-use costs, ≈5-10 ms) is then paid before
+    the first job. Best effort: without Redis the first job pays it."""
+    if sender is None or settings.skip_warmup:
+        return
+    try:
+        client = redis_client(settings.redis_url)
+        messages = TaskMessages(app)
+        for queue in sorted(sender.app.amqp.queues.consume_from):
+            messages.push(client, TASK_WARM_UP, [], f"warm-up-{uuid.uuid4().hex}", queue=queue)
+    except Exception as exc:
+        log.warning("could not send the warm-up delivery: %s", exc)
 
 
 def _sweep(hostname: str) -> None:

@@ -62,15 +62,18 @@ class TaskMessages:
             self._queues[name] = route["queue"].name
         return self._queues[name]
 
-    def build(self, name: str, args: list, task_id: str) -> tuple[str, str]:
-        """(list key, payload) of task ``name`` with JSON ``args`` under id ``task_id``."""
+    def build(
+        self, name: str, args: list, task_id: str, queue: str | None = None
+    ) -> tuple[str, str]:
+        """(list key, payload) of task ``name`` with JSON ``args`` under id ``task_id``, on
+        its routed queue or on ``queue``."""
         msg = self.app.amqp.as_task_v2(
             task_id, name, args=args, kwargs={}, ignore_result=True, reply_to=self.app.thread_oid
         )
         content_type, encoding, body = serialize(msg.body, serializer="json")
         if isinstance(body, str):
             body = body.encode(encoding)
-        queue = self.queue(name)
+        queue = queue or self.queue(name)
         properties = dict(msg.properties)
         properties.update(
             delivery_mode=PERSISTENT,
@@ -88,9 +91,9 @@ class TaskMessages:
         }
         return queue_key(queue, self.options), json.dumps(envelope)
 
-    def push(self, client, name: str, args: list, task_id: str) -> None:
+    def push(self, client, name: str, args: list, task_id: str, queue: str | None = None) -> None:
         """LPUSH the message through ``client`` (a redis-py client or a pipeline to join)."""
-        key, payload = self.build(name, args, task_id)
+        key, payload = self.build(name, args, task_id, queue)
         client.lpush(key, payload)
 
 

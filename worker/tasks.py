@@ -9,6 +9,7 @@ from ser.contract import (
     TASK_SCORE,
     TASK_SCORE_CHUNK,
     TASK_TRAIN,
+    TASK_WARM_UP,
 )
 from worker import predict as predict_work
 from worker import score as score_work
@@ -58,3 +59,9 @@ def featurize_chunk(self, job_id: str, params: dict) -> dict:
     """Fill the shared feature cache for one chunk of a training set."""
     host = self.request.hostname or ""
     return train_work.run_featurize_chunk(context(), job_id, params, worker=host)
+
+
+@app.task(name=TASK_WARM_UP)
+def warm_up() -> None:
+    """Nothing: the message itself is the work (worker.app sends one to each of its queues
+    when it starts, so the first job is not the first delivery)."""
