@@ -54,8 +54,7 @@ def health():
 @bp.route("/ready", methods=["GET"])
 @operation(
     "get",
-    "Ready to serve: Redis answers and every queue has a warm worker process (no API key "
-    "needed)",
+    "Ready to serve: Redis answers and every queue has a warm worker process (no API key needed)",
     public=True,
     responses={200: (S.Ready, "ready"), 503: (S.Ready, "not ready (yet)")},
 )

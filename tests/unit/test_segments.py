@@ -186,3 +186,90 @@ def test_memory_stays_bounded_on_a_long_file(tmp_path, model):
     assert {"calm", "tense"} <= set(res["SUMMARY"])
     print(f"peak {peak / 1e6:.1f} MB")
     assert peak < decoded / 10, f"peak {peak / 1e6:.1f} MB for {decoded / 1e6:.0f} MB decoded"
+
+
+# -- the passes cut apart: ranges, runs of windows, the recording's own statistics ------------
+def test_time_ranges_lie_on_the_frame_grid_and_cover_the_recording():
+    ranges = segments.time_ranges(65.37, 10.0)
+    assert len(ranges) == 7 and ranges[0][0] == 0.0 and ranges[-1][1] == 65.37
+    for (_, e), (s, _) in zip(ranges, ranges[1:]):
+        assert e == s and abs(s / segments.FRAME_SECONDS - round(s / segments.FRAME_SECONDS)) < 1e-6
+    assert segments.time_ranges(3.0, 10.0) == [(0.0, 3.0)]
+
+
+@pytest.mark.parametrize("native", [16000, 44100])
+def test_ranges_decoded_apart_join_into_the_whole_pass(tmp_path, native):
+    """Pass 1 by time ranges (each seeking to its start) gives the whole recording's energies:
+    exactly at the analysis rate, within a hair through the resampler."""
+    y, _ = _recording([(None, 0.6), ("calm", 5.0), (None, 1.0), ("tense", 6.0), (None, 0.9)])
+    if native != SR:
+        y = audio.resample(y, SR, native)
+    path = str(audiogen.write(tmp_path / "r.flac", y, sr=native))
+    duration, whole, n, peak = segments.energies(path, SR)
+    parts = [segments.energies(path, SR, a, b) for a, b in segments.time_ranges(duration, 4.0)]
+    joined = np.concatenate([p[1] for p in parts])
+    assert sum(p[2] for p in parts) == n and max(p[3] for p in parts) == pytest.approx(peak, 1e-3)
+    assert joined.shape == whole.shape
+    if native == SR:
+        assert np.array_equal(joined, whole)
+    else:
+        assert np.max(np.abs(joined - whole)) < 0.1  # dB
+    assert segments.plan(joined) == segments.plan(whole)
+
+
+def test_runs_of_windows_featurized_apart_equal_one_pass(tmp_path, model):
+    y, _ = _recording([(None, 0.5), ("calm", 9.0), (None, 1.0), ("excited", 7.0), (None, 0.5)])
+    path = str(audiogen.write(tmp_path / "r.flac", y))
+    _, db, _, _ = segments.energies(path, SR)
+    windows = segments.plan(db)
+    runs = segments.window_runs(windows, 6.0)
+    assert len(runs) > 2 and [w for run in runs for w in run] == windows
+    X, spans = segments.featurize(model, path, windows)
+    parts = [segments.featurize(model, path, run) for run in runs]
+    assert np.array_equal(np.vstack([p[0] for p in parts]), X)
+    assert [s for p in parts for s in p[1]] == spans
+
+
+@pytest.fixture(scope="module")
+def adapting(tmp_path_factory):
+    """A model that adapts to speakers (adaptation forced to `speaker`)."""
+    root = audiogen.make_dataset(
+        tmp_path_factory.mktemp("seg_ds_adapt"), "labels_csv", n_per_class=8, seconds=3.0
+    )
+    bundle = training.train(root, features="default", repeats=1, adapt="speaker")
+    assert bundle.adapt == "speaker"
+    return bundle
+
+
+def test_a_recording_is_one_speaker_for_an_adapting_model(tmp_path, adapting, model):
+    parts = [(None, 0.5), ("calm", 6.0), (None, 1.0), ("tense", 6.0), (None, 1.0)]
+    parts += [("excited", 6.0), (None, 0.5)]
+    y, spans = _recording(parts, seed=70)
+    path = audiogen.write(tmp_path / "r.flac", y)
+    res = segments.segment(adapting, path)
+    assert res["ADAPTED"] is True and len(res["SEGMENTS"]) >= adapting.pipeline.min_clips
+    # the windows' own statistics: what the adapted part gives on those very features
+    X, spans_ = segments.featurize(
+        adapting, str(path), segments.plan(segments.energies(str(path), SR)[1])
+    )
+    own = adapting.classify(X, [segments.recording_stats(adapting, X)] * len(X))
+    assert [r["emotion"] for r in own] == [s["EMOTION"] for s in res["SEGMENTS"]]
+    assert all(r["adapted"] for r in own)
+    raw = adapting.classify(X)
+    assert not any(r["adapted"] for r in raw)
+    assert [s["PROBABILITY"] for s in res["SEGMENTS"]] != [round(r["probability"], 4) for r in raw]
+    # a model that does not adapt: the raw features, ADAPTED false
+    assert segments.segment(model, path)["ADAPTED"] is False
+
+
+def test_fewer_windows_than_min_clips_use_the_raw_model(tmp_path, adapting):
+    y, _ = _recording([(None, 0.5), ("tense", 2.5), (None, 1.0), ("calm", 2.5), (None, 0.5)])
+    path = audiogen.write(tmp_path / "r.flac", y)
+    res = segments.segment(adapting, path)
+    assert len(res["SEGMENTS"]) == 2 < adapting.pipeline.min_clips
+    assert res["ADAPTED"] is False
+    X, _ = segments.featurize(
+        adapting, str(path), segments.plan(segments.energies(str(path), SR)[1])
+    )
+    raw = adapting.classify(X)
+    assert [s["PROBABILITY"] for s in res["SEGMENTS"]] == [round(r["probability"], 4) for r in raw]
