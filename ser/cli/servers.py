@@ -380,6 +380,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not settings.secret_key:
         config.ensure_secret_key(state)  # read from the state dir by every child
     procs: list[subprocess.Popen] = []
+
     def on_signal(signum, _frame):
         raise KeyboardInterrupt
 
