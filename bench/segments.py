@@ -5,11 +5,14 @@ in-process (same run, same file), and the peak RSS of a process segmenting a lon
 Generated audio only (no corpus needed): a 10 s unit (4 s and 3 s of voice-like speech, each
 followed by a pause) repeated to the length asked, written as 16-bit FLAC; a model trained on
 generated 3 s clips (default features). Speed: one job at a time (`POST /predict` with
-`segments`, the file named under the data root) on `ser up --concurrency 2`, against
-`ser.ml.segments.segment` in this process; one recording runs on one process, so the rate is
-per core; in-process, BLAS is held to one thread as in a worker process. Memory: `segment()`
-in a fresh Python process per file, the model loaded and warm, then its peak RSS (VmHWM, reset
-through /proc/self/clear_refs just before segmenting).
+`segments`, the file named under the data root) on `ser up --concurrency 2`: the recording is
+spread over both worker processes by time ranges (SER_SEGMENT_CHUNK_SECONDS), so the service's
+rate per core is the audio's seconds / the job's wall seconds (from the POST to the finished
+body) / 2. Against `ser.ml.segments.segment` in this process on one core (BLAS held to one
+thread, as in a worker process): the library's rate per core. The runs alternate, so drift
+on the (shared) machine hits both alike; the machine's load average is printed with each run.
+Memory: `segment()` in a fresh Python process per file, the model loaded and warm, then its
+peak RSS (VmHWM, reset through /proc/self/clear_refs just before segmenting).
 
     python bench/segments.py [--minutes 60] [--long-minutes 120] [--runs 2]
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,6 +38,7 @@ from tests import audiogen
 from tests.harness import ROOT, Api, EmbeddedStack, stack_env, wait_until
 
 SR = 16000
+WORKERS = 2  # worker processes of the service (`ser up --concurrency 2`)
 UNIT = [("calm", 4.0), (None, 1.0), ("tense", 3.0), (None, 2.0)]
 
 RSS_CHILD = """
@@ -104,7 +109,7 @@ def main() -> int:
         model = root / "model.joblib"
         model.write_bytes(bundle.to_bytes())
         env = stack_env(None, data, root / "state", SER_SKIP_WARMUP="false")
-        with EmbeddedStack(env, root / "logs", concurrency=2) as stack:
+        with EmbeddedStack(env, root / "logs", concurrency=WORKERS) as stack:
             wait_until(lambda: "ser: ready" in stack.log.read_text(), 180, "ready")
             api = Api(stack.base)
             api.train("ds", timeout=300)
@@ -118,18 +123,23 @@ def main() -> int:
                 with threadpool_limits(limits=1, user_api="blas"):  # as a worker process
                     res = segments.segment(bundle, speed_file)
                 library_s = time.perf_counter() - t0
+                assert len(body["SEGMENTS"]) == len(res["SEGMENTS"]), "service and library differ"
+                per_core = seconds / service_s / WORKERS
+                library_x = seconds / library_s
                 rows.append(
                     {
                         "run": run + 1,
                         "audio_s": seconds,
                         "segments": len(res["SEGMENTS"]),
                         "service_s": round(service_s, 2),
-                        "service_x": round(seconds / service_s),
+                        "service_x_per_core": round(per_core),
                         "library_s": round(library_s, 2),
-                        "library_x": round(seconds / library_s),
-                        "service_slower_pct": round(100 * (service_s / library_s - 1), 1),
+                        "library_x": round(library_x),
+                        "service_vs_library_pct": round(100 * (per_core / library_x - 1), 1),
+                        "load": round(os.getloadavg()[0], 1),
                     }
                 )
+                print(rows[-1], flush=True)
         short = write_long(root / "mem" / "one_minute.flac", 1.0)
         base1, peak1, _ = peak_rss(model, short)
         short.unlink()
@@ -142,10 +152,11 @@ def main() -> int:
             "audio_s",
             "segments",
             "service_s",
-            "service_x",
+            "service_x_per_core",
             "library_s",
             "library_x",
-            "service_slower_pct",
+            "service_vs_library_pct",
+            "load",
         ],
     )
     mem = {
