@@ -130,14 +130,14 @@ def run_score_chunk(
     settings = ctx.settings
     if ctx.jobs.status(job_id) != jobs.RUNNING:  # cancelled, failed or finished: skip
         return {"job_id": job_id, "skipped": True}
-    if "seg_pass" in params:  # a time range of a long recording (worker.segments)
-        return segments_work.run_chunk(ctx, job_id, params, send, finish_score)
-    start, files, total = int(params["start"]), list(params["files"]), int(params["total"])
     try:
         version, bundle = ctx.models.get(params["model_version"])
     except Exception as exc:  # the pinned model is gone or tampered with: the job cannot go on
         fail(ctx, job_id, exc)
         return {"job_id": job_id, "failed": True}
+    if "seg_pass" in params:  # a time range of a long recording (worker.segments)
+        return segments_work.run_chunk(ctx, job_id, params, bundle, version, send, finish_score)
+    start, files, total = int(params["start"]), list(params["files"]), int(params["total"])
     phase = params.get("pass")
     if phase == 1:
         return _stats_chunk(ctx, job_id, params, bundle, send)

@@ -151,17 +151,20 @@ Finish = Callable[
 ]  # worker.score.finish_score: (ctx, job, total, version, classes, adapt)
 
 
-def run_chunk(ctx: Context, job_id: str, params: dict, send: Send | None, finish: Finish) -> dict:
-    """One time range of a recording (pass 1: energies; pass 2: a run of windows' features);
-    the chunk that completes pass 1 sends pass 2, the one that completes pass 2 delivers
-    (``finish``: how a score job whose last file this was ends)."""
+def run_chunk(
+    ctx: Context,
+    job_id: str,
+    params: dict,
+    bundle,
+    version: str,
+    send: Send | None,
+    finish: Finish,
+) -> dict:
+    """One time range of a recording with the job's pinned model (pass 1: energies; pass 2:
+    a run of windows' features); the chunk that completes pass 1 sends pass 2, the one that
+    completes pass 2 delivers (``finish``: how a score job whose last file this was ends)."""
     settings = ctx.settings
     phase, file, index = int(params["seg_pass"]), int(params["file"]), int(params["index"])
-    try:
-        version, bundle = ctx.models.get(params["model_version"])
-    except Exception as exc:  # the pinned model is gone or tampered with: the job cannot go on
-        fail(ctx, job_id, exc)
-        return {"job_id": job_id, "failed": True}
     limit = settings.max_segmented_seconds
     try:
         source = str(confine(settings.data_dir, params["path"], kind="file"))

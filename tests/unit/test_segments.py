@@ -218,12 +218,12 @@ def test_ranges_decoded_apart_join_into_the_whole_pass(tmp_path, native):
 
 
 def test_runs_of_windows_featurized_apart_equal_one_pass(tmp_path, model):
-    y, _ = _recording([(None, 0.5), ("calm", 9.0), (None, 1.0), ("excited", 7.0), (None, 0.5)])
+    y, _ = _recording([(None, 0.5), ("calm", 20.0), (None, 1.0), ("excited", 7.0), (None, 0.5)])
     path = str(audiogen.write(tmp_path / "r.flac", y))
     _, db, _, _ = segments.energies(path, SR)
     windows = segments.plan(db)
-    runs = segments.window_runs(windows, 6.0)
-    assert len(runs) > 2 and [w for run in runs for w in run] == windows
+    runs = segments.window_runs(windows, 3.0)
+    assert len(runs) == 3 and [w for run in runs for w in run] == windows  # cut at groups
     X, spans = segments.featurize(model, path, windows)
     parts = [segments.featurize(model, path, run) for run in runs]
     assert np.array_equal(np.vstack([p[0] for p in parts]), X)
@@ -273,3 +273,33 @@ def test_fewer_windows_than_min_clips_use_the_raw_model(tmp_path, adapting):
     )
     raw = adapting.classify(X)
     assert [s["PROBABILITY"] for s in res["SEGMENTS"]] == [round(r["probability"], 4) for r in raw]
+
+
+def test_overlapping_windows_share_their_frames_within_float_rounding():
+    """A group of windows on the hop grid featurized together equals each featurized alone
+    (the matrix products run over other row counts: float rounding); a window off the grid is
+    featurized alone."""
+    from ser.features import default
+
+    y = audiogen.recording([("tense", 6.0), ("calm", 5.5), ("excited", 6.5)], seed=3)
+    hop = default.PARAMS["hop"]
+    bounds = [(i * 2 * SR, i * 2 * SR + 3 * SR) for i in range(8)] + [
+        (hop * 7 + 5, hop * 7 + 5 + 3 * SR)
+    ]
+    together = default.extract_windows(y, SR, bounds)
+    for (a, b), got in zip(bounds, together):
+        alone = default.extract(y[a:b], SR)
+        assert np.allclose(got, alone, rtol=1e-4, atol=1e-5), np.max(np.abs(got - alone))
+    assert np.array_equal(together[-1], default.extract(y[bounds[-1][0] : bounds[-1][1]], SR))
+
+
+def test_window_starts_lie_on_the_hop_grid_and_groups_hold_overlapping_windows():
+    seg = segments.Segmenter()
+    windows = seg.windows(0.02, 40.0) + seg.windows(41.0, 44.5) + seg.windows(50.0, 51.0)
+    for w0, *_ in windows:
+        assert abs(w0 / segments.GRID - round(w0 / segments.GRID)) < 1e-6
+    grouped = segments.groups(windows)
+    assert [len(g) for g in grouped] == [8, 8, 4, 2, 1]
+    assert [w for g in grouped for w in g] == windows
+    for g in grouped:
+        assert all(b[0] < a[1] for a, b in zip(g, g[1:]))  # each overlaps the one before
