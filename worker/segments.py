@@ -83,11 +83,11 @@ def segment_file(
     SerError for a recording that cannot be segmented."""
     s = ctx.settings
     chunk = s.segment_chunk_seconds
-    if path is None or audio.duration(source, s.max_segmented_seconds) <= chunk:
+    duration = None if path is None else audio.duration(source, s.max_segmented_seconds)
+    if duration is None or duration <= chunk:
         return segments.segment(
             bundle, source, filename=name, max_seconds=s.max_segmented_seconds, progress=progress
         )
-    duration = audio.duration(source, s.max_segmented_seconds)
     ranges = segments.time_ranges(duration, chunk)
     common = {
         "seg_pass": 1,
