@@ -170,7 +170,9 @@ def run_chunk(
         source = str(confine(settings.data_dir, params["path"], kind="file"))
         if phase == 1:
             sr = bundle.spec.sr
-            _, db, n, peak = segments.energies(source, sr, params["start"], params["end"], limit)
+            last = index == int(params["chunks"]) - 1  # the last range: to the end of the file
+            end = None if last else params["end"]
+            _, db, n, peak = segments.energies(source, sr, params["start"], end, limit)
             entry = {"n": n, "peak": peak, "db": _b64(db)}
             amount = float(params["end"]) - float(params["start"])
         else:
