@@ -266,8 +266,9 @@ def featurize(
 
 def recording_stats(bundle: Bundle, X: np.ndarray) -> Stats | None:
     """The recording's own speaker statistics (all its windows), or None when the model does
-    not adapt to speakers or there are no windows."""
-    if bundle.adapt == "off" or len(X) == 0:
+    not adapt to speakers (or says nothing of it: a stand-in for a bundle) or there are no
+    windows."""
+    if getattr(bundle, "adapt", "off") == "off" or len(X) == 0:
         return None
     return Stats.of(X)
 

@@ -303,3 +303,29 @@ def test_window_starts_lie_on_the_hop_grid_and_groups_hold_overlapping_windows()
     assert [w for g in grouped for w in g] == windows
     for g in grouped:
         assert all(b[0] < a[1] for a, b in zip(g, g[1:]))  # each overlaps the one before
+
+
+def test_segment_takes_a_stand_in_for_a_bundle(tmp_path, model):
+    """What bench/segments_agreement.py relies on: ``segment(bundle, source, ...)`` needs only
+    ``spec``, ``classes`` and ``classify(X, stats)``, gives one feature row per segment, in
+    order, and a stand-in that says nothing of adaptation is classified unadapted."""
+
+    class StandIn:
+        def __init__(self, bundle):
+            self.spec, self.classes, self.bundle, self.rows = (
+                bundle.spec,
+                bundle.classes,
+                bundle,
+                [],
+            )
+
+        def classify(self, X, stats=None):
+            self.rows.append(np.atleast_2d(X))
+            return self.bundle.classify(X, stats)
+
+    y, _ = _recording([(None, 0.5), ("calm", 7.0), (None, 1.0), ("tense", 2.5), (None, 0.5)])
+    path = audiogen.write(tmp_path / "r.flac", y)
+    stand_in = StandIn(model)
+    res = segments.segment(stand_in, path, filename="r.flac")
+    assert res == segments.segment(model, path, filename="r.flac")
+    assert sum(len(r) for r in stand_in.rows) == len(res["SEGMENTS"]) and res["ADAPTED"] is False
