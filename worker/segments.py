@@ -205,16 +205,30 @@ def run_chunk(
             else:
                 _deliver_windows(ctx, job_id, params, bundle, version, finish)
                 out["delivered"] = True
+        except Delivered:  # two chunks completed the pass at once: the other one delivered
+            out["delivered"] = False
         except Exception as exc:  # Redis down: requeued (Reject); a bug fails the job
             fail(ctx, job_id, exc)
             out["failed"] = True
     return out
 
 
+class Delivered(Exception):
+    """The recording's entries are gone: another chunk that completed the pass delivered it."""
+
+
 def _entries(ctx: Context, job_id: str, params: dict, phase: int) -> tuple[list[dict], dict | None]:
-    """A pass's entries in chunk order, and the first error among them."""
-    raw = ctx.results.segment_entries(job_id, int(params["file"]), phase)
-    entries = [json.loads(e) for e in raw]
+    """A pass's entries in chunk order (pass 2: features as arrays, read and decoded one entry
+    at a time), and the first error among them; raises Delivered when they are gone."""
+    entries = []
+    n = int(params["chunks"])
+    for raw in ctx.results.segment_entries(job_id, int(params["file"]), phase, n):
+        if raw is None:
+            raise Delivered
+        entry = json.loads(raw)
+        if "X" in entry:
+            entry["X"] = _array(entry["X"]).reshape(-1, entry["dim"]) if entry["dim"] else None
+        entries.append(entry)
     errors = [e["error"] for e in entries if "error" in e]
     return entries, errors[0] if errors else None
 
@@ -267,7 +281,7 @@ def _deliver_windows(
     if error is not None:
         _deliver(ctx, job_id, params, None, error, bundle, version, finish)
         return
-    parts = [_array(e["X"]).reshape(-1, e["dim"]) for e in entries if e["dim"]]
+    parts = [e["X"] for e in entries if e["X"] is not None]
     spans = [tuple(s) for e in entries for s in e["spans"]]
     X = np.vstack(parts) if parts else np.zeros((0, 0), dtype=np.float32)
     segs, adapted = segments.classify(bundle, X, spans, segments.recording_stats(bundle, X))

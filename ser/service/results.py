@@ -210,10 +210,13 @@ class ResultStore:
         chunk index), ``p1n``/``p2n`` (their amounts), ``sent1``/``sent2`` (pass sent)."""
         return f"{self.prefix}job:{job_id}:seg:{file}:{what}"
 
-    def segment_entries(self, job_id: str, file: int, phase: int) -> list[bytes]:
-        """Every entry of a pass of file ``file``, in chunk order."""
-        raw = self.client.hgetall(self.segment_key(job_id, file, f"p{phase}"))
-        return [raw[k] for k in sorted(raw, key=lambda k: int(as_str(k)))]
+    def segment_entries(self, job_id: str, file: int, phase: int, n: int) -> Iterator[bytes | None]:
+        """The ``n`` entries of a pass of file ``file``, in chunk order, read one at a time
+        (pass 2 holds the windows' features: a few hundred KB an entry); None for an entry
+        that is gone (the file was delivered, and its entries dropped, by another chunk)."""
+        key = self.segment_key(job_id, file, f"p{phase}")
+        for index in range(n):
+            yield self.client.hget(key, str(index))
 
     def drop_segments(self, job_id: str, file: int) -> None:
         """Forget the entries of a delivered file (its sent flags stay until they expire, so a

@@ -217,6 +217,14 @@ def test_a_long_recording_spread_over_chunks_delivers_each_segment_once(runner, 
     assert body["result"]["FILENAME"] == "long/split.flac"
     for what in ("p1", "p1n", "p2", "p2n"):  # the entries go once delivered
         assert not ctx.redis.exists(ctx.results.segment_key(job_id, 0, what))
+    # a second chunk that saw pass 2 complete at the same moment finds the entries gone and
+    # delivers nothing (rather than a recording without its windows)
+    from worker import segments as work
+    from worker.score import finish_score
+
+    with pytest.raises(work.Delivered):
+        work._deliver_windows(ctx, job_id, second[-1], adapting, "v1", finish_score)
+    assert ctx.jobs.get(job_id)["result"] == body["result"]
 
 
 def test_a_resampled_recording_spread_over_chunks_gives_one_pass_segments(
