@@ -158,7 +158,9 @@ def job_results(job_id: str):
     if query.format != "json":
         raw = store.iter_raw(job_id, total)
         if query.format == "csv":
-            gen, mimetype = stream_csv(raw), "text/csv"
+            segments = bool((rec.get("params") or {}).get("segments"))
+            classes = (rec.get("result") or {}).get("CLASSES")
+            gen, mimetype = stream_csv(raw, segments, classes), "text/csv"
         else:
             gen, mimetype = stream_jsonl(raw), "application/x-ndjson"
         headers = {"Content-Disposition": f'attachment; filename="{job_id}.{query.format}"'}

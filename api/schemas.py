@@ -177,7 +177,8 @@ PREDICT_HOW = (
 
 SEGMENTS_HOW = (
     "emotion over time: the recording's speech segments, each classified, with the dominant "
-    "emotion by speech time (recordings up to SER_MAX_SEGMENTED_SECONDS; not with a speaker)"
+    "emotion by speech time (recordings up to SER_MAX_SEGMENTED_SECONDS; a recording is one "
+    "speaker, its own statistics: not with a speaker)"
 )
 SEGMENTS_INVALID = "'segments' must be true or false"
 
@@ -295,6 +296,16 @@ class ScoreRequest(Request):
             "(DATASET_NO_LABELS)"
         ),
         Invalid("MALFORMED_BODY", "'evaluate' must be true or false"),
+    ] = False
+    segments: Annotated[
+        StrictBool,
+        Field(
+            description="emotion over time of every recording: a row per speech segment "
+            "(FILENAME, START, END, EMOTION, PROBABILITY, PROBABILITIES, ADAPTED), one row for "
+            "a file that fails or holds no speech; the job's SUMMARY adds up speech seconds "
+            "per emotion (not with speakers or evaluate)"
+        ),
+        Invalid("MALFORMED_BODY", SEGMENTS_INVALID),
     ] = False
 
 
@@ -439,7 +450,10 @@ class PredictJob(JobBase):
     PROBABILITY: float | None = None
     PROBABILITIES: dict[str, float] | None = None
     ADAPTED: bool | None = Field(
-        None, description="classified with the speaker's statistics (5 clips or more)"
+        None,
+        description="classified with the speaker's statistics (5 clips or more); segments: "
+        "the windows were classified with the recording's own statistics (5 windows or more, "
+        "a model that adapts to speakers)",
     )
     DURATION: float | None = Field(None, description="segments: the recording's seconds")
     SPEECH_SECONDS: float | None = Field(None, description="segments: seconds of speech found")
@@ -486,6 +500,12 @@ class Evaluation(Body):
     )
 
 
+class EmotionSegments(Body):
+    SECONDS: float = Field(description="speech seconds of this emotion over every file")
+    SHARE: float = Field(description="share of all the speech time")
+    SEGMENTS: int
+
+
 class ScoreJob(JobBase):
     """The scoring of a folder; SUCCEEDED adds the counts and the URL of the rows."""
 
@@ -499,7 +519,13 @@ class ScoreJob(JobBase):
     COUNT: int | None = Field(None, description="files in the folder")
     SUCCEEDED: int | None = Field(None, description="files scored")
     FAILED: int | None = Field(None, description="files with an ERROR row")
-    SUMMARY: dict[str, int] | None = Field(None, description="emotion -> number of files")
+    SUMMARY: dict[str, int] | dict[str, EmotionSegments] | None = Field(
+        None,
+        description="emotion -> number of files (segments: speech seconds, share, segments)",
+    )
+    SEGMENTS: int | None = Field(None, description="segments: speech segments in all files")
+    SPEECH_SECONDS: float | None = Field(None, description="segments: speech in all files")
+    CLASSES: list[str] | None = Field(None, description="segments: the model's classes")
     RESULTS: str | None = Field(None, description="URL of the per-file rows")
     SPEAKER_COUNT: int | None = Field(None, description="distinct speakers")
     ADAPTED_COUNT: int | None = Field(
@@ -524,22 +550,31 @@ class JobList(Body):
 
 
 class Row(Body):
-    """One file of a score job: its emotion and probability, or its ERROR."""
+    """One file of a score job: its emotion and probability, or its ERROR (a job with
+    segments: one row per speech segment of the file)."""
 
     FILENAME: str = Field(description="path under SER_DATA_DIR")
     SPEAKER: str | None = Field(None, description="job with speakers: the file's speaker")
+    START: float | None = Field(None, description="job with segments: seconds into the file")
+    END: float | None = Field(None, description="job with segments")
     EMOTION: str | None = None
     PROBABILITY: float | None = None
+    PROBABILITIES: dict[str, float] | None = Field(None, description="job with segments")
     ERROR: ErrorDetail | None = None
     ADAPTED: bool | None = Field(
-        None, description="job with speakers: scored with its speaker's statistics"
+        None,
+        description="job with speakers: scored with its speaker's statistics; with segments: "
+        "with the recording's own",
     )
 
 
 class ResultsPage(Body):
     JOB_ID: JobId
     JOB_STATUS: Status
-    COUNT: int = Field(description="files in the job")
+    COUNT: int = Field(
+        description="files in the job (OFFSET and LIMIT count files: with segments, ROWS holds "
+        "every segment of those files)"
+    )
     DONE: int
     OFFSET: int
     LIMIT: int

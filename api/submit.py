@@ -261,7 +261,12 @@ def predict():
         speaker = _one_speaker(query.speaker, body.speaker)
         segments = query.segments or body.segments
     if segments and speaker is not None:
-        raise ApiError(400, "INVALID_SPEAKER", "segments are classified without speaker statistics")
+        raise ApiError(
+            400,
+            "INVALID_SPEAKER",
+            "with segments a recording is its own speaker: its windows are classified with "
+            "the recording's own statistics, not a stored speaker's; leave out speaker",
+        )
     if not s.has_model():
         raise NoModelError(message=NO_MODEL)
     also = None
@@ -299,8 +304,8 @@ def predict():
     responses={
         202: (S.Job, "queued; poll the job, then GET its results", LOCATION),
         400: "malformed body, UNKNOWN_FIELD, a folder outside the data root, INVALID_SPEAKERS, "
-        'or speakers "labels" without a labels.csv (LABELS_NOT_FOUND) or its speaker column '
-        "(DATASET_NO_SPEAKERS)",
+        'speakers "labels" without a labels.csv (LABELS_NOT_FOUND) or its speaker column '
+        "(DATASET_NO_SPEAKERS), or segments with speakers or evaluate",
         409: "no model has been trained yet (NO_MODEL)",
     },
 )
@@ -308,6 +313,17 @@ def score():
     """Queue the scoring of every recording in a folder under the data root."""
     s = service()
     req = S.parse(S.ScoreRequest, json_body())
+    if req.segments and req.speakers is not None:
+        raise ApiError(
+            400,
+            "INVALID_SPEAKERS",
+            "with segments each recording is its own speaker (its own statistics); leave out "
+            "speakers",
+        )
+    if req.segments and req.evaluate:
+        raise ApiError(
+            400, "MALFORMED_BODY", "evaluate compares one label per file; not with segments"
+        )
     if req.speakers is not None:
         parse_speakers(req.speakers)  # 400 INVALID_SPEAKERS (a regex without its group...)
     root = confine(s.settings.data_dir, req.folder, kind="dir")
@@ -331,4 +347,6 @@ def score():
         params["speakers"] = req.speakers
     if req.evaluate:
         params["evaluate"] = True
+    if req.segments:
+        params["segments"] = True
     return accepted(create("score", TASK_SCORE, params))

@@ -5,11 +5,22 @@ in-process (same run, same file), and the peak RSS of a process segmenting a lon
 Generated audio only (no corpus needed): a 10 s unit (4 s and 3 s of voice-like speech, each
 followed by a pause) repeated to the length asked, written as 16-bit FLAC; a model trained on
 generated 3 s clips (default features). Speed: one job at a time (`POST /predict` with
-`segments`, the file named under the data root) on `ser up --concurrency 2`, against
-`ser.ml.segments.segment` in this process; one recording runs on one process, so the rate is
-per core; in-process, BLAS is held to one thread as in a worker process. Memory: `segment()`
-in a fresh Python process per file, the model loaded and warm, then its peak RSS (VmHWM, reset
-through /proc/self/clear_refs just before segmenting).
+`segments`, the file named under the data root) on `ser up --concurrency 2`: the recording is
+spread over both worker processes by time ranges (SER_SEGMENT_CHUNK_SECONDS), so the service's
+rate per core is the audio's seconds / the job's wall seconds (from the POST to the finished
+body) / 2. Against `ser.ml.segments.segment` in this process on one core (BLAS held to one
+thread, as in a worker process): the library's rate per core. The runs alternate, so drift
+on the (shared) machine hits both alike; the machine's load average is printed with each run.
+
+Two controls, because the machine is shared and two processes do not always get two cores:
+the CPU seconds the whole service (`ser up`'s process tree: Redis, API, worker nodes) spent on
+the job against the library's own (`*_x_per_cpu`: audio seconds per CPU second, what a core
+fully given to the work would do), and two library processes segmenting the file at the same
+time (`pair_x_per_core` = 2 x audio / their wall seconds / 2: what two processes on this
+machine could do at that moment, the fair ceiling of the service's per-core rate).
+
+Memory: `segment()` in a fresh Python process per file, the model loaded and warm, then its
+peak RSS (VmHWM, reset through /proc/self/clear_refs just before segmenting).
 
     python bench/segments.py [--minutes 60] [--long-minutes 120] [--runs 2]
 """
@@ -18,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,6 +46,7 @@ from tests import audiogen
 from tests.harness import ROOT, Api, EmbeddedStack, stack_env, wait_until
 
 SR = 16000
+WORKERS = 2  # worker processes of the service (`ser up --concurrency 2`)
 UNIT = [("calm", 4.0), (None, 1.0), ("tense", 3.0), (None, 2.0)]
 
 RSS_CHILD = """
@@ -57,6 +70,59 @@ base = hwm()
 res = segments.segment(bundle, sys.argv[2])
 print(base, hwm(), len(res["SEGMENTS"]))
 """
+
+
+LIBRARY_CHILD = """
+import sys
+from pathlib import Path
+from threadpoolctl import threadpool_limits
+from ser.ml import segments
+from ser.ml.bundle import Bundle
+
+bundle = Bundle.from_bytes(Path(sys.argv[1]).read_bytes())
+print("ready", flush=True)
+sys.stdin.readline()  # start together
+with threadpool_limits(limits=1, user_api="blas"):
+    segments.segment(bundle, sys.argv[2])
+"""
+
+
+def pair_wall(model: Path, path: Path) -> float:
+    """Wall seconds of two library processes segmenting ``path`` at the same time (the model
+    loaded first, then started together)."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", LIBRARY_CHILD, str(model), str(path)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready"
+    t0 = time.perf_counter()
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    for proc in procs:
+        assert proc.wait() == 0
+    return time.perf_counter() - t0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of the live processes ``pids`` (0 for those gone)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
 
 
 def write_long(path: Path, minutes: float) -> Path:
@@ -104,32 +170,47 @@ def main() -> int:
         model = root / "model.joblib"
         model.write_bytes(bundle.to_bytes())
         env = stack_env(None, data, root / "state", SER_SKIP_WARMUP="false")
-        with EmbeddedStack(env, root / "logs", concurrency=2) as stack:
+        with EmbeddedStack(env, root / "logs", concurrency=WORKERS) as stack:
             wait_until(lambda: "ser: ready" in stack.log.read_text(), 180, "ready")
             api = Api(stack.base)
             api.train("ds", timeout=300)
             for run in range(args.runs):  # alternate, so drift on the machine hits both alike
+                pids = stack.pids()
+                cpu0 = cpu_seconds(pids)
                 t0 = time.perf_counter()
                 resp = api.post("/predict", json={"filename": "long/speed.flac", "segments": True})
                 body = api.wait_job(resp.json()["JOB_ID"], timeout=3600)
                 service_s = time.perf_counter() - t0
+                service_cpu = cpu_seconds(pids) - cpu0
                 assert body["JOB_STATUS"] == "SUCCEEDED", json.dumps(body)[:500]
                 t0 = time.perf_counter()
+                c0 = time.process_time()
                 with threadpool_limits(limits=1, user_api="blas"):  # as a worker process
                     res = segments.segment(bundle, speed_file)
                 library_s = time.perf_counter() - t0
+                library_cpu = time.process_time() - c0
+                pair_s = pair_wall(model, speed_file)
+                assert len(body["SEGMENTS"]) == len(res["SEGMENTS"]), "service and library differ"
+                per_core = seconds / service_s / WORKERS
+                library_x = seconds / library_s
                 rows.append(
                     {
                         "run": run + 1,
                         "audio_s": seconds,
                         "segments": len(res["SEGMENTS"]),
                         "service_s": round(service_s, 2),
-                        "service_x": round(seconds / service_s),
+                        "service_x_per_core": round(per_core),
                         "library_s": round(library_s, 2),
-                        "library_x": round(seconds / library_s),
-                        "service_slower_pct": round(100 * (service_s / library_s - 1), 1),
+                        "library_x": round(library_x),
+                        "service_vs_library_pct": round(100 * (per_core / library_x - 1), 1),
+                        "service_x_per_cpu": round(seconds / service_cpu),
+                        "library_x_per_cpu": round(seconds / library_cpu),
+                        "pair_x_per_core": round(seconds / pair_s),
+                        "service_vs_pair_pct": round(100 * (per_core * pair_s / seconds - 1), 1),
+                        "load": round(os.getloadavg()[0], 1),
                     }
                 )
+                print(rows[-1], flush=True)
         short = write_long(root / "mem" / "one_minute.flac", 1.0)
         base1, peak1, _ = peak_rss(model, short)
         short.unlink()
@@ -142,10 +223,15 @@ def main() -> int:
             "audio_s",
             "segments",
             "service_s",
-            "service_x",
+            "service_x_per_core",
             "library_s",
             "library_x",
-            "service_slower_pct",
+            "service_vs_library_pct",
+            "service_x_per_cpu",
+            "library_x_per_cpu",
+            "pair_x_per_core",
+            "service_vs_pair_pct",
+            "load",
         ],
     )
     mem = {

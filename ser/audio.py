@@ -21,6 +21,7 @@ from ser.errors import AudioError
 ANALYSIS_SR = 16000
 MIN_SECONDS = 0.1  # shorter than a few analysis frames: nothing to measure
 DEFAULT_MAX_SECONDS = 600.0
+RESAMPLE_LEAD = 0.1  # seconds decoded before a range, for the resampler's filter to settle
 SILENCE_PEAK = 1e-4  # about -80 dBFS: below this peak a recording holds no usable signal
 
 # Stable error codes (the API, the CLI and the result files carry them verbatim).
@@ -106,13 +107,33 @@ def decode(
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
+def duration(source: Source, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> float:
+    """The recording's length in seconds from its header (AUDIO_TOO_LONG above
+    ``max_seconds``, AUDIO_UNREADABLE when it is not audio); nothing is decoded."""
+    if hasattr(source, "seek"):
+        source.seek(0)  # type: ignore[union-attr]
+    with _open(source) as f:
+        return f.frames / _checked(f, max_seconds)
+
+
 def stream(
-    source: Source, sr: int, max_seconds: float | None, block_seconds: float
+    source: Source,
+    sr: int,
+    max_seconds: float | None,
+    block_seconds: float,
+    start: float = 0.0,
+    end: float | None = None,
 ) -> tuple[float, Iterator[np.ndarray]]:
     """The recording's duration and its mono float32 samples at ``sr``, block by block, in
     bounded memory (soundfile blocks through soxr's streaming resampler). The header is checked
     at once (AUDIO_TOO_LONG before anything is decoded); AUDIO_NONFINITE or AUDIO_UNREADABLE
-    come while iterating. The caller checks the whole signal (:func:`check_signal`)."""
+    come while iterating. The caller checks the whole signal (:func:`check_signal`).
+
+    ``start``/``end`` (seconds) yield only the samples ``round(start * sr)`` up to
+    ``round(end * sr)`` of the whole stream: the file is sought to the range (less
+    :data:`RESAMPLE_LEAD` when resampling, whose output before the range is dropped), so the
+    ranges of a recording decoded apart join into its whole stream (exactly at the native
+    rate; within the resampler's precision otherwise)."""
     if hasattr(source, "seek"):
         source.seek(0)  # type: ignore[union-attr]
     f = _open(source)
@@ -122,18 +143,43 @@ def stream(
         f.close()
         raise
     duration = f.frames / native
+    first = int(round(start * sr))  # output samples of the whole stream
+    last = None if end is None else int(round(end * sr))
+    if native == sr:
+        seek, skip = first, 0
+    else:
+        seek = max(0, int(math.floor((start - RESAMPLE_LEAD) * native))) if first else 0
+        skip = first - int(round(seek * sr / native))
 
     def gen() -> Iterator[np.ndarray]:
         resampler = soxr.ResampleStream(native, sr, 1, dtype="float32", quality="HQ")
+        todo_skip = skip
+        left = None if last is None else max(0, last - first)
+
+        def emit(y: np.ndarray) -> np.ndarray:
+            nonlocal todo_skip, left
+            if todo_skip:
+                cut = min(todo_skip, y.size)
+                y, todo_skip = y[cut:], todo_skip - cut
+            if left is not None:
+                y = y[:left]
+                left -= y.size
+            return y
+
         with f:
             try:
+                if seek:
+                    f.seek(min(seek, f.frames))
                 for data in f.blocks(int(block_seconds * native), dtype="float32", always_2d=True):
                     y = _mono(data)
-                    yield np.ascontiguousarray(y) if native == sr else resampler.resample_chunk(y)
+                    y = np.ascontiguousarray(y) if native == sr else resampler.resample_chunk(y)
+                    yield emit(y)
+                    if left == 0:
+                        return
             except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
                 raise AudioError(UNREADABLE, f"cannot decode the samples: {_reason(exc)}") from None
             if native != sr:
-                yield resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+                yield emit(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
 
     return duration, gen()
 

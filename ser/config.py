@@ -78,6 +78,15 @@ class Settings(BaseSettings):
         description="longest recording accepted for emotion over time (`segments`: decoded "
         "in blocks, memory bounded); above it `AUDIO_TOO_LONG`",
     )
+    segment_chunk_seconds: float = Field(
+        120.0,
+        ge=10,
+        le=3600,
+        description="seconds of audio per task of a `segments` job: a recording longer than "
+        "this (named under `SER_DATA_DIR`) is cut into time ranges of this length, spread over "
+        "every worker process (a 1-hour recording: 30 ranges per pass); each task stays "
+        "within `SER_PREDICT_TIME_LIMIT`",
+    )
     n_jobs: int = Field(
         default_factory=cpu_count,
         ge=1,

@@ -57,6 +57,26 @@ def voice_like(label: str, seconds: float = 1.5, sr: int = 16000, seed: int = 0)
     return (0.25 * y / np.max(np.abs(y))).astype(np.float32)
 
 
+def recording(parts: list[tuple[str | None, float]], seed: int = 0) -> np.ndarray:
+    """Voice-like utterances (a label) and quiet pauses (None), each ``seconds`` long, joined."""
+    return np.concatenate(
+        [
+            noise(s, amp=1e-4, seed=i) if label is None else voice_like(label, s, seed=seed + i)
+            for i, (label, s) in enumerate(parts)
+        ]
+    )
+
+
+def write_repeated(path: Path, unit: np.ndarray, times: int, sr: int = 16000) -> Path:
+    """``unit`` written ``times`` over as 16-bit audio (a long recording in little memory)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sf.SoundFile(str(path), "w", sr, 1, subtype="PCM_16") as f:
+        for _ in range(times):
+            f.write(unit)
+    return path
+
+
 def write(path: Path, y: np.ndarray, sr: int = 16000, subtype: str | None = None) -> Path:
     """Write ``y`` (frames or frames x channels) with soundfile; format from the suffix."""
     path = Path(path)

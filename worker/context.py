@@ -21,7 +21,7 @@ import redis
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from ser import config
-from ser.contract import PREDICT_QUEUE
+from ser.contract import PREDICT_QUEUE, TASK_SCORE_CHUNK
 from ser.errors import SerError
 from ser.ml.bundle import Bundle
 from ser.service import jobs
@@ -133,3 +133,36 @@ def liveness_deadline(ctx: Context) -> float:
     back after the visibility timeout, then runs for at most the task time limit."""
     s = ctx.settings
     return time.time() + s.visibility_timeout + s.predict_time_limit + jobs.DEADLINE_MARGIN
+
+
+def send_once(
+    ctx: Context,
+    job_id: str,
+    flag: str,
+    msgs: list[dict],
+    send: Send | None,
+    also: Callable | None = None,
+) -> int:
+    """Send the chunk messages ``msgs`` of a running job once, however many tasks try: the
+    messages (with their outbox entries), ``also(pipe)``'s writes and ``flag`` go in one
+    transaction that WATCHes the flag. Returns the chunks sent (0: already sent, or the job
+    is not running)."""
+    if send is None:
+        raise RuntimeError("this task needs a way to publish its job's chunks")
+    if ctx.redis.exists(flag) or ctx.jobs.status(job_id) != jobs.RUNNING:
+        return 0
+    with ctx.redis.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(flag)
+            if pipe.exists(flag):
+                return 0
+            pipe.multi()
+            if also is not None:
+                also(pipe)
+            for msg in msgs:
+                send(TASK_SCORE_CHUNK, [job_id, msg], pipe=pipe)
+            pipe.set(flag, "1", ex=ctx.settings.job_ttl)
+            pipe.execute()
+        except redis.WatchError:  # another task sent them meanwhile
+            return 0
+    return len(msgs)

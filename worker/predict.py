@@ -8,18 +8,23 @@ import time
 
 from ser.contract import SUCCEEDED
 from ser.errors import SerError
-from ser.ml import segments
 from ser.paths import confine
 from ser.service import jobs
 from ser.service.outbox import OUTBOX_DONE
 from ser.service.redis import as_str
-from worker.context import PROGRESS_EVERY, Context, JobCancelled, fail, host, requeued
+from worker import segments as segments_work
+from worker.context import PROGRESS_EVERY, Context, JobCancelled, Send, fail, host, requeued
 
 log = logging.getLogger(__name__)
 
 
 def run_predict(
-    ctx: Context, job_id: str, params: dict, worker: str = "", task_id: str | None = None
+    ctx: Context,
+    job_id: str,
+    params: dict,
+    worker: str = "",
+    task_id: str | None = None,
+    send: Send | None = None,
 ) -> dict:
     """Predict one recording: an uploaded blob or a file under the data root.
 
@@ -55,10 +60,11 @@ def run_predict(
             else:
                 source = confine(settings.data_dir, params.get("filename", ""), kind="file")
             if params.get("segments"):
-                result = {
-                    **segmented(ctx, job_id, bundle, source, params),
-                    "MODEL_VERSION": version,
-                }
+                got_result = segmented(ctx, job_id, bundle, version, source, params, send)
+                if got_result is None:  # spread over chunks by time ranges: they deliver it
+                    log.info("prediction job %s: segments sent as chunks", job_id)
+                    return {"job_id": job_id, "model_version": version, "chunks": True}
+                result = {**got_result, "MODEL_VERSION": version}
                 end = ctx.redis.pipeline(transaction=False)
                 ctx.jobs.succeed(job_id, result, pipe=end)
                 if blob:
@@ -119,10 +125,13 @@ def run_predict(
             ctx.redis.delete(ctx.blob_key(blob))
 
 
-def segmented(ctx: Context, job_id: str, bundle, source, params: dict) -> dict:
-    """Emotion over time of one recording (ser.ml.segments), reporting the seconds of audio
-    done as the job's progress (at most every PROGRESS_EVERY seconds; a cancelled job stops
-    at its next report)."""
+def segmented(
+    ctx: Context, job_id: str, bundle, version: str, source, params: dict, send: Send | None
+) -> dict | None:
+    """Emotion over time of one recording (worker.segments: here, or a long file named under
+    the data root spread over chunks, which deliver the result: None), reporting the seconds
+    of audio done as the job's progress (at most every PROGRESS_EVERY seconds; a cancelled
+    job stops at its next report)."""
     last = [0.0]
 
     def progress(done: float, total: float) -> None:
@@ -133,10 +142,17 @@ def segmented(ctx: Context, job_id: str, bundle, source, params: dict) -> dict:
         if ctx.jobs.progress(job_id, int(done), int(round(total))) == jobs.CANCELLED:
             raise JobCancelled(job_id)
 
-    return segments.segment(
+    filename = params.get("filename")
+    return segments_work.segment_file(
+        ctx,
+        job_id,
         bundle,
-        source,
-        filename=params.get("name") or params.get("filename") or "",
-        max_seconds=ctx.settings.max_segmented_seconds,
+        version,
+        source if params.get("blob") else str(source),
+        file=0,
+        name=params.get("name") or filename or "",
+        path=None if params.get("blob") else filename,
+        extra={"kind": "predict"},
+        send=send,
         progress=progress,
     )

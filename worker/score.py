@@ -22,11 +22,10 @@ confusion-matrix PNG (ser.service.results), served at ``/jobs/<id>/confusion.png
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
-
-import redis
 
 from ser import bulk
 from ser.contract import TASK_SCORE_CHUNK
@@ -35,8 +34,17 @@ from ser.ml import report, scoring
 from ser.ml.stats import Stats
 from ser.paths import confine
 from ser.service import jobs
-from ser.service.results import summarize
-from worker.context import Context, Send, fail, host, liveness_deadline, predict_processes
+from ser.service.results import summarize, summarize_segments
+from worker import segments as segments_work
+from worker.context import (
+    Context,
+    Send,
+    fail,
+    host,
+    liveness_deadline,
+    predict_processes,
+    send_once,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +81,11 @@ def run_score(ctx: Context, job_id: str, params: dict, send: Send, worker: str =
             two_pass = _adapt(ctx.models.get(params["model_version"])[1]) != "off"
         if ctx.jobs.progress(job_id, ctx.results.count(job_id), total) != jobs.RUNNING:
             return {"job_id": job_id, "cancelled": True}
-        size = int(params.get("chunk_size") or bulk.chunk_size(total, predict_processes(ctx)))
+        procs = predict_processes(ctx)
+        if params.get("segments"):  # long recordings: a few files a chunk, long ones split
+            size = int(params.get("chunk_size") or bulk.chunk_size(total, procs, lo=1, hi=8))
+        else:
+            size = int(params.get("chunk_size") or bulk.chunk_size(total, procs))
         n = 0
         for msg in chunk_messages(params, files, speakers, size, 1 if two_pass else None):
             send(TASK_SCORE_CHUNK, [job_id, msg])
@@ -102,6 +114,8 @@ def chunk_messages(
         }
         if speakers is not None:
             msg["speakers"] = speakers[start : start + size]
+        if params.get("segments"):
+            msg["segments"] = True
         if phase is not None:
             msg.update({"pass": phase, "index": index, "chunks": n, "chunk_size": size})
         out.append(msg)
@@ -116,15 +130,28 @@ def run_score_chunk(
     settings = ctx.settings
     if ctx.jobs.status(job_id) != jobs.RUNNING:  # cancelled, failed or finished: skip
         return {"job_id": job_id, "skipped": True}
-    start, files, total = int(params["start"]), list(params["files"]), int(params["total"])
     try:
         version, bundle = ctx.models.get(params["model_version"])
     except Exception as exc:  # the pinned model is gone or tampered with: the job cannot go on
         fail(ctx, job_id, exc)
         return {"job_id": job_id, "failed": True}
+    if "seg_pass" in params:  # a time range of a long recording (worker.segments)
+        return segments_work.run_chunk(ctx, job_id, params, bundle, version, send, finish_score)
+    start, files, total = int(params["start"]), list(params["files"]), int(params["total"])
     phase = params.get("pass")
     if phase == 1:
         return _stats_chunk(ctx, job_id, params, bundle, send)
+    if params.get("segments"):
+        try:
+            by_file = segments_work.score_files(ctx, job_id, params, bundle, version, send)
+        except Exception as exc:  # a bug or the soft time limit: these files fail
+            log.exception("segments score chunk of job %s failed", job_id)
+            err = segments_work.chunk_error(exc)
+            by_file = {start + i: [{"FILENAME": f, "ERROR": err}] for i, f in enumerate(files)}
+        status, done = ctx.results.record_at(job_id, by_file, liveness_deadline(ctx))
+        if done >= total:
+            finish_score(ctx, job_id, total, version, bundle.classes, _adapt(bundle))
+        return {"job_id": job_id, "rows": len(by_file), "done": done, "status": status}
     speakers = params.get("speakers")
     stats = failed = None
     if speakers is not None and phase != 2:
@@ -156,13 +183,8 @@ def _adapt(bundle) -> str:
     return getattr(bundle, "adapt", "off")
 
 
-def _chunk_error(exc: Exception) -> dict:
-    """The error of every file of a chunk that failed as a whole (a bug, the time limit)."""
-    return {"CODE": "CHUNK_FAILED", "MESSAGE": f"{type(exc).__name__}: {exc}"[:300]}
-
-
 def _chunk_failed(files: list[str], speakers: list | None, exc: Exception) -> list[dict]:
-    err = _chunk_error(exc)
+    err = segments_work.chunk_error(exc)
     if speakers is None:
         return [{"FILENAME": f, "ERROR": err} for f in files]
     return [{"FILENAME": f, "SPEAKER": s, "ERROR": err} for f, s in zip(files, speakers)]
@@ -185,7 +207,7 @@ def _stats_chunk(ctx: Context, job_id: str, params: dict, bundle, send: Send | N
         )
     except Exception as exc:  # a bug or the soft time limit: these files fail, the job goes on
         log.exception("pass 1 of score chunk %d of job %s failed", index, job_id)
-        stats, failed = {}, {i: _chunk_error(exc) for i in range(len(files))}
+        stats, failed = {}, {i: segments_work.chunk_error(exc) for i in range(len(files))}
     entry = bulk.encode_stats_entry(stats, {start + i: e for i, e in failed.items()})
     status, done, featurized = ctx.results.record_stats(
         job_id, index, entry, len(files), liveness_deadline(ctx)
@@ -203,10 +225,8 @@ def _stats_chunk(ctx: Context, job_id: str, params: dict, bundle, send: Send | N
 def send_second_pass(ctx: Context, job_id: str, params: dict, send: Send | None) -> int:
     """Merge every chunk's pass-1 statistics and send the pass-2 chunks, once per job: the
     merged statistics, the messages (with their outbox entries) and a flag are written in one
-    transaction that WATCHes the flag. Returns the chunks sent (0: already sent, or the job
-    is not running)."""
-    if send is None:
-        raise RuntimeError("pass 1 of a score job needs a way to publish pass 2")
+    transaction that WATCHes the flag (worker.context.send_once). Returns the chunks sent (0:
+    already sent, or the job is not running)."""
     results = ctx.results
     flag = results.second_pass_key(job_id)
     if ctx.redis.exists(flag) or ctx.jobs.status(job_id) != jobs.RUNNING:
@@ -214,21 +234,14 @@ def send_second_pass(ctx: Context, job_id: str, params: dict, send: Send | None)
     merged = bulk.merge_stats(results.stats_entries(job_id))
     files, speakers = results.files(job_id), results.speakers(job_id)
     msgs = chunk_messages(params, files, speakers, int(params["chunk_size"]), 2)
-    with ctx.redis.pipeline(transaction=True) as pipe:
-        try:
-            pipe.watch(flag)
-            if pipe.exists(flag):
-                return 0
-            pipe.multi()
-            results.save_merged(pipe, job_id, {s: st.to_bytes() for s, st in merged.items()})
-            for msg in msgs:
-                send(TASK_SCORE_CHUNK, [job_id, msg], pipe=pipe)
-            pipe.set(flag, "1", ex=ctx.settings.job_ttl)
-            pipe.execute()
-        except redis.WatchError:  # another chunk sent them meanwhile
-            return 0
-    log.info("score job %s: pass 1 done, %d speakers, %d chunks", job_id, len(merged), len(msgs))
-    return len(msgs)
+
+    def stats(pipe) -> None:
+        results.save_merged(pipe, job_id, {s: st.to_bytes() for s, st in merged.items()})
+
+    sent = send_once(ctx, job_id, flag, msgs, send, also=stats)
+    if sent:
+        log.info("score job %s: pass 1 done, %d speakers, %d chunks", job_id, len(merged), sent)
+    return sent
 
 
 def _second_pass_inputs(ctx: Context, job_id: str, params: dict) -> tuple[dict, dict[int, dict]]:
@@ -253,8 +266,13 @@ def finish_score(
     if rec is None or rec["status"] != jobs.RUNNING:
         return False
     params = rec.get("params") or {}
-    rows = ctx.results.all_rows(job_id, total)
-    counts = summarize(rows, list(classes))
+    if params.get("segments"):
+        files = [json.loads(raw) for raw in ctx.results.iter_files(job_id, total)]
+        counts = summarize_segments(files, list(classes))
+        rows = [row for rows in files for row in rows]
+    else:
+        rows = ctx.results.all_rows(job_id, total)
+        counts = summarize(rows, list(classes))
     result = {
         "STATUS": "SCORED",
         "FOLDER": params.get("folder"),
@@ -265,6 +283,12 @@ def finish_score(
         "SUMMARY": counts["SUMMARY"],
         "RESULTS": f"/jobs/{job_id}/results",
     }
+    if params.get("segments"):
+        result.update(
+            SEGMENTS=counts["SEGMENTS"],
+            SPEECH_SECONDS=counts["SPEECH_SECONDS"],
+            CLASSES=list(classes),
+        )
     if params.get("speakers"):
         result.update(bulk.speakers_summary(params["speakers"]))
         result.update(

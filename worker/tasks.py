@@ -37,7 +37,9 @@ def train(self, job_id: str, params: dict) -> dict:
 def predict(self, job_id: str, params: dict) -> dict:
     """Predict the emotion of one recording (an upload blob or a file under the data root)."""
     req = self.request
-    return predict_work.run_predict(context(), job_id, params, req.hostname or "", task_id=req.id)
+    return predict_work.run_predict(
+        context(), job_id, params, req.hostname or "", task_id=req.id, send=send
+    )
 
 
 @app.task(name=TASK_SCORE, bind=True)

@@ -74,6 +74,12 @@ def register(subparsers) -> None:
         "regular expression with a group (?P<speaker>...)",
     )
     sc.add_argument(
+        "--segments",
+        action="store_true",
+        help="emotion over time: a row per speech segment (file, start, end, emotion); the "
+        "summary adds up speech seconds per emotion",
+    )
+    sc.add_argument(
         "--evaluate",
         action="store_true",
         help="compare with the folder's labels (labels.csv, EMO-DB names, class folders): "
@@ -285,6 +291,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         body["speakers"] = args.speakers
     if args.evaluate:
         body["evaluate"] = True
+    if args.segments:
+        body["segments"] = True
     job = client.request("POST", "/score", json=body)
     if args.wait or args.output or args.evaluate:
         enabled = not args.json and sys.stderr.isatty()

@@ -61,6 +61,16 @@ class FeatureSpec:
         """Features of a decoded mono waveform at :attr:`sr`."""
         return np.asarray(self.module.extract(y, self.sr), dtype=np.float32)
 
+    def from_windows(self, y: np.ndarray, bounds: list[tuple[int, int]]) -> np.ndarray:
+        """Features of each window ``y[a:b]`` of ``bounds`` (overlapping windows of one
+        stretch; the spec may share their frames' work: ``extract_windows``), one row each."""
+        many = getattr(self.module, "extract_windows", None)
+        if many is None:
+            rows = [self.module.extract(y[a:b], self.sr) for a, b in bounds]
+        else:
+            rows = many(y, self.sr, bounds)
+        return np.asarray(np.stack(rows), dtype=np.float32)
+
     def from_source(
         self, source: audio.Source, max_seconds: float | None = audio.DEFAULT_MAX_SECONDS
     ) -> np.ndarray:

@@ -307,12 +307,12 @@ def _delta(x: np.ndarray, width: int, order: int = 1) -> np.ndarray:
     return scipy.ndimage.convolve1d(x, coeffs, axis=-1, mode="nearest", cval=0.0)
 
 
-def _descriptors(y: np.ndarray, sr: int) -> dict[str, np.ndarray]:
-    """Frame-level descriptors, all derived from one STFT power spectrum."""
+def _frame_parts(frames: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+    """The descriptors that each frame gives on its own (rows of ``frames``; time is axis 0 of
+    every array): everything but flux and the zero-crossing rate, all from one power spectrum."""
     p = PARAMS
-    n_fft, hop = p["n_fft"], p["hop"]
+    n_fft = p["n_fft"]
     c = _consts(sr, n_fft, p["n_mels"], p["fmin"], p["fmax"], p["acf_fmax"])
-    frames = _frames(np.asarray(y, dtype=np.float32), n_fft, hop)
     spec = scipy.fft.rfft(frames * c["w"], axis=1, workers=1)
     power = spec.real * spec.real + spec.imag * spec.imag  # (T, F)
     mag = np.sqrt(power)
@@ -335,14 +335,8 @@ def _descriptors(y: np.ndarray, sr: int) -> dict[str, np.ndarray]:
         (power[:, k:].sum(axis=1) + _EPS) / (power[:, :k].sum(axis=1) + _EPS)
     )
     mnorm = np.sqrt(mel / (mel.sum(axis=1, keepdims=True) + _EPS))
-    flux = np.r_[0.0, np.sqrt((np.diff(mnorm, axis=0) ** 2).sum(axis=1))]
     plan = _contrast_plan_cached(sr, n_fft, p["contrast_fmin"], p["contrast_bands"])
-    contrast = _contrast_fb(mag, plan).T
-    sign = np.signbit(y)
-    zc = np.r_[0, np.cumsum(sign[1:] != sign[:-1])]
-    starts = np.clip(np.arange(len(edb)) * hop - n_fft // 2, 0, len(y) - 1)
-    ends = np.clip(starts + n_fft, 0, len(y) - 1)
-    zcr = (zc[ends] - zc[starts]) / n_fft
+    contrast = _contrast_fb(mag, plan)  # (T, bands)
 
     # Pitch and voicing: autocorrelation of the band below acf_fmax (Wiener-Khinchin on the
     # same power spectrum), normalised by lag 0 and by the window's own autocorrelation.
@@ -358,25 +352,91 @@ def _descriptors(y: np.ndarray, sr: int) -> dict[str, np.ndarray]:
     safe = np.abs(den) > 1e-9
     off = np.where(safe, 0.5 * (a - cc) / np.where(safe, den, 1.0), 0.0)
     f0 = acf_sr / np.maximum(kk + np.clip(off, -1.0, 1.0), 1.0)
-
     return {
-        "mfcc": mfcc,
-        "logmel": logmel.T,
+        "mfcc": mfcc.T,
+        "logmel": logmel,
         "edb": edb,
-        "spec": np.vstack(
-            [centroid / 1000, bandwidth / 1000, rolloff / 1000, flatness, hf_ratio, flux, zcr]
+        "shape": np.stack(
+            [centroid / 1000, bandwidth / 1000, rolloff / 1000, flatness, hf_ratio], 1
         ),
+        "mnorm": mnorm,
         "contrast": contrast,
         "f0": f0,
-        "voicing": np.clip(b, -1.0, 2.0),
+        "voicing": b,
     }
+
+
+def _descriptors(
+    y: np.ndarray, sr: int, parts: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Frame-level descriptors, all derived from one STFT power spectrum (``parts``: the
+    frames' own descriptors, :func:`_frame_parts`, when already computed)."""
+    p = PARAMS
+    n_fft, hop = p["n_fft"], p["hop"]
+    if parts is None:
+        parts = _frame_parts(_frames(np.asarray(y, dtype=np.float32), n_fft, hop), sr)
+    edb, mnorm = parts["edb"], parts["mnorm"]
+    flux = np.r_[0.0, np.sqrt((np.diff(mnorm, axis=0) ** 2).sum(axis=1))]
+    sign = np.signbit(y)
+    zc = np.r_[0, np.cumsum(sign[1:] != sign[:-1])]
+    starts = np.clip(np.arange(len(edb)) * hop - n_fft // 2, 0, len(y) - 1)
+    ends = np.clip(starts + n_fft, 0, len(y) - 1)
+    zcr = (zc[ends] - zc[starts]) / n_fft
+    shape = parts["shape"].T
+    return {
+        "mfcc": parts["mfcc"].T,
+        "logmel": parts["logmel"].T,
+        "edb": edb,
+        "spec": np.vstack([shape, flux, zcr]),
+        "contrast": parts["contrast"].T,
+        "f0": parts["f0"],
+        "voicing": np.clip(parts["voicing"], -1.0, 2.0),
+    }
+
+
+def extract_windows(y: np.ndarray, sr: int, bounds: list[tuple[int, int]]) -> list[np.ndarray]:
+    """``extract(y[a:b], sr)`` for each ``(a, b)`` of overlapping windows of ``y``, computing
+    each frame's own descriptors once: a window starting on the hop grid of ``y`` takes its
+    inner frames (the very samples) from one pass over ``y`` and recomputes only the frames
+    that reach its zero padding. Equal to :func:`extract` of each window within float
+    rounding (the matrix products run over other row counts)."""
+    p = PARAMS
+    n_fft, hop = p["n_fft"], p["hop"]
+    y = np.asarray(y, dtype=np.float32)
+    if len(bounds) < 2:
+        return [extract(y[a:b], sr) for a, b in bounds]
+    edge = -(-(n_fft // 2) // hop)  # frames that reach a window's zero padding
+    frames = _frames(y, n_fft, hop)
+    step = 256  # frames per pass: arrays of a 3-s window's size stay in cache (faster)
+    pieces = [_frame_parts(frames[i : i + step], sr) for i in range(0, len(frames), step)]
+    whole = {key: np.concatenate([piece[key] for piece in pieces]) for key in pieces[0]}
+    out = []
+    for a, b in bounds:
+        yw = y[a:b]
+        n = 1 + len(yw) // hop
+        if a % hop or n <= 2 * edge + 1:
+            out.append(extract(yw, sr))
+            continue
+        k0 = a // hop
+        frames = _frames(yw, n_fft, hop)
+        own = _frame_parts(np.concatenate((frames[:edge], frames[n - edge :])), sr)
+        parts = {
+            key: np.concatenate((v[:edge], whole[key][k0 + edge : k0 + n - edge], v[edge:]))
+            for key, v in own.items()
+        }
+        out.append(_summarize(_descriptors(yw, sr, parts), yw, sr))
+    return out
 
 
 def extract(y: np.ndarray, sr: int) -> np.ndarray:
     """The utterance's fixed-length float32 feature vector (see the module docstring)."""
+    return _summarize(_descriptors(y, sr), y, sr)
+
+
+def _summarize(d: dict[str, np.ndarray], y: np.ndarray, sr: int) -> np.ndarray:
+    """The feature vector from the frame descriptors ``d`` of the waveform ``y``."""
     p = PARAMS
     st = tuple(p["stats"])
-    d = _descriptors(y, sr)
     edb = d["edb"] - d["edb"].max()
     active = edb > -p["active_db"]
     if active.sum() < 3:

@@ -5,6 +5,12 @@ and reads the number of rows in one Lua call, so a redelivered chunk overwrites 
 instead of adding them again: the count of rows *is* the number of files done, every file is
 there exactly once, and the chunk that brings the count to the total finishes the job.
 
+A job with segments stores, under each file's index, the list of its rows (one per speech
+segment; one row for a file that fails or holds no speech), so the count of files done stays
+the count of entries; readers flatten the lists (the CSV then has START and END). A recording
+spread over several chunks (worker/segments.py) keeps each pass's entries by chunk index
+under ``<prefix>job:<id>:seg:<file>:p1``/``p2``, recorded as pass 1 below.
+
 A job normalised by speakers runs in two passes. In the first, each chunk stores its
 speakers' statistics (and its failed files) under its chunk index in
 ``<prefix>job:<id>:p1`` and reads the number of entries in one Lua call: a redelivered chunk
@@ -37,21 +43,26 @@ redis.call('HSET', KEYS[1], 'progress_done', tostring(n), 'deadline_ts', ARGV[2]
 return {st, n}
 """
 
-# KEYS: job, entries, sizes. ARGV: ttl, deadline_ts, chunk index, entry, files in the chunk.
-# Returns {status, chunks done, files featurized}; stored only while the job is RUNNING. A
-# chunk's files count once in the job's FEATURIZED progress, however often it runs.
-_RECORD_STATS = """
+# KEYS: job, entries, sizes. ARGV: ttl, deadline_ts, chunk index, entry, the chunk's amount,
+# the job field that counts amounts, 1 to set progress_done to half that count (rounded down).
+# Returns {status, chunks done, amounts so far}; stored only while the job is RUNNING. A
+# chunk's amount counts once, however often it runs (pass 1 of a job normalised by speakers:
+# files featurized; a segmented recording: seconds of audio, each pass counting half).
+_RECORD_ENTRY = """
 local st = redis.call('HGET', KEYS[1], 'status')
-if st ~= 'RUNNING' then return {st or '', -1, 0} end
+if st ~= 'RUNNING' then return {st or '', -1, '0'} end
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
-local files = tonumber(redis.call('HGET', KEYS[1], 'featurized') or '0')
+local total = redis.call('HGET', KEYS[1], ARGV[6]) or '0'
 if redis.call('HSETNX', KEYS[3], ARGV[3], ARGV[5]) == 1 then
-  files = redis.call('HINCRBY', KEYS[1], 'featurized', ARGV[5])
+  total = redis.call('HINCRBYFLOAT', KEYS[1], ARGV[6], ARGV[5])
 end
 redis.call('EXPIRE', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[1], 'deadline_ts', ARGV[2])
-return {st, redis.call('HLEN', KEYS[2]), files}
+if ARGV[7] == '1' then
+  redis.call('HSET', KEYS[1], 'progress_done', tostring(math.floor(tonumber(total) / 2)))
+end
+return {st, redis.call('HLEN', KEYS[2]), tostring(total)}
 """
 
 CSV_COLUMNS = (
@@ -61,6 +72,17 @@ CSV_COLUMNS = (
     "ERROR_CODE",
     "ERROR_MESSAGE",
     "SPEAKER",
+    "ADAPTED",
+)
+# A job with segments: a row per segment; one probability column per class follows (P_<class>).
+SEGMENT_CSV_COLUMNS = (
+    "FILENAME",
+    "START",
+    "END",
+    "EMOTION",
+    "PROBABILITY",
+    "ERROR_CODE",
+    "ERROR_MESSAGE",
     "ADAPTED",
 )
 READ_BATCH = 1000  # rows per HMGET while streaming
@@ -74,7 +96,7 @@ class ResultStore:
         self.prefix = prefix
         self.ttl = int(ttl)
         self._record = client.register_script(_RECORD)
-        self._record_stats = client.register_script(_RECORD_STATS)
+        self._record_entry = client.register_script(_RECORD_ENTRY)
 
     def job_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
@@ -149,10 +171,57 @@ class ResultStore:
     ) -> tuple[str, int, int]:
         """Store chunk ``index``'s pass-1 entry; returns (job status, chunks stored, files
         featurized so far; chunks -1: not stored, the job is not RUNNING)."""
-        keys = [self.job_key(job_id), self.stats_key(job_id), self.stats_sizes_key(job_id)]
-        args = [str(self.ttl), repr(float(deadline_ts)), str(index), entry, str(int(n_files))]
-        status, done, files = self._record_stats(keys=keys, args=args)
-        return as_str(status), int(done), int(files)
+        keys = (self.stats_key(job_id), self.stats_sizes_key(job_id))
+        status, done, files = self.record_entry(
+            job_id, keys, index, entry, int(n_files), "featurized", deadline_ts
+        )
+        return status, done, int(files)
+
+    def record_entry(
+        self,
+        job_id: str,
+        keys: tuple[str, str],
+        index: int,
+        entry: bytes | str,
+        amount: float,
+        field: str,
+        deadline_ts: float,
+        progress: bool = False,
+    ) -> tuple[str, int, float]:
+        """Store chunk ``index``'s ``entry`` in the hash ``keys[0]`` (``keys[1]``: the chunks
+        counted so far) and add its ``amount`` to the job's ``field`` once; returns (job
+        status, entries stored (-1: not stored, the job is not RUNNING), the field's sum).
+        ``progress``: the job's DONE becomes half the sum (two passes over the audio)."""
+        args = [
+            str(self.ttl),
+            repr(float(deadline_ts)),
+            str(index),
+            entry,
+            repr(float(amount)) if not float(amount).is_integer() else str(int(amount)),
+            field,
+            "1" if progress else "0",
+        ]
+        status, done, total = self._record_entry(keys=[self.job_key(job_id), *keys], args=args)
+        return as_str(status), int(done), float(as_str(total))
+
+    # -- a recording segmented over several chunks (worker/segments.py) ----------------------
+    def segment_key(self, job_id: str, file: int, what: str) -> str:
+        """Keys of file ``file`` of a job with segments: ``p1``/``p2`` (each pass's entries by
+        chunk index), ``p1n``/``p2n`` (their amounts), ``sent1``/``sent2`` (pass sent)."""
+        return f"{self.prefix}job:{job_id}:seg:{file}:{what}"
+
+    def segment_entries(self, job_id: str, file: int, phase: int, n: int) -> Iterator[bytes | None]:
+        """The ``n`` entries of a pass of file ``file``, in chunk order, read one at a time
+        (pass 2 holds the windows' features: a few hundred KB an entry); None for an entry
+        that is gone (the file was delivered, and its entries dropped, by another chunk)."""
+        key = self.segment_key(job_id, file, f"p{phase}")
+        for index in range(n):
+            yield self.client.hget(key, str(index))
+
+    def drop_segments(self, job_id: str, file: int) -> None:
+        """Forget the entries of a delivered file (its sent flags stay until they expire, so a
+        late duplicate chunk sends nothing again)."""
+        self.client.delete(*(self.segment_key(job_id, file, w) for w in ("p1", "p1n", "p2", "p2n")))
 
     def stats_entries(self, job_id: str) -> dict[int, bytes]:
         """Every chunk's pass-1 entry by chunk index."""
@@ -193,9 +262,14 @@ class ResultStore:
     # -- writes -------------------------------------------------------------------------------
     def record(self, job_id: str, start: int, rows: list[dict], deadline_ts: float) -> tuple:
         """Store rows for files ``start...``; returns (job status, rows done; -1: not stored)."""
+        return self.record_at(job_id, {start + i: row for i, row in enumerate(rows)}, deadline_ts)
+
+    def record_at(self, job_id: str, rows: dict, deadline_ts: float) -> tuple:
+        """Store ``{file index: row}`` (a job with segments: the file's list of rows); returns
+        (job status, files done; -1: not stored)."""
         args: list = [str(self.ttl), repr(float(deadline_ts))]
-        for i, row in enumerate(rows):
-            args += [str(start + i), json.dumps(row, separators=(",", ":"))]
+        for i, row in rows.items():
+            args += [str(i), json.dumps(row, separators=(",", ":"))]
         keys = [self.job_key(job_id), self.rows_key(job_id)]
         status, done = self._record(keys=keys, args=args)
         return as_str(status), int(done)
@@ -205,15 +279,17 @@ class ResultStore:
         return int(self.client.hlen(self.rows_key(job_id)))
 
     def page(self, job_id: str, offset: int, limit: int) -> list[dict]:
-        """Rows ``offset...offset+limit-1`` in file order; files not done yet are left out."""
+        """Rows of files ``offset...offset+limit-1`` in file order (a job with segments: every
+        row of those files); files not done yet are left out."""
         if limit <= 0:
             return []
         fields = [str(i) for i in range(offset, offset + limit)]
         raw = self.client.hmget(self.rows_key(job_id), fields)
-        return [json.loads(r) for r in raw if r is not None]
+        return [row for r in raw if r is not None for row in _rows(json.loads(r))]
 
-    def iter_raw(self, job_id: str, total: int) -> Iterator[bytes]:
-        """Every stored row as JSON bytes, in file order, read in batches."""
+    def iter_files(self, job_id: str, total: int) -> Iterator[bytes]:
+        """Every stored file's value as JSON bytes (a row, or a job with segments: a list of
+        rows), in file order, read in batches."""
         key = self.rows_key(job_id)
         for start in range(0, total, READ_BATCH):
             fields = [str(i) for i in range(start, min(total, start + READ_BATCH))]
@@ -221,8 +297,55 @@ class ResultStore:
                 if raw is not None:
                     yield raw if isinstance(raw, bytes) else raw.encode()
 
+    def iter_raw(self, job_id: str, total: int) -> Iterator[bytes]:
+        """Every stored row as JSON bytes, in file order (a job with segments: each file's
+        rows in time order)."""
+        for raw in self.iter_files(job_id, total):
+            if raw[:1] == b"[":
+                for row in json.loads(raw):
+                    yield json.dumps(row, separators=(",", ":")).encode()
+            else:
+                yield raw
+
     def all_rows(self, job_id: str, total: int) -> list[dict]:
         return [json.loads(r) for r in self.iter_raw(job_id, total)]
+
+
+def _rows(value) -> list[dict]:
+    return value if isinstance(value, list) else [value]
+
+
+def summarize_segments(files: list[list[dict]], classes: list[str] | None = None) -> dict:
+    """Counts of a finished job with segments (one list of rows per file): COUNT, SUCCEEDED
+    and FAILED files, SEGMENTS, SPEECH_SECONDS and SUMMARY {emotion: {SECONDS, SHARE,
+    SEGMENTS}} over every file's speech."""
+    seconds = {c: 0.0 for c in classes or []}
+    count = {c: 0 for c in classes or []}
+    failed = 0
+    for rows in files:
+        for row in rows:
+            if "ERROR" in row:
+                failed += 1
+            elif row.get("EMOTION") is not None:
+                e = row["EMOTION"]
+                seconds[e] = seconds.get(e, 0.0) + row["END"] - row["START"]
+                count[e] = count.get(e, 0) + 1
+    speech = sum(seconds.values())
+    return {
+        "COUNT": len(files),
+        "SUCCEEDED": len(files) - failed,
+        "FAILED": failed,
+        "SEGMENTS": sum(count.values()),
+        "SPEECH_SECONDS": round(speech, 2),
+        "SUMMARY": {
+            c: {
+                "SECONDS": round(seconds[c], 2),
+                "SHARE": round(seconds[c] / speech, 4) if speech else 0.0,
+                "SEGMENTS": count[c],
+            }
+            for c in seconds
+        },
+    }
 
 
 def summarize(rows: list[dict], classes: list[str] | None = None) -> dict:
@@ -267,27 +390,56 @@ def _cell(value) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def stream_csv(raw_rows: Iterator[bytes]) -> Iterator[str]:
+def _flag(value) -> str:
+    return "" if value is None else ("true" if value else "false")
+
+
+def _blank(value) -> object:
+    return "" if value is None else value
+
+
+def stream_csv(
+    raw_rows: Iterator[bytes], segments: bool = False, classes: list[str] | None = None
+) -> Iterator[str]:
     """CSV with a header (errors as ERROR_CODE, ERROR_MESSAGE; SPEAKER and ADAPTED empty for
-    a job without speakers), in blocks of about 64 KB."""
+    a job without speakers), in blocks of about 64 KB. ``segments``: a row per segment with
+    START and END, then a probability column per class of ``classes`` (P_<class>)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    classes = list(classes or [])
+    writer.writerow(
+        [*SEGMENT_CSV_COLUMNS, *(f"P_{_cell(c)}" for c in classes)] if segments else CSV_COLUMNS
+    )
     for raw in raw_rows:
         row = json.loads(raw)
         err = row.get("ERROR") or {}
-        adapted = row.get("ADAPTED")
-        writer.writerow(
-            (
-                _cell(row.get("FILENAME", "")),
-                row.get("EMOTION", ""),
-                row.get("PROBABILITY", ""),
-                err.get("CODE", ""),
-                _cell(err.get("MESSAGE", "")),
-                _cell(row.get("SPEAKER") or ""),
-                "" if adapted is None else ("true" if adapted else "false"),
+        if segments:
+            probs = row.get("PROBABILITIES") or {}
+            writer.writerow(
+                (
+                    _cell(row.get("FILENAME", "")),
+                    _blank(row.get("START")),
+                    _blank(row.get("END")),
+                    _blank(row.get("EMOTION")),
+                    _blank(row.get("PROBABILITY")),
+                    err.get("CODE", ""),
+                    _cell(err.get("MESSAGE", "")),
+                    _flag(row.get("ADAPTED")),
+                    *(_blank(probs.get(c)) for c in classes),
+                )
             )
-        )
+        else:
+            writer.writerow(
+                (
+                    _cell(row.get("FILENAME", "")),
+                    row.get("EMOTION", ""),
+                    row.get("PROBABILITY", ""),
+                    err.get("CODE", ""),
+                    _cell(err.get("MESSAGE", "")),
+                    _cell(row.get("SPEAKER") or ""),
+                    _flag(row.get("ADAPTED")),
+                )
+            )
         if out.tell() >= 65536:
             yield out.getvalue()
             out.seek(0)

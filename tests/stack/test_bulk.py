@@ -3,7 +3,8 @@
 The shared API and worker score a generated folder with corrupt files, page and export the
 rows, refuse unusable folders and cancel. A separate small cluster (its own Redis database,
 a visibility timeout of seconds, two worker nodes) is where worker processes and a whole
-node are killed mid-job, and where training fans featurization out over another node.
+node are killed mid-job (a folder's chunks, and the time ranges of one long recording), and
+where training fans featurization out over another node.
 """
 
 from __future__ import annotations
@@ -219,6 +220,7 @@ def cluster(service_env, redis_url, redis_client, settings, trained, logdir):
         SER_VISIBILITY_TIMEOUT="12",
         SER_PREDICT_TIME_LIMIT="10",
         SER_TRAIN_TIME_LIMIT="11",
+        SER_SEGMENT_CHUNK_SECONDS="10",  # a recording over 10 s is spread over chunks
     )
     client = redis.Redis.from_url(env["SER_REDIS_URL"])
     src = Registry(redis_client, settings.key_prefix)
@@ -282,6 +284,41 @@ def test_worker_process_killed_mid_job_finishes_exactly_once(cluster, data_dir):
 
     _score_while(cluster, "bulk_kill1", 240, kill_a_child)
     assert ka.proc.poll() is None  # the node replaced its process
+
+
+def test_worker_process_killed_mid_recording_loses_no_segment_and_duplicates_none(
+    cluster, data_dir
+):
+    """A 5-minute recording spread over 10-s ranges on both nodes; a pool process is killed
+    while its chunks run: the segments equal those of one in-process pass."""
+    from ser.ml import segments
+    from ser.ml.bundle import Bundle
+
+    unit = audiogen.recording([("calm", 4.0), (None, 1.0), ("tense", 3.0), (None, 2.0)], seed=7)
+    path = audiogen.write_repeated(data_dir / "bulk_long" / "five.flac", unit, 30)
+    job = cluster.post("/predict", {"filename": "bulk_long/five.flac", "segments": True})
+    job_id = job["JOB_ID"]
+    entries = [f"{cluster.prefix}job:{job_id}:seg:0:p{n}" for n in (1, 2)]
+
+    def started() -> bool:
+        return int(cluster.redis.hlen(entries[0])) >= 4 or cluster.redis.exists(entries[1])
+
+    wait_until(started, 60, "first ranges stored")
+    assert cluster.redis.exists(entries[0]), "the recording finished before the kill"
+    node = next(n for n in cluster.nodes.values() if n.alive() and n.pids()[1:])
+    os.kill(node.pids()[1], signal.SIGKILL)  # a pool process (ka, unless a test killed it)
+    body = cluster.wait(job_id, timeout=90)
+    assert body["JOB_STATUS"] == "SUCCEEDED", body
+    registry = Registry(cluster.redis, cluster.prefix)
+    key = cluster.env["SER_SECRET_KEY"].encode()
+    bundle = registry.load(body["MODEL_VERSION"], key, Bundle.from_bytes)
+    want = segments.segment(bundle, path, filename="bulk_long/five.flac")
+    got = body["SEGMENTS"]
+    assert [(s["START"], s["END"], s["EMOTION"]) for s in got] == [
+        (s["START"], s["END"], s["EMOTION"]) for s in want["SEGMENTS"]
+    ]
+    assert body["SPEECH_SECONDS"] == want["SPEECH_SECONDS"] and body["DURATION"] == 300.0
+    assert node.proc.poll() is None  # the node replaced its process
 
 
 def test_whole_node_killed_mid_job_another_finishes(cluster, data_dir):

@@ -186,3 +186,146 @@ def test_memory_stays_bounded_on_a_long_file(tmp_path, model):
     assert {"calm", "tense"} <= set(res["SUMMARY"])
     print(f"peak {peak / 1e6:.1f} MB")
     assert peak < decoded / 10, f"peak {peak / 1e6:.1f} MB for {decoded / 1e6:.0f} MB decoded"
+
+
+# -- the passes cut apart: ranges, runs of windows, the recording's own statistics ------------
+def test_time_ranges_lie_on_the_frame_grid_and_cover_the_recording():
+    ranges = segments.time_ranges(65.37, 10.0)
+    assert len(ranges) == 7 and ranges[0][0] == 0.0 and ranges[-1][1] == 65.37
+    for (_, e), (s, _) in zip(ranges, ranges[1:]):
+        assert e == s and abs(s / segments.FRAME_SECONDS - round(s / segments.FRAME_SECONDS)) < 1e-6
+    assert segments.time_ranges(3.0, 10.0) == [(0.0, 3.0)]
+
+
+@pytest.mark.parametrize("native", [16000, 44100])
+def test_ranges_decoded_apart_join_into_the_whole_pass(tmp_path, native):
+    """Pass 1 by time ranges (each seeking to its start) gives the whole recording's energies:
+    exactly at the analysis rate, within a hair through the resampler."""
+    y, _ = _recording([(None, 0.6), ("calm", 5.0), (None, 1.0), ("tense", 6.0), (None, 0.9)])
+    if native != SR:
+        y = audio.resample(y, SR, native)
+    path = str(audiogen.write(tmp_path / "r.flac", y, sr=native))
+    duration, whole, n, peak = segments.energies(path, SR)
+    parts = [segments.energies(path, SR, a, b) for a, b in segments.time_ranges(duration, 4.0)]
+    joined = np.concatenate([p[1] for p in parts])
+    assert sum(p[2] for p in parts) == n and max(p[3] for p in parts) == pytest.approx(peak, 1e-3)
+    assert joined.shape == whole.shape
+    if native == SR:
+        assert np.array_equal(joined, whole)
+    else:
+        assert np.max(np.abs(joined - whole)) < 0.1  # dB
+    assert segments.plan(joined) == segments.plan(whole)
+
+
+def test_runs_of_windows_featurized_apart_equal_one_pass(tmp_path, model):
+    y, _ = _recording([(None, 0.5), ("calm", 20.0), (None, 1.0), ("excited", 7.0), (None, 0.5)])
+    path = str(audiogen.write(tmp_path / "r.flac", y))
+    _, db, _, _ = segments.energies(path, SR)
+    windows = segments.plan(db)
+    runs = segments.window_runs(windows, 3.0)
+    assert len(runs) == 3 and [w for run in runs for w in run] == windows  # cut at groups
+    X, spans = segments.featurize(model, path, windows)
+    parts = [segments.featurize(model, path, run) for run in runs]
+    assert np.array_equal(np.vstack([p[0] for p in parts]), X)
+    assert [s for p in parts for s in p[1]] == spans
+
+
+@pytest.fixture(scope="module")
+def adapting(tmp_path_factory):
+    """A model that adapts to speakers (adaptation forced to `speaker`)."""
+    root = audiogen.make_dataset(
+        tmp_path_factory.mktemp("seg_ds_adapt"), "labels_csv", n_per_class=8, seconds=3.0
+    )
+    bundle = training.train(root, features="default", repeats=1, adapt="speaker")
+    assert bundle.adapt == "speaker"
+    return bundle
+
+
+def test_a_recording_is_one_speaker_for_an_adapting_model(tmp_path, adapting, model):
+    parts = [(None, 0.5), ("calm", 6.0), (None, 1.0), ("tense", 6.0), (None, 1.0)]
+    parts += [("excited", 6.0), (None, 0.5)]
+    y, spans = _recording(parts, seed=70)
+    path = audiogen.write(tmp_path / "r.flac", y)
+    res = segments.segment(adapting, path)
+    assert res["ADAPTED"] is True and len(res["SEGMENTS"]) >= adapting.pipeline.min_clips
+    # the windows' own statistics: what the adapted part gives on those very features
+    X, spans_ = segments.featurize(
+        adapting, str(path), segments.plan(segments.energies(str(path), SR)[1])
+    )
+    own = adapting.classify(X, [segments.recording_stats(adapting, X)] * len(X))
+    assert [r["emotion"] for r in own] == [s["EMOTION"] for s in res["SEGMENTS"]]
+    assert all(r["adapted"] for r in own)
+    raw = adapting.classify(X)
+    assert not any(r["adapted"] for r in raw)
+    assert [s["PROBABILITY"] for s in res["SEGMENTS"]] != [round(r["probability"], 4) for r in raw]
+    # a model that does not adapt: the raw features, ADAPTED false
+    assert segments.segment(model, path)["ADAPTED"] is False
+
+
+def test_fewer_windows_than_min_clips_use_the_raw_model(tmp_path, adapting):
+    y, _ = _recording([(None, 0.5), ("tense", 2.5), (None, 1.0), ("calm", 2.5), (None, 0.5)])
+    path = audiogen.write(tmp_path / "r.flac", y)
+    res = segments.segment(adapting, path)
+    assert len(res["SEGMENTS"]) == 2 < adapting.pipeline.min_clips
+    assert res["ADAPTED"] is False
+    X, _ = segments.featurize(
+        adapting, str(path), segments.plan(segments.energies(str(path), SR)[1])
+    )
+    raw = adapting.classify(X)
+    assert [s["PROBABILITY"] for s in res["SEGMENTS"]] == [round(r["probability"], 4) for r in raw]
+
+
+def test_overlapping_windows_share_their_frames_within_float_rounding():
+    """A group of windows on the hop grid featurized together equals each featurized alone
+    (the matrix products run over other row counts: float rounding); a window off the grid is
+    featurized alone."""
+    from ser.features import default
+
+    y = audiogen.recording([("tense", 6.0), ("calm", 5.5), ("excited", 6.5)], seed=3)
+    hop = default.PARAMS["hop"]
+    bounds = [(i * 2 * SR, i * 2 * SR + 3 * SR) for i in range(8)] + [
+        (hop * 7 + 5, hop * 7 + 5 + 3 * SR)
+    ]
+    together = default.extract_windows(y, SR, bounds)
+    for (a, b), got in zip(bounds, together):
+        alone = default.extract(y[a:b], SR)
+        assert np.allclose(got, alone, rtol=1e-4, atol=1e-5), np.max(np.abs(got - alone))
+    assert np.array_equal(together[-1], default.extract(y[bounds[-1][0] : bounds[-1][1]], SR))
+
+
+def test_window_starts_lie_on_the_hop_grid_and_groups_hold_overlapping_windows():
+    seg = segments.Segmenter()
+    windows = seg.windows(0.02, 40.0) + seg.windows(41.0, 44.5) + seg.windows(50.0, 51.0)
+    for w0, *_ in windows:
+        assert abs(w0 / segments.GRID - round(w0 / segments.GRID)) < 1e-6
+    grouped = segments.groups(windows)
+    assert [len(g) for g in grouped] == [8, 8, 4, 2, 1]
+    assert [w for g in grouped for w in g] == windows
+    for g in grouped:
+        assert all(b[0] < a[1] for a, b in zip(g, g[1:]))  # each overlaps the one before
+
+
+def test_segment_takes_a_stand_in_for_a_bundle(tmp_path, model):
+    """What bench/segments_agreement.py relies on: ``segment(bundle, source, ...)`` needs only
+    ``spec``, ``classes`` and ``classify(X, stats)``, gives one feature row per segment, in
+    order, and a stand-in that says nothing of adaptation is classified unadapted."""
+
+    class StandIn:
+        def __init__(self, bundle):
+            self.spec, self.classes, self.bundle, self.rows = (
+                bundle.spec,
+                bundle.classes,
+                bundle,
+                [],
+            )
+
+        def classify(self, X, stats=None):
+            self.rows.append(np.atleast_2d(X))
+            return self.bundle.classify(X, stats)
+
+    y, _ = _recording([(None, 0.5), ("calm", 7.0), (None, 1.0), ("tense", 2.5), (None, 0.5)])
+    path = audiogen.write(tmp_path / "r.flac", y)
+    stand_in = StandIn(model)
+    res = segments.segment(stand_in, path, filename="r.flac")
+    assert res == segments.segment(model, path, filename="r.flac")
+    assert sum(len(r) for r in stand_in.rows) == len(res["SEGMENTS"]) and res["ADAPTED"] is False
