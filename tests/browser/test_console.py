@@ -421,3 +421,35 @@ def test_two_versions_side_by_side(page, console_stack, console_trained, console
     page.set_viewport_size({"width": 390, "height": 844})
     assert_fits(page)
     shot(page, "compare-phone")
+
+
+def test_a_folder_of_recordings_is_scored_segment_by_segment(
+    page, console_stack, console_trained, data_dir
+):
+    for i, name in enumerate(("a.wav", "b.wav")):
+        parts = [
+            audiogen.noise(s, amp=1e-4, seed=i * 10 + k)
+            if label is None
+            else audiogen.voice_like(label, s, seed=i * 10 + k)
+            for k, (label, s) in enumerate(PARTS)
+        ]
+        audiogen.write(data_dir / "talks" / name, np.concatenate(parts))
+    page.goto(console_stack.base + "/#run")
+    page.get_by_label("Folder (directory under the data root)").fill("talks")
+    page.get_by_label("Evaluate against labels").check()
+    page.get_by_label("A row per speech segment", exact=False).check()
+    expect(page.get_by_label("Evaluate against labels")).to_be_disabled()  # not with segments
+    expect(page.get_by_label("Evaluate against labels")).not_to_be_checked()
+    page.get_by_role("button", name="Score").click()
+    job_id = queued_job(page)
+    row = page.locator(f'#jobs-table tr[data-job="{job_id}"]')
+    expect(row).to_have_attribute("data-status", "SUCCEEDED")
+    row.get_by_role("button", name="Details").click()
+    rows = page.locator("#rows-table tbody tr")
+    expect(rows.first).to_be_visible()
+    assert rows.count() >= 4  # two recordings, two speech stretches each at least
+    headers = page.locator("#rows-table thead th").all_inner_texts()
+    assert any("Start" in h for h in headers) and any("End" in h for h in headers), headers
+    files = set(_cells(page, 1))
+    assert {f.rsplit("/", 1)[-1] for f in files} == {"a.wav", "b.wav"}, files
+    shot(page, "score-segments")

@@ -585,8 +585,15 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#score-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const patterns = $("#score-patterns").value.split(",").map((p) => p.trim()).filter(Boolean);
-    submitJob("/score", { folder: $("#score-folder").value.trim(), patterns, recursive: $("#score-recursive").checked,
-      evaluate: $("#score-evaluate").checked });
+    const body = { folder: $("#score-folder").value.trim(), patterns, recursive: $("#score-recursive").checked,
+      evaluate: $("#score-evaluate").checked };
+    if ($("#score-segments").checked) body.segments = true;
+    submitJob("/score", body);
+  });
+  $("#score-segments").addEventListener("change", () => {  // the API scores segments without labels
+    const evaluate = $("#score-evaluate");
+    evaluate.disabled = $("#score-segments").checked;
+    if (evaluate.disabled) evaluate.checked = false;
   });
   $("#compare-form").addEventListener("submit", (e) => {
     e.preventDefault();
