@@ -515,3 +515,34 @@ def test_an_invalid_or_unknown_speaker_id_says_so(page, console_stack):
     expect(page).to_have_url(re.compile("#speakers/nobody-ever-predicted$"))
     page.set_viewport_size({"width": 390, "height": 844})
     assert_fits(page)
+
+
+def test_the_speakers_view_says_when_an_adapting_model_would_use_the_statistics(
+    page, console_stack
+):
+    """The verdict against an adapting current model: GET /models and GET /speakers/<id>
+    answered in the page (the generated dataset's models keep adaptation off)."""
+    model = {"MODEL_VERSION": "v9", "CURRENT": True, "FEATURE_SPEC": "spec-a", "ADAPT": "auto"}
+    model["ADAPT_CHOSEN"] = "speaker"
+    page.route("**/models", lambda route: route.fulfill(json={"MODELS": [model], "CURRENT": "v9"}))
+    held = {"anna": {"spec-a": 4, "spec-b": 9}, "ben": {"spec-a": 2}, "cleo": {"spec-b": 7}}
+
+    def speaker(route):
+        name = route.request.url.rsplit("/", 1)[1]
+        route.fulfill(json={"SPEAKER": name, "CLIPS": held[name]})
+
+    page.route("**/speakers/*", speaker)
+    verdict = page.locator("#speaker-adapt")
+    page.goto(console_stack.base + "/#speakers/anna")  # 4 stored + the next clip: 5
+    expect(verdict).to_have_attribute("data-verdict", "yes")
+    expect(verdict).to_contain_text("v9 (adaptation speaker)")
+    expect(page.locator("#speaker-total")).to_have_text("13 clips in all")
+    expect(page.locator('#speaker-clips tr[data-spec="spec-a"] td').nth(1)).to_contain_text("v9")
+    shot(page, "speakers-adapting")
+    page.get_by_label("Speaker id").fill("ben")
+    page.get_by_label("Speaker id").press("Enter")
+    expect(verdict).to_have_attribute("data-verdict", "not yet")
+    expect(verdict).to_contain_text("2 more predictions")
+    page.goto(console_stack.base + "/#speakers/cleo")  # its clips under another spec only
+    expect(verdict).to_have_attribute("data-verdict", "not yet")
+    expect(verdict).to_contain_text("4 more predictions")
