@@ -506,6 +506,9 @@ def test_an_invalid_or_unknown_speaker_id_says_so(page, console_stack):
     expect(message).to_contain_text("INVALID_SPEAKER")
     expect(message).to_contain_text("128")
     shot(page, "speakers-invalid")
+    page.set_viewport_size({"width": 390, "height": 844})  # the long id wraps at phone width
+    assert_fits(page)
+    page.set_viewport_size({"width": 1280, "height": 800})
     field.fill("a/b")  # not even a URL path segment: said without asking the API
     field.press("Enter")
     expect(message).to_contain_text('no "/"')

@@ -673,7 +673,8 @@ async function forgetSpeaker(id) {
 
 // -- views by URL fragment ----------------------------------------------------------------------
 function route() {
-  const [view, ...args] = (location.hash || "#try").slice(1).split("/").map(decodeURIComponent);
+  const decode = (part) => { try { return decodeURIComponent(part); } catch (e) { return part; } };
+  const [view, ...args] = (location.hash || "#try").slice(1).split("/").map(decode);
   const known = document.querySelector(`[data-view="${CSS.escape(view)}"]`) ? view : "try";
   document.querySelectorAll("[data-view]").forEach((s) => { s.hidden = s.dataset.view !== known; });
   const tab = known === "model" || known === "compare" ? "models" : known;
