@@ -3,8 +3,8 @@ dialog (console and /docs), a clip's emotion and chart, a recording's emotion ov
 microphone recording, a training followed to its end, a running job cancelled, a folder scored
 (its rows sorted, filtered and paged, its CSV downloaded), an older model activated and a newer
 one deleted, a model's page (and one trained before its figures were kept), two versions side
-by side, /docs. Every view is screenshotted into .ser/screenshots/. Waits are conditions
-(Playwright's expect), never sleeps."""
+by side, a speaker looked up and forgotten (and ids it cannot find), /docs. Every view is
+screenshotted into .ser/screenshots/. Waits are conditions (Playwright's expect), never sleeps."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import re
+import uuid
 
 import numpy as np
 import pytest
@@ -453,3 +454,130 @@ def test_a_folder_of_recordings_is_scored_segment_by_segment(
     files = set(_cells(page, 1))
     assert {f.rsplit("/", 1)[-1] for f in files} == {"a.wav", "b.wav"}, files
     shot(page, "score-segments")
+
+
+# -- speakers ------------------------------------------------------------------------------------
+NO_CONFIRM = "window.confirms = 0; window.confirm = () => { window.confirms += 1; return false; };"
+
+
+def test_a_speaker_is_looked_up_and_forgotten(
+    page, console_stack, console_api, console_trained, tmp_path
+):
+    speaker = f"console-{uuid.uuid4().hex[:8]}"  # its own: other tests name speakers too
+    path = audiogen.write(tmp_path / "voice.wav", audiogen.voice_like("calm", 2.0, seed=7))
+    page.add_init_script(NO_CONFIRM)
+    page.goto(console_stack.base + "/")
+    expect(page.locator("#ready")).to_contain_text("yes")
+    page.get_by_label("Audio files (WAV, FLAC, OGG)", exact=False).set_input_files(str(path))
+    page.get_by_label("Speaker (optional)").fill(speaker)
+    page.get_by_role("button", name="Predict").click()
+    clip = page.locator("#clips li").first
+    expect(clip.locator(".emotion")).to_contain_text("%")
+    line = clip.locator(".speaker-line")
+    expect(line).to_contain_text("ADAPTED: no")  # its first clip: never adapted
+    expect(line.locator(".adapted")).to_have_attribute("data-adapted", "false")
+
+    # the clip's speaker, on the Speakers view: 1 clip under the current model's feature spec
+    line.get_by_role("link", name=f"speaker {speaker} on the Speakers view").click()
+    expect(page).to_have_url(re.compile(f"#speakers/{speaker}$"))
+    expect(page.locator("#view-speakers")).to_be_visible()
+    expect(page.locator('nav a[href="#speakers"]')).to_have_attribute("aria-current", "page")
+    expect(page.get_by_label("Speaker id")).to_have_value(speaker)
+    card = page.locator(f'#speaker-out article[data-speaker="{speaker}"]')
+    expect(card.locator("#speaker-total")).to_have_text("1 clip in all")
+    spec = console_api.get("/models/" + console_trained["MODEL_VERSION"]).json()["FEATURE_SPEC"]
+    expect(card.locator(f'#speaker-clips tr[data-spec="{spec}"] td.clips')).to_have_text("1")
+    assert console_api.get(f"/speakers/{speaker}").json()["CLIPS"] == {spec: 1}
+    expect(card.locator("#speaker-adapt")).to_have_attribute(
+        "data-verdict", re.compile("no|not yet")
+    )
+    expect(page.locator("#speakers-about")).to_contain_text("5 clips or more")
+    shot(page, "speakers")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    assert_fits(page)
+    shot(page, "speakers-phone")
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+    # forgetting asks first, in the page: Escape keeps the speaker, the focus back on the button
+    forget = page.get_by_role("button", name="Forget this speaker")
+    forget.click()
+    dialog = page.get_by_role("alertdialog", name="Forget this speaker?")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text(speaker)
+    expect(dialog.get_by_role("button", name="Keep it")).to_be_focused()
+    shot(page, "speakers-confirm")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(forget).to_be_focused()
+    assert console_api.get(f"/speakers/{speaker}").status_code == 200
+    page.keyboard.press("Enter")  # the keyboard opens it again; Forget confirms
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name=f"Forget {speaker}").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#speaker-gone")).to_contain_text("are gone")
+    expect(page.locator("#speaker-message")).to_contain_text("forgotten")
+    assert console_api.get(f"/speakers/{speaker}").status_code == 404
+    assert page.evaluate("window.confirms") == 0  # an in-page confirmation, not window.confirm
+    shot(page, "speakers-forgotten")
+
+    # looked up again: it is unknown now
+    page.get_by_role("button", name="Look up").click()
+    expect(page.locator("#speaker-message")).to_contain_text(
+        f'No statistics for speaker "{speaker}"'
+    )
+    expect(page.locator("#speaker-out article")).to_have_count(0)
+
+
+def test_an_invalid_or_unknown_speaker_id_says_so(page, console_stack):
+    page.goto(console_stack.base + "/#speakers")
+    field = page.get_by_label("Speaker id")
+    message = page.locator("#speaker-message")
+    field.fill("x" * 129)  # the API answers 400 INVALID_SPEAKER
+    field.press("Enter")
+    expect(message).to_contain_text("Not a valid speaker id")
+    expect(message).to_contain_text("INVALID_SPEAKER")
+    expect(message).to_contain_text("128")
+    shot(page, "speakers-invalid")
+    page.set_viewport_size({"width": 390, "height": 844})  # the long id wraps at phone width
+    assert_fits(page)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    field.fill("a/b")  # not even a URL path segment: said without asking the API
+    field.press("Enter")
+    expect(message).to_contain_text('no "/"')
+    field.fill("nobody-ever-predicted")  # valid, unknown: 404 SPEAKER_NOT_FOUND
+    page.get_by_role("button", name="Look up").click()
+    expect(message).to_contain_text('No statistics for speaker "nobody-ever-predicted"')
+    expect(page).to_have_url(re.compile("#speakers/nobody-ever-predicted$"))
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert_fits(page)
+
+
+def test_the_speakers_view_says_when_an_adapting_model_would_use_the_statistics(
+    page, console_stack
+):
+    """The verdict against an adapting current model: GET /models and GET /speakers/<id>
+    answered in the page (the generated dataset's models keep adaptation off)."""
+    model = {"MODEL_VERSION": "v9", "CURRENT": True, "FEATURE_SPEC": "spec-a", "ADAPT": "auto"}
+    model["ADAPT_CHOSEN"] = "speaker"
+    page.route("**/models", lambda route: route.fulfill(json={"MODELS": [model], "CURRENT": "v9"}))
+    held = {"anna": {"spec-a": 4, "spec-b": 9}, "ben": {"spec-a": 2}, "cleo": {"spec-b": 7}}
+
+    def speaker(route):
+        name = route.request.url.rsplit("/", 1)[1]
+        route.fulfill(json={"SPEAKER": name, "CLIPS": held[name]})
+
+    page.route("**/speakers/*", speaker)
+    verdict = page.locator("#speaker-adapt")
+    page.goto(console_stack.base + "/#speakers/anna")  # 4 stored + the next clip: 5
+    expect(verdict).to_have_attribute("data-verdict", "yes")
+    expect(verdict).to_contain_text("v9 (adaptation speaker)")
+    expect(page.locator("#speaker-total")).to_have_text("13 clips in all")
+    expect(page.locator('#speaker-clips tr[data-spec="spec-a"] td').nth(1)).to_contain_text("v9")
+    shot(page, "speakers-adapting")
+    page.get_by_label("Speaker id").fill("ben")
+    page.get_by_label("Speaker id").press("Enter")
+    expect(verdict).to_have_attribute("data-verdict", "not yet")
+    expect(verdict).to_contain_text("2 more predictions")
+    page.goto(console_stack.base + "/#speakers/cleo")  # its clips under another spec only
+    expect(verdict).to_have_attribute("data-verdict", "not yet")
+    expect(verdict).to_contain_text("4 more predictions")

@@ -1,12 +1,15 @@
 // The web console: calls the public API of this origin like any client (no library, no CDN).
 // key.js asks for the API key; charts.js draws. Views are sections chosen by the URL fragment:
-// #try, #jobs, #run, #models, #model/<version>, #compare/<version>/<version>.
+// #try, #jobs, #run, #models, #model/<version>, #compare/<version>/<version>, #speakers/<id>.
 "use strict";
 
 const FOLLOW_WAIT = 2;      // seconds each GET /jobs/<id>?wait= holds while a job runs
 const ROWS_PAGE = 1000;     // rows per GET /jobs/<id>/results while loading a job's rows
 const ROWS_MAX = 50000;     // rows loaded into the table at most (the downloads have them all)
 const ROWS_SHOWN = 100;     // table rows per page on screen, at first
+// Clips (the one being classified included) before an adapting model uses a speaker's
+// statistics: ser.ml.adapt.MIN_CLIPS, as the README documents (the API does not report it).
+const MIN_CLIPS = 5;
 const $ = (sel) => document.querySelector(sel);
 
 const api = (path, options) => serKey.fetch(path, options);
@@ -90,8 +93,16 @@ async function predictOne(file, speaker, segments) {
     return;
   }
   item.append(...predictionView(job),
-    el("p", { class: "meta" }, `model ${job.MODEL_VERSION} · job ${job.JOB_ID.slice(0, 8)} · ${seconds(job)}`
-      + (job.SPEAKER ? ` · speaker ${job.SPEAKER}${job.ADAPTED ? " (adapted)" : ""}` : "")));
+    el("p", { class: "meta" }, `model ${job.MODEL_VERSION} · job ${job.JOB_ID.slice(0, 8)} · ${seconds(job)}`));
+  if (job.SPEAKER) item.append(speakerLine(job));
+}
+// A prediction that named a speaker: ADAPTED, and a link to the speaker on the Speakers view.
+function speakerLine(job) {
+  return el("p", { class: "speaker-line" }, "Speaker ",
+    el("a", { href: speakerHref(job.SPEAKER), "aria-label": `speaker ${job.SPEAKER} on the Speakers view` }, job.SPEAKER),
+    " · ", el("strong", {}, "ADAPTED: "), el("span", { class: "adapted", "data-adapted": String(!!job.ADAPTED) },
+      job.ADAPTED ? "yes (classified with the speaker's statistics)"
+        : `no (the raw-feature part answered: the model does not adapt, or the speaker has fewer than ${MIN_CLIPS} clips)`));
 }
 function predictFiles(files) {
   $("#try-message").textContent = "";
@@ -552,9 +563,118 @@ async function showCompare(a, b) {
   document.title = `${a} and ${b} — SER console`;
 }
 
+// -- Speakers -----------------------------------------------------------------------------------
+const speakerHref = (id) => `#speakers/${encodeURIComponent(id)}`;
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+let speakerSeq = 0;  // the lookup asked for last (older answers are dropped)
+function speakerMessage(text, isError = true) {
+  const node = $("#speaker-message");
+  node.className = isError ? "error" : "done";
+  node.textContent = text;
+}
+// An id the API cannot be asked about at all: "/" splits the URL path, "." and ".." are
+// resolved away by the browser (the API answers such ids with INVALID_SPEAKER elsewhere).
+function unaskable(id) {
+  if (id.includes("/") || id === "." || id === "..") {
+    return `INVALID_SPEAKER: "${id}" cannot be a speaker id (no "/", not "." or "..").`;
+  }
+  return null;
+}
+function speakerError(r, id) {
+  if (r.status === 404 && r.body.ERROR && r.body.ERROR.CODE === "SPEAKER_NOT_FOUND") {
+    return `No statistics for speaker "${id}": no prediction has named this speaker yet, or it was forgotten.`;
+  }
+  if (r.status === 400) return `Not a valid speaker id. ${errorText(r)}`;
+  return errorText(r);
+}
+// Whether the current model would classify this speaker's next clip with its statistics.
+function adaptVerdict(clips, models) {
+  const current = models && models.MODELS.find((m) => m.CURRENT);
+  if (!current) return ["no", "There is no current model yet."];
+  const v = current.MODEL_VERSION;
+  const mode = current.ADAPT_CHOSEN || (current.ADAPT && current.ADAPT !== "auto" ? current.ADAPT : "off");
+  if (mode === "off") {
+    return ["no", `No: the current model ${v} does not adapt to speakers (adaptation off); the statistics wait for a model that does.`];
+  }
+  const n = clips[current.FEATURE_SPEC] || 0;
+  if (n + 1 >= MIN_CLIPS) {
+    return ["yes", `Yes: the current model ${v} (adaptation ${mode}) would classify this speaker's next clip with its statistics: ${plural(n, "clip")} under feature spec ${current.FEATURE_SPEC}, plus that clip, make ${MIN_CLIPS} or more.`];
+  }
+  const more = MIN_CLIPS - 1 - n;
+  return ["not yet", `Not yet: the current model ${v} (adaptation ${mode}) needs ${MIN_CLIPS} clips under feature spec ${current.FEATURE_SPEC}, the clip being classified included; this speaker has ${n} there, so ${plural(more, "more prediction")} before the next one is adapted.`];
+}
+function speakerCard(body, models) {
+  const id = body.SPEAKER;
+  const current = models && models.MODELS.find((m) => m.CURRENT);
+  const specs = Object.entries(body.CLIPS);
+  const total = specs.reduce((a, [, n]) => a + n, 0);
+  const table = el("table", { class: "figures speaker-clips", id: "speaker-clips" },
+    el("caption", {}, `Clips in the statistics of ${id}, per feature spec`), headRow("Feature spec", "Clips", "Current model"));
+  const tbody = el("tbody");
+  for (const [spec, n] of specs) {
+    const used = current && current.FEATURE_SPEC === spec;
+    tbody.append(el("tr", { "data-spec": spec }, el("th", { scope: "row" }, el("code", {}, spec)),
+      el("td", { class: "clips" }, String(n)), el("td", {}, used ? `its features (${current.MODEL_VERSION})` : "")));
+  }
+  table.append(tbody);
+  const [verdict, why] = adaptVerdict(body.CLIPS, models);
+  const forget = el("button", { type: "button", id: "forget", "aria-haspopup": "dialog" }, "Forget this speaker");
+  forget.addEventListener("click", () => confirmForget(id, total, forget));
+  return el("article", { class: "speaker", "data-speaker": id },
+    el("h3", {}, `Speaker ${id}`),
+    el("dl", { class: "facts" },
+      el("dt", {}, "Clips"), el("dd", { id: "speaker-total" }, `${plural(total, "clip")} in all`),
+      el("dt", {}, "Would adapt"), el("dd", { id: "speaker-adapt", "data-verdict": verdict }, why)),
+    el("div", { class: "scroll" }, table), forget);
+}
+async function showSpeaker(id) {
+  $("#speaker-id").value = id || "";
+  const out = $("#speaker-out");
+  speakerMessage("");
+  out.replaceChildren();
+  if (!id) return;
+  const bad = unaskable(id);
+  if (bad) { speakerMessage(bad); return; }
+  out.replaceChildren(el("p", { class: "meta" }, `looking ${id} up…`));
+  const ticket = ++speakerSeq;
+  const [r, models] = await Promise.all([json(`/speakers/${encodeURIComponent(id)}`), json("/models")]);
+  if (ticket !== speakerSeq) return;
+  out.replaceChildren();
+  if (r.status !== 200) { speakerMessage(speakerError(r, id)); return; }
+  out.append(speakerCard(r.body, models.status === 200 ? models.body : null));
+  document.title = `Speaker ${id} — SER console`;
+}
+// "Forget this speaker": an in-page modal dialog (Keep it has the focus; Escape keeps it).
+function confirmForget(id, total, opener) {
+  const dialog = $("#forget-dialog");
+  $("#forget-text").textContent = `Delete the statistics of speaker "${id}" (${plural(total, "clip")}, every feature spec)? `
+    + "Its next predictions start again from nothing.";
+  $("#forget-yes").textContent = `Forget ${id}`;
+  dialog.onclose = () => {
+    if (dialog.returnValue === "forget") forgetSpeaker(id); else opener.focus();
+  };
+  dialog.returnValue = "";
+  dialog.showModal();
+  $("#forget-no").focus();
+}
+async function forgetSpeaker(id) {
+  const r = await json(`/speakers/${encodeURIComponent(id)}`, { method: "DELETE" });
+  if (r.status !== 200) { speakerMessage(speakerError(r, id)); return; }
+  const held = Object.entries(r.body.CLIPS).map(([spec, n]) => `${plural(n, "clip")} under ${spec}`).join(", ");
+  const check = await json(`/speakers/${encodeURIComponent(id)}`);  // gone: SPEAKER_NOT_FOUND now
+  const gone = check.status === 404;
+  $("#speaker-out").replaceChildren(el("article", { class: "speaker", "data-speaker": id, "data-gone": String(gone) },
+    el("h3", {}, `Speaker ${id}`),
+    el("p", { id: "speaker-gone" }, gone ? `Forgotten: the statistics of ${id} (${held}) are gone; looking it up now finds nothing.`
+      : `Forgotten (${held}), but it holds statistics again: a prediction naming it finished meanwhile.`)));
+  speakerMessage(`Speaker ${id} forgotten.`, false);
+  $("#speaker-id").focus();
+}
+
 // -- views by URL fragment ----------------------------------------------------------------------
 function route() {
-  const [view, ...args] = (location.hash || "#try").slice(1).split("/").map(decodeURIComponent);
+  const decode = (part) => { try { return decodeURIComponent(part); } catch (e) { return part; } };
+  const [view, ...args] = (location.hash || "#try").slice(1).split("/").map(decode);
   const known = document.querySelector(`[data-view="${CSS.escape(view)}"]`) ? view : "try";
   document.querySelectorAll("[data-view]").forEach((s) => { s.hidden = s.dataset.view !== known; });
   const tab = known === "model" || known === "compare" ? "models" : known;
@@ -566,6 +686,7 @@ function route() {
   if (known === "models") loadModels();
   if (known === "model") showModel(args[0] || "");
   if (known === "compare") showCompare(args[0], args[1]);
+  if (known === "speakers") showSpeaker(args.join("/"));
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -599,6 +720,18 @@ document.addEventListener("DOMContentLoaded", () => {
     e.preventDefault();
     location.hash = `#compare/${encodeURIComponent($("#compare-a").value)}/${encodeURIComponent($("#compare-b").value)}`;
   });
+  $("#speaker-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const id = $("#speaker-id").value;
+    if (!id.trim()) { speakerMessage("Type a speaker id to look up."); $("#speaker-id").focus(); return; }
+    const bad = unaskable(id);
+    if (bad) { speakerMessage(bad); $("#speaker-out").replaceChildren(); return; }
+    const before = location.hash;
+    location.hash = speakerHref(id);
+    if (location.hash === before) showSpeaker(id);  // the same speaker again: no hashchange
+  });
+  $("#forget-yes").addEventListener("click", () => $("#forget-dialog").close("forget"));
+  $("#forget-no").addEventListener("click", () => $("#forget-dialog").close(""));
   window.addEventListener("hashchange", route);
   route();
   probes();
