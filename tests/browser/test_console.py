@@ -129,11 +129,12 @@ def test_a_recording_from_the_microphone_is_predicted(page, console_stack, conso
     shot(page, "try-recording")
 
 
-def test_a_training_is_followed_to_its_end(page, console_stack, console_trained):
+def test_a_training_is_followed_to_its_end(page, console_stack, console_api, console_trained):
     page.goto(console_stack.base + "/#run")
     page.evaluate(SEEN_PROGRESS)  # every progress bar the jobs table shows, as it shows it
     page.get_by_label("Dataset (directory under the data root)").fill("ds_emodb")  # uncached
     page.get_by_label("Features").select_option("seed")
+    page.get_by_label("Stratified CV repetitions", exact=False).fill("2")
     page.get_by_label("Make it current").uncheck()
     shot(page, "train-and-score")
     page.get_by_role("button", name="Train").click()
@@ -145,6 +146,7 @@ def test_a_training_is_followed_to_its_end(page, console_stack, console_trained)
     expect(row).to_have_attribute("data-status", "SUCCEEDED")
     expect(row.locator("td").nth(4)).to_have_text("done")
     assert page.evaluate("window.seenProgress.length") > 0
+    assert console_api.get(f"/jobs/{job_id}").json()["REPEATS"] == 2
     shot(page, "jobs")
 
 
@@ -308,7 +310,9 @@ def test_a_recording_shows_its_emotion_over_time(page, console_stack, console_tr
     expect(tip).to_contain_text(segments.nth(1).get_attribute("aria-label").split()[0])
     page.keyboard.press("End")
     expect(segments.nth(count - 1)).to_be_focused()
+    expect(tip).to_be_visible()
     page.set_viewport_size({"width": 390, "height": 844})
+    expect(tip).to_be_hidden()  # placed for the old width: a resize hides it
     assert_fits(page)
     shot(page, "timeline-phone")
 
@@ -581,3 +585,24 @@ def test_the_speakers_view_says_when_an_adapting_model_would_use_the_statistics(
     page.goto(console_stack.base + "/#speakers/cleo")  # its clips under another spec only
     expect(verdict).to_have_attribute("data-verdict", "not yet")
     expect(verdict).to_contain_text("4 more predictions")
+
+
+def test_a_folder_is_scored_with_its_speakers_from_a_pattern(
+    page, console_stack, console_api, console_trained
+):
+    page.goto(console_stack.base + "/#run")
+    page.get_by_label("Folder (directory under the data root)").fill("ds")
+    pattern = page.get_by_label("Regular expression with a group named speaker")
+    expect(pattern).to_be_hidden()
+    page.get_by_label("Speakers (each file's speaker", exact=False).select_option("regex")
+    expect(pattern).to_be_visible()
+    pattern.fill(r"(?P<speaker>\d+)_")
+    page.get_by_role("button", name="Score").click()
+    job_id = queued_job(page)
+    row = page.locator(f'#jobs-table tr[data-job="{job_id}"]')
+    expect(row).to_have_attribute("data-status", "SUCCEEDED")
+    job = console_api.get(f"/jobs/{job_id}").json()
+    assert job["SPEAKERS"] == "regex" and job["SPEAKER_PATTERN"] == r"(?P<speaker>\d+)_", job
+    page.goto(console_stack.base + "/#run")
+    page.get_by_label("A row per speech segment", exact=False).check()
+    expect(page.get_by_label("Speakers (each file's speaker", exact=False)).to_be_disabled()

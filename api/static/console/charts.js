@@ -185,6 +185,8 @@ function timeline(result) {
     tip.style.left = `${Math.max(0, Math.min(left - tip.offsetWidth / 2, figure.clientWidth - tip.offsetWidth))}px`;
   };
   const hide = () => { tip.hidden = true; };
+  // placed for the width it was shown at: a resize (a phone turned, a window narrowed) hides it
+  window.addEventListener("resize", hide);
   let focused = null;  // [segment node, segment] that has the keyboard focus
   const items = segments.map((seg, i) => {
     const node = el("div", {

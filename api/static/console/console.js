@@ -701,7 +701,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#train-form").addEventListener("submit", (e) => {
     e.preventDefault();
     submitJob("/train", { dataset: $("#train-dataset").value.trim(), protocol: $("#train-protocol").value,
-      features: $("#train-features").value, adapt: $("#train-adapt").value, activate: $("#train-activate").checked });
+      features: $("#train-features").value, adapt: $("#train-adapt").value,
+      repeats: Number($("#train-repeats").value), activate: $("#train-activate").checked });
   });
   $("#score-form").addEventListener("submit", (e) => {
     e.preventDefault();
@@ -709,13 +710,22 @@ document.addEventListener("DOMContentLoaded", () => {
     const body = { folder: $("#score-folder").value.trim(), patterns, recursive: $("#score-recursive").checked,
       evaluate: $("#score-evaluate").checked };
     if ($("#score-segments").checked) body.segments = true;
+    const speakers = $("#score-speakers").value;
+    if (speakers) body.speakers = speakers === "regex" ? $("#score-speaker-pattern").value : speakers;
     submitJob("/score", body);
   });
-  $("#score-segments").addEventListener("change", () => {  // the API scores segments without labels
-    const evaluate = $("#score-evaluate");
-    evaluate.disabled = $("#score-segments").checked;
-    if (evaluate.disabled) evaluate.checked = false;
+  $("#score-segments").addEventListener("change", () => {  // segments: without labels or speakers
+    const on = $("#score-segments").checked;
+    for (const id of ["#score-evaluate", "#score-speakers"]) $(id).disabled = on;
+    if (on) { $("#score-evaluate").checked = false; $("#score-speakers").value = ""; showPattern(); }
   });
+  const showPattern = () => {
+    const regex = $("#score-speakers").value === "regex";
+    $("#score-speaker-pattern").hidden = !regex;
+    $("#score-speaker-pattern").required = regex;
+    document.querySelector('label[for="score-speaker-pattern"]').hidden = !regex;
+  };
+  $("#score-speakers").addEventListener("change", showPattern);
   $("#compare-form").addEventListener("submit", (e) => {
     e.preventDefault();
     location.hash = `#compare/${encodeURIComponent($("#compare-a").value)}/${encodeURIComponent($("#compare-b").value)}`;
