@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
 from common import dump, print_table
 
 from tests import audiogen
@@ -49,8 +48,10 @@ def round_of(env: dict, logs: Path, clip: Path, wait_ready: bool) -> dict:
         if wait_ready:
             wait_until(lambda: "ser: ready" in stack.log.read_text(), 180, "ser up to be ready")
         waited = time.perf_counter() - t0
-        assert requests.get(stack.base + "/ready", timeout=10).status_code == 200 or not wait_ready
         api = Api(stack.base)
+        # A client that waits for readiness asks /ready on its own connection, as here: the
+        # first prediction is then not also the client's first TCP connection.
+        assert api.get("/ready", timeout=10).status_code == 200 or not wait_ready
         t = times(api, clip)
         idle = []
         for _ in range(IDLE_ROUNDS):  # the same warm processes after as long a pause as
