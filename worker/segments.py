@@ -14,10 +14,12 @@ republished by the sweeper while the job runs, skipped once it is cancelled):
 2. The chunk that completes pass 1 joins the energies in order, checks the signal
    (AUDIO_SILENT...), plans the windows against the whole recording's level, cuts them into
    runs of about the same length and sends one pass-2 chunk per run, once: the messages and a
-   flag are written in one transaction that WATCHes the flag (worker.context.send_once).
+   flag are written in one transaction that WATCHes the flag (worker.context.send_once). The
+   runs shorten near the end (ser.ml.segments.window_runs, ``taper``), so the processes
+   finish the pass nearly together instead of one waiting through another's last full run.
 3. Pass 2: each chunk featurizes its run of windows, decoding from its first window, and
-   stores their feature vectors (float32: 3.9 KB a window, 14 MB for 2 hours of continuous
-   speech) and segment spans.
+   stores their feature vectors (raw float32 bytes after the entry's JSON: 3.9 KB a window,
+   14 MB for 2 hours of continuous speech) and segment spans.
 4. The chunk that completes pass 2 classifies every window and delivers: the prediction's
    result, or the file's rows of a score job (the chunk that completes the job's last file
    finishes it). The features come back to one place, rather than each chunk classifying its
