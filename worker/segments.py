@@ -14,10 +14,12 @@ republished by the sweeper while the job runs, skipped once it is cancelled):
 2. The chunk that completes pass 1 joins the energies in order, checks the signal
    (AUDIO_SILENT...), plans the windows against the whole recording's level, cuts them into
    runs of about the same length and sends one pass-2 chunk per run, once: the messages and a
-   flag are written in one transaction that WATCHes the flag (worker.context.send_once).
+   flag are written in one transaction that WATCHes the flag (worker.context.send_once). The
+   runs shorten near the end (ser.ml.segments.window_runs, ``taper``), so the processes
+   finish the pass nearly together instead of one waiting through another's last full run.
 3. Pass 2: each chunk featurizes its run of windows, decoding from its first window, and
-   stores their feature vectors (float32: 3.9 KB a window, 14 MB for 2 hours of continuous
-   speech) and segment spans.
+   stores their feature vectors (raw float32 bytes after the entry's JSON: 3.9 KB a window,
+   14 MB for 2 hours of continuous speech) and segment spans.
 4. The chunk that completes pass 2 classifies every window and delivers: the prediction's
    result, or the file's rows of a score job (the chunk that completes the job's last file
    finishes it). The features come back to one place, rather than each chunk classifying its
@@ -138,12 +140,25 @@ def file_rows(path: str, result: dict | None = None, error: dict | None = None) 
 
 
 # -- chunks ------------------------------------------------------------------------------------
-def _b64(x: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(x, dtype="<f4").tobytes()).decode("ascii")
+def _pack(entry: dict, array: np.ndarray | None = None) -> bytes:
+    """A chunk's entry as stored: its JSON, a newline, then ``array``'s float32 values as raw
+    little-endian bytes (pass 1: the frame energies; pass 2: the windows' features), which
+    neither base64 nor JSON then has to carry (a third smaller, and decoded by a copy)."""
+    head = json.dumps(entry, separators=(",", ":")).encode()
+    if array is None:
+        return head
+    return head + b"\n" + np.ascontiguousarray(array, dtype="<f4").tobytes()
 
 
-def _array(text: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(text), dtype="<f4")
+def _unpack(raw: bytes) -> tuple[dict, np.ndarray | None]:
+    """(The entry's JSON, its array or None) from :func:`_pack`'s bytes; an entry written
+    before (JSON with the array in base64 under ``db``/``X``) reads the same."""
+    head, sep, body = bytes(raw).partition(b"\n")
+    entry = json.loads(head)
+    for key in ("db", "X"):
+        if key in entry:
+            return entry, np.frombuffer(base64.b64decode(entry.pop(key)), dtype="<f4")
+    return entry, np.frombuffer(body, dtype="<f4") if sep else None
 
 
 Finish = Callable[
@@ -173,25 +188,25 @@ def run_chunk(
             last = index == int(params["chunks"]) - 1  # the last range: to the end of the file
             end = None if last else params["end"]
             _, db, n, peak = segments.energies(source, sr, params["start"], end, limit)
-            entry = {"n": n, "peak": peak, "db": _b64(db)}
+            packed = _pack({"n": n, "peak": peak}, db)
             amount = float(params["end"]) - float(params["start"])
         else:
             windows = [tuple(w) for w in params["windows"]]
             X, spans = segments.featurize(bundle, source, windows, max_seconds=limit)
-            entry = {"X": _b64(X), "dim": int(X.shape[1]) if X.size else 0, "spans": spans}
+            packed = _pack({"dim": int(X.shape[1]) if X.size else 0, "spans": spans}, X)
             amount = float(params["seconds"])
     except SerError as exc:
-        entry, amount = {"error": exc.to_dict()}, 0.0
+        packed, amount = _pack({"error": exc.to_dict()}), 0.0
     except Exception as exc:  # a bug or the soft time limit: the recording fails, the job goes on
         log.exception("segments chunk %d/%d of job %s failed", phase, index, job_id)
-        entry, amount = {"error": chunk_error(exc)}, 0.0
+        packed, amount = _pack({"error": chunk_error(exc)}), 0.0
     res = ctx.results
     keys = (res.segment_key(job_id, file, f"p{phase}"), res.segment_key(job_id, file, f"p{phase}n"))
     status, done, _ = res.record_entry(
         job_id,
         keys,
         index,
-        json.dumps(entry, separators=(",", ":")),
+        packed,
         amount,
         SECONDS_FIELD,
         liveness_deadline(ctx),
@@ -225,9 +240,12 @@ def _entries(ctx: Context, job_id: str, params: dict, phase: int) -> tuple[list[
     for raw in ctx.results.segment_entries(job_id, int(params["file"]), phase, n):
         if raw is None:
             raise Delivered
-        entry = json.loads(raw)
-        if "X" in entry:
-            entry["X"] = _array(entry["X"]).reshape(-1, entry["dim"]) if entry["dim"] else None
+        entry, array = _unpack(raw)
+        if phase == 1:
+            entry["db"] = array if array is not None else np.zeros(0, dtype=np.float32)
+        elif "dim" in entry:
+            dim = int(entry["dim"])
+            entry["X"] = array.reshape(-1, dim) if dim and array is not None else None
         entries.append(entry)
     errors = [e["error"] for e in entries if "error" in e]
     return entries, errors[0] if errors else None
@@ -249,12 +267,12 @@ def _second_pass(
     except AudioError as exc:
         _deliver(ctx, job_id, params, None, exc.to_dict(), bundle, params["model_version"], finish)
         return 0
-    windows = segments.plan(np.concatenate([_array(e["db"]) for e in entries]))
+    windows = segments.plan(np.concatenate([e["db"] for e in entries]))
     if not windows:
         result = segments.summarize(params["name"], n / sr, [], bundle.classes)
         _deliver(ctx, job_id, params, result, None, bundle, params["model_version"], finish)
         return 0
-    runs = segments.window_runs(windows, ctx.settings.segment_chunk_seconds)
+    runs = segments.window_runs(windows, ctx.settings.segment_chunk_seconds, taper=True)
     bounds = [0.0, *(run[0][0] for run in runs[1:]), float(params["duration"])]
     common = {k: v for k, v in params.items() if k not in ("index", "start", "end")}
     msgs = [

@@ -193,14 +193,32 @@ def groups(windows: Sequence[Window]) -> list[list[Window]]:
     return out
 
 
-def window_runs(windows: Sequence[Window], seconds: float) -> list[list[Window]]:
+TAPER = 4  # tapered runs: each at most this share (1/TAPER) of the recording left, ...
+TAPER_FLOOR = 0.25  # ... and at least this share of ``seconds``
+
+
+def window_runs(
+    windows: Sequence[Window], seconds: float, *, taper: bool = False
+) -> list[list[Window]]:
     """The windows in consecutive runs of about ``seconds`` of the recording each (cut at
-    group starts, so a run featurizes exactly as one pass does), for featurizing apart."""
+    group starts, so a run featurizes exactly as one pass does), for featurizing apart.
+
+    ``taper``: the runs near the end are shorter (each at most 1/:data:`TAPER` of the
+    recording left after its start, down to :data:`TAPER_FLOOR` of ``seconds``), so processes
+    sharing them finish nearly together rather than one idling through another's last full
+    run (the last four of an hour's runs at 120 s are 30 s)."""
     runs: list[list[Window]] = []
+    end = windows[-1][1] if windows else 0.0
     for group in groups(windows):
-        if not runs or group[0][0] >= runs[-1][0][0] + seconds:
-            runs.append([])
-        runs[-1].extend(group)
+        if runs:
+            start = runs[-1][0][0]
+            size = seconds
+            if taper:
+                size = min(seconds, max(TAPER_FLOOR * seconds, (end - start) / TAPER))
+            if group[0][0] < start + size:
+                runs[-1].extend(group)
+                continue
+        runs.append(list(group))
     return runs
 
 

@@ -230,6 +230,20 @@ def test_runs_of_windows_featurized_apart_equal_one_pass(tmp_path, model):
     assert [s for p in parts for s in p[1]] == spans
 
 
+def test_tapered_runs_shrink_towards_the_end_and_keep_every_window_in_order():
+    seg = segments.Segmenter()
+    windows = [w for k in range(360) for w in seg.windows(10.0 * k, 10.0 * k + 7.0)]  # 1 hour
+    plain = segments.window_runs(windows, 120.0)
+    tapered = segments.window_runs(windows, 120.0, taper=True)
+    assert [w for run in tapered for w in run] == windows
+    starts = [run[0][0] for run in tapered] + [windows[-1][1]]
+    lengths = np.diff(starts)
+    assert len(plain) == 30 and 30 < len(tapered) <= 40
+    assert lengths.max() <= 120.0 and lengths[:20].min() >= 110.0  # full runs until near the end
+    assert lengths[-4:].max() <= 40.0  # the last ones short: processes finish nearly together
+    assert segments.window_runs([], 120.0, taper=True) == []
+
+
 @pytest.fixture(scope="module")
 def adapting(tmp_path_factory):
     """A model that adapts to speakers (adaptation forced to `speaker`); the logistic
