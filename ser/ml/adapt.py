@@ -34,8 +34,9 @@ SHRINK = 5.0  # pseudo-clips of the population's statistics mixed into a speaker
 # from 5 clearly better (python bench/adaptation_clips.py).
 MIN_CLIPS = 5
 INNER_SPLITS = 2  # speaker-grouped folds of the validation that chooses the mode
-# The validation only ranks modes: a looser solver tolerance ranks them alike for a tenth of
-# the fitting time (logistic regression on EMO-DB: 18 L-BFGS iterations instead of 111).
+# The validation only ranks modes, by predictions: an iterative classifier's looser tolerance
+# ranks them alike for a tenth of the fitting time (logistic regression on EMO-DB: 18 L-BFGS
+# iterations instead of 111), and no probability calibration is fitted (see _with).
 SELECTION_TOL = 1e-3
 _EPS = 1e-8
 
