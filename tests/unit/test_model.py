@@ -346,3 +346,41 @@ def test_shrinkage_lda_with_a_class_of_one_clip_is_uncalibrated():
     model = pipeline.ShrinkageLDA().fit(X, y)
     assert model.calibrated_ is None
     assert np.allclose(model.predict_proba(X).sum(axis=1), 1.0)
+
+
+def test_shrinkage_lda_with_two_classes():
+    """Two classes: one column of decision values (the calibration's shape), probabilities and
+    predictions as scikit-learn's discriminant gives them."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    rng = np.random.default_rng(6)
+    y = np.repeat([0, 1], 20)
+    X = rng.standard_normal((40, 30)) + 0.8 * y[:, None]
+    ref = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.5).fit(X, y)
+    raw = pipeline.ShrinkageLDA(calibrate=False).fit(X, y)
+    assert raw.decision_function(X).shape == (40,)
+    assert np.allclose(raw.decision_function(X), ref.decision_function(X), atol=1e-8)
+    assert np.allclose(raw.predict_proba(X), ref.predict_proba(X), atol=1e-8)
+    model = pipeline.build_pipeline("default").fit(X, y)  # calibrated, in the pipeline
+    proba = model.predict_proba(X)
+    assert proba.shape == (40, 2) and np.allclose(proba.sum(axis=1), 1.0)
+    Xs = model.named_steps["scale"].transform(X)
+    scaled = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.5).fit(Xs, y)
+    assert (model.predict(X) == scaled.predict(Xs)).all()
+
+
+def test_a_two_class_dataset_trains_and_predicts(tmp_path):
+    """The default classifier on two classes, through training (both protocols, adaptation
+    chosen in the folds) to a bundle that predicts (a regression: the calibration was given
+    two columns of decision values for one of labels)."""
+    from ser.ml import training
+    from tests import audiogen
+
+    root = audiogen.make_dataset(
+        tmp_path / "ds", "labels_csv", n_per_class=8, classes=("calm", "tense")
+    )
+    bundle = training.train(root, repeats=1)
+    assert bundle.classes == ["calm", "tense"]
+    assert bundle.metrics["f1_macro_mean"] > 0.9
+    res = bundle.classify(bundle.spec.from_waveform(audiogen.voice_like("tense", 2.0))[None])[0]
+    assert res["emotion"] == "tense" and abs(sum(res["probabilities"].values()) - 1) < 1e-9
