@@ -105,8 +105,9 @@ def context():
 # glibc malloc in a pool process: arrays up to 32 MB from the heap rather than fresh mmaps,
 # and up to 128 MB of freed heap kept rather than given back after every task. With glibc's
 # defaults a pool process kept returning its arrays' pages and faulting them in again: a spread
-# 1-hour recording's pass 2 took 281,000-646,000 page faults and 0.5-1.3 CPU s in the kernel
-# (7-15 % of its CPU) against 13-245 faults and 0.03-0.05 s with these (bench/RESULTS.md).
+# 1-hour recording's pass 2 took 0.19-0.65 M page faults and 0.4-1.3 CPU s in the kernel
+# (5-15 % of its CPU) against 4-336 faults and 0.02-0.06 s with these (bench/RESULTS.md,
+# instrumented runs of bench/segments.py).
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MALLOC_MMAP_BYTES = 32 * 1024 * 1024  # glibc's largest mmap threshold on 64-bit
 MALLOC_TRIM_BYTES = 128 * 1024 * 1024
@@ -219,9 +220,11 @@ def _start_heartbeat(sender=None, **_kwargs) -> None:
 
 @signals.worker_ready.connect
 def _first_delivery(sender=None, **_kwargs) -> None:
-    """Send this worker one no-op task per queue it consumes: Celery's first delivery to a
-    pool process (the consumer's and the pool's first-use costs, ≈5-10 ms) is then paid before
-    the first job. Best effort: without Redis the first job pays it."""
+    """Send this worker one no-op task per queue it consumes: Celery's first delivery (the
+    consumer's first-use costs, and those of the one pool process that runs it) is then paid
+    before the first job. One message reaches one pool process, on whichever node consumes it
+    first; the other processes pay their own first delivery. Best effort: without Redis the
+    first job pays it."""
     if sender is None or settings.skip_warmup:
         return
     try:

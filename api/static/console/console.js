@@ -35,8 +35,13 @@ function seconds(job) {
   const s = (Date.parse(job.FINISHED_AT) - Date.parse(job.CREATED_AT)) / 1000;
   return isNaN(s) ? "" : `${s.toFixed(2)} s`;
 }
-async function download(path, filename) {
+async function download(path, filename, status) {
   const resp = await api(path);
+  if (!resp.ok) {  // an error body is not the file: say so instead of saving it
+    if (status) status.textContent = `Download failed: HTTP ${resp.status}`;
+    return;
+  }
+  if (status) status.textContent = "";
   const url = URL.createObjectURL(await resp.blob());
   const a = el("a", { href: url, download: filename });
   document.body.append(a); a.click(); a.remove();
@@ -233,16 +238,18 @@ async function showJob(jobId) {
 async function scoreView(out, job) {
   const jobId = job.JOB_ID;
   const downloads = el("p", { class: "downloads" });
+  const failed = el("span", { role: "alert" });
   for (const format of ["csv", "jsonl"]) {
-    downloads.append(el("button", { type: "button", onclick: () => download(`/jobs/${jobId}/results?format=${format}`, `${jobId}.${format}`) },
+    downloads.append(el("button", { type: "button", onclick: () => download(`/jobs/${jobId}/results?format=${format}`, `${jobId}.${format}`, failed) },
       `Download ${format.toUpperCase()}`), " ");
   }
+  downloads.append(failed);
   out.append(summaryView(job), downloads);
   if (job.EVALUATION && job.EVALUATION.CONFUSION_MATRIX) out.append(evaluationView(job.EVALUATION));
   const status = el("p", { class: "meta", role: "status" }, "loading rows…");
   out.append(status);
   const rows = [];
-  for (let offset = 0; offset < ROWS_MAX;) {
+  for (let offset = 0; rows.length < ROWS_MAX;) {  // offset counts files (a file: many segment rows)
     const page = await json(`/jobs/${jobId}/results?offset=${offset}&limit=${ROWS_PAGE}`);
     if (page.status !== 200) { status.textContent = errorText(page); return; }
     rows.push(...page.body.ROWS);
