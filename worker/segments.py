@@ -180,6 +180,8 @@ def run_chunk(
     completes pass 2 delivers (``finish``: how a score job whose last file this was ends)."""
     settings = ctx.settings
     phase, file, index = int(params["seg_pass"]), int(params["file"]), int(params["index"])
+    if ctx.results.delivered(job_id, file):  # a late duplicate: its entry would start afresh
+        return {"job_id": job_id, "pass": phase, "index": index, "delivered": "before"}
     limit = settings.max_segmented_seconds
     try:
         source = str(confine(settings.data_dir, params["path"], kind="file"))

@@ -207,7 +207,8 @@ class ResultStore:
     # -- a recording segmented over several chunks (worker/segments.py) ----------------------
     def segment_key(self, job_id: str, file: int, what: str) -> str:
         """Keys of file ``file`` of a job with segments: ``p1``/``p2`` (each pass's entries by
-        chunk index), ``p1n``/``p2n`` (their amounts), ``sent1``/``sent2`` (pass sent)."""
+        chunk index), ``p1n``/``p2n`` (their amounts), ``sent1``/``sent2`` (pass sent),
+        ``done`` (delivered)."""
         return f"{self.prefix}job:{job_id}:seg:{file}:{what}"
 
     def segment_entries(self, job_id: str, file: int, phase: int, n: int) -> Iterator[bytes | None]:
@@ -219,9 +220,17 @@ class ResultStore:
             yield self.client.hget(key, str(index))
 
     def drop_segments(self, job_id: str, file: int) -> None:
-        """Forget the entries of a delivered file (its sent flags stay until they expire, so a
-        late duplicate chunk sends nothing again)."""
-        self.client.delete(*(self.segment_key(job_id, file, w) for w in ("p1", "p1n", "p2", "p2n")))
+        """Forget the entries of a delivered file and mark it delivered (the mark and its sent
+        flags stay as long as the job's records, so a late duplicate chunk neither sends nor
+        records anything again: :meth:`delivered`)."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.set(self.segment_key(job_id, file, "done"), "1", ex=self.ttl)
+            pipe.delete(*(self.segment_key(job_id, file, w) for w in ("p1", "p1n", "p2", "p2n")))
+            pipe.execute()
+
+    def delivered(self, job_id: str, file: int) -> bool:
+        """Whether file ``file`` of a job with segments has been delivered."""
+        return bool(self.client.exists(self.segment_key(job_id, file, "done")))
 
     def stats_entries(self, job_id: str) -> dict[int, bytes]:
         """Every chunk's pass-1 entry by chunk index."""

@@ -217,11 +217,21 @@ def test_a_long_recording_spread_over_chunks_delivers_each_segment_once(runner, 
     assert body["result"]["FILENAME"] == "long/split.flac"
     for what in ("p1", "p1n", "p2", "p2n"):  # the entries go once delivered
         assert not ctx.redis.exists(ctx.results.segment_key(job_id, 0, what))
-    # a second chunk that saw pass 2 complete at the same moment finds the entries gone and
-    # delivers nothing (rather than a recording without its windows)
+    # a chunk of either pass redelivered after the delivery records nothing again (it would
+    # otherwise start its pass's entries afresh and count its seconds twice); called as a
+    # score job's chunk is while its other files still run (a finished job skips it earlier)
     from worker import segments as work
     from worker.score import finish_score
 
+    done = ctx.jobs.get(job_id)["progress_done"]
+    for msg in (first[0], second[0]):
+        out = work.run_chunk(ctx, job_id, msg, adapting, "v1", send, finish_score)
+        assert out["delivered"] == "before", out
+    for what in ("p1", "p1n", "p2", "p2n"):
+        assert not ctx.redis.exists(ctx.results.segment_key(job_id, 0, what))
+    assert ctx.jobs.get(job_id)["progress_done"] == done
+    # a second chunk that saw pass 2 complete at the same moment finds the entries gone and
+    # delivers nothing (rather than a recording without its windows)
     with pytest.raises(work.Delivered):
         work._deliver_windows(ctx, job_id, second[-1], adapting, "v1", finish_score)
     assert ctx.jobs.get(job_id)["result"] == body["result"]
