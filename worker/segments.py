@@ -180,8 +180,13 @@ def run_chunk(
     completes pass 2 delivers (``finish``: how a score job whose last file this was ends)."""
     settings = ctx.settings
     phase, file, index = int(params["seg_pass"]), int(params["file"]), int(params["index"])
-    if ctx.results.delivered(job_id, file):  # a late duplicate: its entry would start afresh
+    # A late duplicate of a pass already over (the file delivered; or pass 2 sent, which drops
+    # pass 1's entries) would start that pass's entries afresh and count its seconds twice.
+    res = ctx.results
+    if res.delivered(job_id, file):
         return {"job_id": job_id, "pass": phase, "index": index, "delivered": "before"}
+    if phase == 1 and ctx.redis.exists(res.segment_key(job_id, file, "sent2")):
+        return {"job_id": job_id, "pass": phase, "index": index, "sent": 0}
     limit = settings.max_segmented_seconds
     try:
         source = str(confine(settings.data_dir, params["path"], kind="file"))
@@ -202,7 +207,6 @@ def run_chunk(
     except Exception as exc:  # a bug or the soft time limit: the recording fails, the job goes on
         log.exception("segments chunk %d/%d of job %s failed", phase, index, job_id)
         packed, amount = _pack({"error": chunk_error(exc)}), 0.0
-    res = ctx.results
     keys = (res.segment_key(job_id, file, f"p{phase}"), res.segment_key(job_id, file, f"p{phase}n"))
     status, done, _ = res.record_entry(
         job_id,
@@ -289,8 +293,14 @@ def _second_pass(
         )
         for i, run in enumerate(runs)
     ]
-    flag = ctx.results.segment_key(job_id, int(params["file"]), "sent2")
-    return send_once(ctx, job_id, flag, msgs, send)
+    file = int(params["file"])
+    flag = ctx.results.segment_key(job_id, file, "sent2")
+    pass1 = [ctx.results.segment_key(job_id, file, w) for w in ("p1", "p1n")]
+
+    def drop_pass1(pipe) -> None:  # planned: a folder's energies need not wait for delivery
+        pipe.delete(*pass1)
+
+    return send_once(ctx, job_id, flag, msgs, send, also=drop_pass1)
 
 
 def _deliver_windows(

@@ -207,6 +207,8 @@ def test_a_long_recording_spread_over_chunks_delivers_each_segment_once(runner, 
     first = _drain(ctx, sent, send, job_id, 1, repeat=2)
     assert len(first) == 8 and [m["index"] for m in first] == list(range(8))
     assert ctx.jobs.get(job_id)["progress_done"] == 36  # half of 73.8 s: pass 1 done
+    for what in ("p1", "p1n"):  # planned: pass 1's energies are dropped with pass 2 sent
+        assert not ctx.redis.exists(ctx.results.segment_key(job_id, 0, what))
     second = _drain(ctx, sent, send, job_id, 2, repeat=0)
     assert len(second) >= 5
     body = ctx.jobs.get(job_id)
