@@ -78,7 +78,7 @@ def run_score(ctx: Context, job_id: str, params: dict, send: Send, worker: str =
         total = len(files)
         two_pass = False
         if by:  # one pass, unadapted, when the pinned model does not adapt to speakers
-            two_pass = _adapt(ctx.models.get(params["model_version"])[1]) != "off"
+            two_pass = ctx.models.get(params["model_version"])[1].adapt != "off"
         if ctx.jobs.progress(job_id, ctx.results.count(job_id), total) != jobs.RUNNING:
             return {"job_id": job_id, "cancelled": True}
         procs = predict_processes(ctx)
@@ -150,7 +150,7 @@ def run_score_chunk(
             by_file = {start + i: [{"FILENAME": f, "ERROR": err}] for i, f in enumerate(files)}
         status, done = ctx.results.record_at(job_id, by_file, liveness_deadline(ctx))
         if done >= total:
-            finish_score(ctx, job_id, total, version, bundle.classes, _adapt(bundle))
+            finish_score(ctx, job_id, total, version, bundle.classes, bundle.adapt)
         return {"job_id": job_id, "rows": len(by_file), "done": done, "status": status}
     speakers = params.get("speakers")
     stats = failed = None
@@ -174,13 +174,8 @@ def run_score_chunk(
         rows = _chunk_failed(files, speakers, exc)
     status, done = ctx.results.record(job_id, start, rows, liveness_deadline(ctx))
     if done >= total:
-        finish_score(ctx, job_id, total, version, bundle.classes, _adapt(bundle))
+        finish_score(ctx, job_id, total, version, bundle.classes, bundle.adapt)
     return {"job_id": job_id, "rows": len(rows), "done": done, "status": status}
-
-
-def _adapt(bundle) -> str:
-    """The model's speaker adaptation ("off" for bundles from before it existed)."""
-    return getattr(bundle, "adapt", "off")
 
 
 def _chunk_failed(files: list[str], speakers: list | None, exc: Exception) -> list[dict]:

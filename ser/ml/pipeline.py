@@ -121,19 +121,30 @@ class ShrinkageLDA(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         X = np.asarray(X, dtype=np.float64)
+        self.calibrated_ = None
+        cv = _calibration_folds(y, self.random_state) if self.calibrate else None
+        if cv is None:
+            return self._fit_discriminant(X, y)
+        raw = ShrinkageLDA(self.shrinkage, calibrate=False)
+        self.calibrated_ = CalibratedClassifierCV(
+            raw, method="temperature", cv=cv, ensemble=False
+        ).fit(X, y)
+        # its discriminant on all the clips is this one: not fitted a second time
+        fitted = self.calibrated_.calibrated_classifiers_[0].estimator
+        self.classes_, self.coef_, self.intercept_ = (
+            fitted.classes_,
+            fitted.coef_,
+            fitted.intercept_,
+        )
+        return self
+
+    def _fit_discriminant(self, X: np.ndarray, y) -> ShrinkageLDA:
         self.classes_, idx, counts = np.unique(y, return_inverse=True, return_counts=True)
         priors = counts / counts.sum()
         means = np.stack([X[idx == k].mean(axis=0) for k in range(len(self.classes_))])
         scatter = (X - means[idx]) * np.sqrt(priors / counts)[idx][:, None]
         self.coef_ = _shrunk_solve(scatter, means.T, self.shrinkage).T
         self.intercept_ = -0.5 * np.sum(means * self.coef_, axis=1) + np.log(priors)
-        self.calibrated_ = None
-        cv = _calibration_folds(y, self.random_state) if self.calibrate else None
-        if cv is not None:
-            raw = ShrinkageLDA(self.shrinkage, calibrate=False)
-            self.calibrated_ = CalibratedClassifierCV(
-                raw, method="temperature", cv=cv, ensemble=False
-            ).fit(X, y)
         return self
 
     def _scores(self, X) -> np.ndarray:
