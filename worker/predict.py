@@ -46,6 +46,30 @@ def run_predict(
         if speaker:
             ctx.speakers.queue_read(pipe, speaker, job_id)
 
+    def succeed(result: dict, add=None) -> None:
+        """The result, the upload's removal and the outbox entry in one round trip (inside
+        the task's try: a failed write fails, or requeues, the job). ``add(pipe)`` goes first
+        and its reply is looked at apart: speaker statistics of another size that appeared
+        since the read (never for one spec version) leave the result standing, the clip not
+        added."""
+        end = ctx.redis.pipeline(transaction=False)
+        if add is not None:
+            add(end)
+        ctx.jobs.succeed(job_id, result, pipe=end)
+        if blob:
+            end.delete(ctx.blob_key(blob))
+        if task_id:
+            ctx.outbox.done(task_id, pipe=end)
+        replies = end.execute(raise_on_error=False)
+        ctx.jobs.outcome(job_id, SUCCEEDED, replies[1 if add else 0])
+        if add is not None:
+            if isinstance(replies[0], Exception):
+                log.warning("speaker %r: statistics not updated: %s", speaker, replies[0])
+            replies = replies[1:]
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+
     try:
         limit = settings.predict_time_limit
         rec, got = ctx.jobs.start_reading(job_id, limit, worker or host(), reads)
@@ -64,18 +88,7 @@ def run_predict(
                 if got_result is None:  # spread over chunks by time ranges: they deliver it
                     log.info("prediction job %s: segments sent as chunks", job_id)
                     return {"job_id": job_id, "model_version": version, "chunks": True}
-                result = {**got_result, "MODEL_VERSION": version}
-                end = ctx.redis.pipeline(transaction=False)
-                ctx.jobs.succeed(job_id, result, pipe=end)
-                if blob:
-                    end.delete(ctx.blob_key(blob))
-                if task_id:
-                    ctx.outbox.done(task_id, pipe=end)
-                replies = end.execute(raise_on_error=False)
-                ctx.jobs.outcome(job_id, SUCCEEDED, replies[0])
-                for reply in replies:
-                    if isinstance(reply, Exception):
-                        raise reply
+                succeed({**got_result, "MODEL_VERSION": version})
                 dropped = True
                 return {"job_id": job_id, "model_version": version, OUTBOX_DONE: bool(task_id)}
             x = bundle.features(source, max_seconds=settings.max_audio_seconds)
@@ -93,25 +106,11 @@ def run_predict(
                 "ADAPTED": res["adapted"],
                 "MODEL_VERSION": version,
             }
-            end = ctx.redis.pipeline(transaction=False)
-            if speaker:  # first: its reply is looked at apart
-                ctx.speakers.queue_add(end, speaker, bundle.feature_spec, x, job_id)
-            ctx.jobs.succeed(job_id, result, pipe=end)
-            if blob:
-                end.delete(ctx.blob_key(blob))
-            if task_id:  # its outbox entry goes in the same round trip
-                ctx.outbox.done(task_id, pipe=end)
-            # inside the try: a failed write fails (or requeues) the job
-            replies = end.execute(raise_on_error=False)
-            ctx.jobs.outcome(job_id, SUCCEEDED, replies[1 if speaker else 0])
-            if speaker and isinstance(replies[0], Exception):
-                # statistics of another size appeared since the read (never for one spec
-                # version): the result stands, this clip is not added
-                log.warning("speaker %r: statistics not updated: %s", speaker, replies[0])
-                replies = replies[1:]
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
+
+            def add(pipe) -> None:
+                ctx.speakers.queue_add(pipe, speaker, bundle.feature_spec, x, job_id)
+
+            succeed(result, add if speaker else None)
             dropped = True
             return {"job_id": job_id, "model_version": version, OUTBOX_DONE: bool(task_id)}
         except JobCancelled:
