@@ -35,6 +35,7 @@ from ser.service.outbox import OUTBOX_DONE  # noqa: E402
 from ser.service.redis import redis_client  # noqa: E402
 from worker.celeryconfig import make_celery  # noqa: E402
 from worker.context import Context  # noqa: E402
+from worker.predict import rehearse  # noqa: E402
 from worker.producer import TaskMessages  # noqa: E402
 from worker.sweeper import Sweeper  # noqa: E402
 
@@ -148,6 +149,9 @@ def _init_process(**_kwargs) -> None:
                 model, bundle = ctx.models.get()
                 # the model's own features and a classification: their first calls too
                 bundle.classify(warm_up(bundle.spec.name)[None])
+                # then a whole prediction job's path, on keys of its own (worker.predict)
+                if not rehearse(ctx, f"{RUN_ID}:{os.getpid()}"):
+                    log.warning("the warm-up prediction did not succeed")
         except Exception:  # Redis down, a model refused: the next task tries (and says why)
             log.exception("the current model could not be preloaded")
     _mark(model, warmed)

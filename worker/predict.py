@@ -8,6 +8,7 @@ import time
 
 from ser.contract import SUCCEEDED
 from ser.errors import SerError
+from ser.features import warm_up_clip
 from ser.paths import confine
 from ser.service import jobs
 from ser.service.outbox import OUTBOX_DONE
@@ -155,3 +156,46 @@ def segmented(
         send=send,
         progress=progress,
     )
+
+
+REHEARSAL = "warm-up"  # the key namespace of rehearsals, under the service's prefix
+
+
+def rehearse(ctx: Context, tag: str) -> bool:
+    """Run one prediction of the warm-up clip through :func:`run_predict` before the first
+    job: a job record, its start with the model pointer and the upload read in one round trip,
+    the features, the classification, the result written with the upload dropped. Each of
+    these has first-call costs in a process (code, Redis scripts, memory first touched) that
+    the first real prediction would otherwise pay (bench/first_prediction.py).
+
+    Everything it writes lives under keys of its own (``<prefix>warm-up:<tag>:``, deleted
+    after, and expiring in a minute anyway): no job listing, counter or metric of the service
+    sees it. The model is this process's cached current one (``ctx.models``), as for real
+    jobs. Returns whether it succeeded (False without a model: nothing to rehearse)."""
+    version = ctx.registry.current()
+    if version is None:
+        return False
+    for store in ("jobs", "speakers", "outbox"):  # the real stores, built before the first job
+        getattr(ctx, store)
+    prefix = f"{ctx.settings.key_prefix}{REHEARSAL}:{tag}:"
+    dry = Context(ctx.settings.model_copy(update={"key_prefix": prefix, "job_ttl": 60}))
+    dry.__dict__.update(redis=ctx.redis, models=ctx.models)  # one connection, one cached model
+    job_id = f"{REHEARSAL}-{tag}"
+    params = {"blob": "clip", "name": "warm-up.wav"}
+    try:
+        dry.redis.set(dry.registry.current_key, version, ex=60)
+        dry.redis.set(dry.blob_key(params["blob"]), warm_up_clip(), ex=60)
+        dry.jobs.create("predict", params, job_id=job_id)
+        run_predict(dry, job_id, params, worker=host())
+        return dry.jobs.status(job_id) == SUCCEEDED
+    finally:
+        store = dry.jobs  # every key the job's writes touch (its scripts name theirs)
+        dry.redis.delete(
+            dry.registry.current_key,
+            dry.blob_key(params["blob"]),
+            store.key(job_id),
+            store.done_key(job_id),
+            store.index_key,
+            store.counters_key,
+            store.durations_key,
+        )

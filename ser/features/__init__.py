@@ -106,14 +106,19 @@ WARM_UP_SR = 22050  # not the analysis rate: the warm-up pays the resampler's fi
 WARM_UP_SECONDS = 4.0
 
 
-def warm_up(features: str = "default") -> np.ndarray:
-    """Pay the first-call costs of a recording's whole path once per process, before real work
-    arrives: decoding a WAV from bytes (libsndfile), resampling (soxr) and the features
-    (librosa/numba for the seed features). Returns the warm-up clip's features."""
+def warm_up_clip() -> bytes:
+    """The warm-up recording: :data:`WARM_UP_SECONDS` of a 150 Hz tone in faint noise, as the
+    bytes of a 16-bit WAV file at :data:`WARM_UP_SR`."""
     rng = np.random.default_rng(0)
-    spec = get_spec(features)
     t = np.arange(int(WARM_UP_SECONDS * WARM_UP_SR)) / WARM_UP_SR
     y = (0.2 * np.sin(2 * np.pi * 150 * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
     wav = io.BytesIO()
     sf.write(wav, y, WARM_UP_SR, format="WAV", subtype="PCM_16")
-    return spec.from_source(wav.getvalue())
+    return wav.getvalue()
+
+
+def warm_up(features: str = "default") -> np.ndarray:
+    """Pay the first-call costs of a recording's whole path once per process, before real work
+    arrives: decoding a WAV from bytes (libsndfile), resampling (soxr) and the features
+    (librosa/numba for the seed features). Returns the warm-up clip's features."""
+    return get_spec(features).from_source(warm_up_clip())

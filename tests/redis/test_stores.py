@@ -429,3 +429,26 @@ def test_a_discarded_record_is_not_counted(redis_client, prefix):
     store.discard(lost)
     assert store.get(lost) is None and store.get(kept) is not None
     assert store.metrics()[0] == {("train", "QUEUED"): 1}
+
+
+def test_a_rehearsal_runs_the_prediction_path_and_leaves_no_trace(
+    settings, prefix, bundle_bytes, monkeypatch
+):
+    """A worker process's warm-up prediction (worker.predict.rehearse): a real job through
+    run_predict on keys of its own, the model left loaded in the process's cache, and nothing
+    of it in the service's keys, job listing or counters afterwards."""
+    import worker.predict as wp
+    from worker.context import Context
+
+    ctx = Context(settings.model_copy(update={"key_prefix": prefix}))
+    assert wp.rehearse(ctx, "t") is False  # no model yet: nothing to rehearse
+    version = ctx.registry.publish(bundle_bytes, {"metrics": {}}, settings.require_secret_key())
+    before = set(ctx.redis.scan_iter(match=f"{prefix}*"))
+    assert wp.rehearse(ctx, "t") is True
+    assert set(ctx.redis.scan_iter(match=f"{prefix}*")) == before
+    assert ctx.jobs.list() == [] and ctx.jobs.metrics() == ({}, {})
+    assert ctx.models._version == version and ctx.models._bundle is not None
+    # it is a real prediction: an unreadable clip fails it, and still leaves nothing behind
+    monkeypatch.setattr(wp, "warm_up_clip", lambda: b"not audio at all")
+    assert wp.rehearse(ctx, "t") is False
+    assert set(ctx.redis.scan_iter(match=f"{prefix}*")) == before
