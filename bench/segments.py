@@ -19,6 +19,12 @@ fully given to the work would do), and two library processes segmenting the file
 time (`pair_x_per_core` = 2 x audio / their wall seconds / 2: what two processes on this
 machine could do at that moment, the fair ceiling of the service's per-core rate).
 
+The worker processes keep their freed heap (worker/app.py, glibc's malloc thresholds), a
+library process with glibc's defaults does not, and its rate then swings with its page faults
+(a third between runs of one process): so the library is also timed in fresh processes with the
+workers' malloc settings, alone (`library_tuned_x`, the same code under the same allocator as
+a pool process) and as a pair (`pair_tuned_x_per_core`).
+
 Memory: `segment()` in a fresh Python process per file, the model loaded and warm, then its
 peak RSS (VmHWM, reset through /proc/self/clear_refs just before segmenting).
 
@@ -30,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,9 +94,21 @@ with threadpool_limits(limits=1, user_api="blas"):
 """
 
 
-def pair_wall(model: Path, path: Path) -> float:
-    """Wall seconds of two library processes segmenting ``path`` at the same time (the model
-    loaded first, then started together)."""
+def tuned_env() -> dict:
+    """This environment with the worker processes' malloc settings (worker/app.py
+    ``tune_malloc``, as glibc's MALLOC_*_ variables): a library process that keeps its freed
+    heap as a pool process does."""
+    from worker.app import MALLOC_MMAP_BYTES, MALLOC_TRIM_BYTES
+
+    return os.environ | {
+        "MALLOC_MMAP_THRESHOLD_": str(MALLOC_MMAP_BYTES),
+        "MALLOC_TRIM_THRESHOLD_": str(MALLOC_TRIM_BYTES),
+    }
+
+
+def library_wall(model: Path, path: Path, n: int = 2, env: dict | None = None) -> float:
+    """Wall seconds of ``n`` library processes segmenting ``path`` at the same time (the model
+    loaded first, then started together; ``env``: their environment)."""
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", LIBRARY_CHILD, str(model), str(path)],
@@ -97,8 +116,9 @@ def pair_wall(model: Path, path: Path) -> float:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            env=env,
         )
-        for _ in range(2)
+        for _ in range(n)
     ]
     for proc in procs:
         assert proc.stdout.readline().strip() == "ready"
@@ -189,7 +209,10 @@ def main() -> int:
                     res = segments.segment(bundle, speed_file)
                 library_s = time.perf_counter() - t0
                 library_cpu = time.process_time() - c0
-                pair_s = pair_wall(model, speed_file)
+                pair_s = library_wall(model, speed_file)
+                tuned = tuned_env()
+                alone_tuned_s = library_wall(model, speed_file, 1, tuned)
+                pair_tuned_s = library_wall(model, speed_file, 2, tuned)
                 assert len(body["SEGMENTS"]) == len(res["SEGMENTS"]), "service and library differ"
                 per_core = seconds / service_s / WORKERS
                 library_x = seconds / library_s
@@ -207,6 +230,14 @@ def main() -> int:
                         "library_x_per_cpu": round(seconds / library_cpu),
                         "pair_x_per_core": round(seconds / pair_s),
                         "service_vs_pair_pct": round(100 * (per_core * pair_s / seconds - 1), 1),
+                        "library_tuned_x": round(seconds / alone_tuned_s),
+                        "service_vs_library_tuned_pct": round(
+                            100 * (per_core * alone_tuned_s / seconds - 1), 1
+                        ),
+                        "pair_tuned_x_per_core": round(seconds / pair_tuned_s),
+                        "service_vs_pair_tuned_pct": round(
+                            100 * (per_core * pair_tuned_s / seconds - 1), 1
+                        ),
                         "load": round(os.getloadavg()[0], 1),
                     }
                 )
@@ -231,9 +262,21 @@ def main() -> int:
             "library_x_per_cpu",
             "pair_x_per_core",
             "service_vs_pair_pct",
+            "library_tuned_x",
+            "service_vs_library_tuned_pct",
+            "pair_tuned_x_per_core",
+            "service_vs_pair_tuned_pct",
             "load",
         ],
     )
+    for col in (
+        "service_vs_library_pct",
+        "service_vs_pair_pct",
+        "service_vs_library_tuned_pct",
+        "service_vs_pair_tuned_pct",
+    ):
+        vals = [r[col] for r in rows]
+        print(f"{col}: median {statistics.median(vals)}, range {min(vals)} to {max(vals)}")
     mem = {
         "one_minute_peak_mb": round(peak1, 1),
         f"{args.long_minutes:g}_minutes_peak_mb": round(peak2, 1),
