@@ -458,7 +458,9 @@ class PredictJob(JobBase):
     DURATION: float | None = Field(None, description="segments: the recording's seconds")
     SPEECH_SECONDS: float | None = Field(None, description="segments: seconds of speech found")
     SUMMARY: dict[str, EmotionTime] | None = Field(
-        None, description="segments: speech time per emotion (emotions present only)"
+        None,
+        description="segments: speech time per emotion, the emotions with at least one "
+        "segment (a score job's SUMMARY counts by the same rule, listing every class)",
     )
     SEGMENTS: list[Segment] | None = Field(
         None,

@@ -27,6 +27,7 @@ import io
 import json
 from collections.abc import Iterator
 
+from ser import speech_time
 from ser.service.redis import as_str
 
 # KEYS: job, rows. ARGV: ttl, deadline_ts, index1, row1, index2, row2, ...
@@ -327,33 +328,19 @@ def _rows(value) -> list[dict]:
 def summarize_segments(files: list[list[dict]], classes: list[str] | None = None) -> dict:
     """Counts of a finished job with segments (one list of rows per file): COUNT, SUCCEEDED
     and FAILED files, SEGMENTS, SPEECH_SECONDS and SUMMARY {emotion: {SECONDS, SHARE,
-    SEGMENTS}} over every file's speech."""
-    seconds = {c: 0.0 for c in classes or []}
-    count = {c: 0 for c in classes or []}
-    failed = 0
-    for rows in files:
-        for row in rows:
-            if "ERROR" in row:
-                failed += 1
-            elif row.get("EMOTION") is not None:
-                e = row["EMOTION"]
-                seconds[e] = seconds.get(e, 0.0) + row["END"] - row["START"]
-                count[e] = count.get(e, 0) + 1
-    speech = sum(seconds.values())
+    SEGMENTS}} over every file's speech, every class of ``classes`` listed (0 when absent):
+    ser.speech_time, the rule a recording's own SUMMARY follows."""
+    failed = sum(1 for rows in files if any("ERROR" in row for row in rows))
+    speech, summary = speech_time.emotion_time(
+        (row for rows in files for row in rows), classes or []
+    )
     return {
         "COUNT": len(files),
         "SUCCEEDED": len(files) - failed,
         "FAILED": failed,
-        "SEGMENTS": sum(count.values()),
+        "SEGMENTS": sum(v["SEGMENTS"] for v in summary.values()),
         "SPEECH_SECONDS": round(speech, 2),
-        "SUMMARY": {
-            c: {
-                "SECONDS": round(seconds[c], 2),
-                "SHARE": round(seconds[c] / speech, 4) if speech else 0.0,
-                "SEGMENTS": count[c],
-            }
-            for c in seconds
-        },
+        "SUMMARY": summary,
     }
 
 
