@@ -249,11 +249,11 @@ async function scoreView(out, job) {
   const status = el("p", { class: "meta", role: "status" }, "loading rows…");
   out.append(status);
   const rows = [];
-  for (let offset = 0; rows.length < ROWS_MAX;) {  // offset counts files (a file: many segment rows)
+  for (let offset = 0; rows.length < ROWS_MAX;) {  // offset and limit count rows (segment rows too)
     const page = await json(`/jobs/${jobId}/results?offset=${offset}&limit=${ROWS_PAGE}`);
     if (page.status !== 200) { status.textContent = errorText(page); return; }
     rows.push(...page.body.ROWS);
-    status.textContent = `loading rows… ${rows.length} of ${page.body.COUNT}`;
+    status.textContent = `loading rows… ${rows.length} of ${page.body.ROW_COUNT ?? page.body.COUNT}`;
     if (!page.body.NEXT) break;
     offset += ROWS_PAGE;
   }
