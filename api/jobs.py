@@ -131,7 +131,7 @@ def list_jobs():
 @bp.route("/jobs/<job_id>/results", methods=["GET"])
 @operation(
     "get",
-    "Per-file rows of a score job: paged JSON, or streamed CSV / JSONL",
+    "The rows of a score job: paged JSON, or streamed CSV / JSONL",
     query=S.ResultsQuery,
     responses={
         200: (
@@ -140,7 +140,7 @@ def list_jobs():
                 "text/csv": {"type": "string"},
                 "application/x-ndjson": {"type": "string"},
             },
-            "rows in file order (files not done yet left out)",
+            "rows in file order (with segments: then time order); OFFSET and LIMIT count rows",
         ),
         400: "bad format, offset or limit",
         404: NOT_FOUND,
@@ -148,17 +148,21 @@ def list_jobs():
     },
 )
 def job_results(job_id: str):
-    """Per-file rows of a score job: paged JSON, or everything as ``?format=csv|jsonl``."""
+    """The rows of a score job: paged JSON, or everything as ``?format=csv|jsonl``.
+
+    ``offset`` and ``limit`` count rows: a row per file, or with segments a row per speech
+    segment (a file that failed or holds no speech: one row), so a page holds at most
+    ``limit`` rows however long the recordings."""
     query = S.parse(S.ResultsQuery, request.args, query=True)
     rec = job_or_404(job_id)
     if rec["kind"] != "score":
         raise ApiError(409, "NOT_A_SCORE_JOB", f"job {job_id} is a {rec['kind']} job")
     store = service().results
     total = int(rec.get("progress_total") or 0)
+    segments = bool((rec.get("params") or {}).get("segments"))
     if query.format != "json":
         raw = store.iter_raw(job_id, total)
         if query.format == "csv":
-            segments = bool((rec.get("params") or {}).get("segments"))
             classes = (rec.get("result") or {}).get("CLASSES")
             gen, mimetype = stream_csv(raw, segments, classes), "text/csv"
         else:
@@ -166,8 +170,14 @@ def job_results(job_id: str):
         headers = {"Content-Disposition": f'attachment; filename="{job_id}.{query.format}"'}
         return Response(gen, mimetype=mimetype, headers=headers)
     offset, limit = query.offset, query.limit
-    rows = store.page(job_id, offset, min(limit, max(0, total - offset)))
-    nxt = offset + limit if offset + limit < total else None
+    if segments:  # rows of the files done, in order, up to the first one not done yet
+        rows, more = store.page_rows(job_id, offset, limit, total)
+        nxt = offset + limit if more else None
+        row_count = store.row_count(job_id)
+    else:  # a row per file: the file at OFFSET first (files not done yet left out)
+        rows = store.page(job_id, offset, min(limit, max(0, total - offset)))
+        nxt = offset + limit if offset + limit < total else None
+        row_count = store.count(job_id)
     page = {
         "JOB_ID": job_id,
         "JOB_STATUS": rec["status"],
@@ -178,6 +188,8 @@ def job_results(job_id: str):
         "ROWS": rows,
         "NEXT": f"/jobs/{job_id}/results?offset={nxt}&limit={limit}" if nxt else None,
     }
+    if row_count is not None:
+        page["ROW_COUNT"] = row_count
     return S.respond(S.ResultsPage, page)
 
 

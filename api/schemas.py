@@ -342,12 +342,17 @@ class ResultsQuery(Query):
     ] = "json"
     offset: Annotated[
         int,
-        Field(ge=0, le=MAX_OFFSET),
+        Field(
+            ge=0,
+            le=MAX_OFFSET,
+            description="the first row of the page (rows count from 0 in file order; with "
+            "segments a row per speech segment, one for a file that failed or holds no speech)",
+        ),
         Invalid("INVALID_OFFSET", f"offset must be an integer 0..{MAX_OFFSET}"),
     ] = 0
     limit: Annotated[
         int,
-        Field(ge=1, le=MAX_PAGE),
+        Field(ge=1, le=MAX_PAGE, description="rows per page, segment rows included"),
         Invalid("INVALID_LIMIT", f"limit must be an integer 1..{MAX_PAGE}"),
     ] = 100
 
@@ -458,7 +463,9 @@ class PredictJob(JobBase):
     DURATION: float | None = Field(None, description="segments: the recording's seconds")
     SPEECH_SECONDS: float | None = Field(None, description="segments: seconds of speech found")
     SUMMARY: dict[str, EmotionTime] | None = Field(
-        None, description="segments: speech time per emotion (emotions present only)"
+        None,
+        description="segments: speech time per emotion, the emotions with at least one "
+        "segment (a score job's SUMMARY counts by the same rule, listing every class)",
     )
     SEGMENTS: list[Segment] | None = Field(
         None,
@@ -569,17 +576,27 @@ class Row(Body):
 
 
 class ResultsPage(Body):
+    """A page of a score job's rows. OFFSET and LIMIT count rows, not files: a row per file,
+    or with segments a row per speech segment (a file that failed or holds no speech: one
+    row), so a page of long recordings holds LIMIT rows at most. Without segments a page
+    leaves out the files not done yet. With segments the rows are those of the files done, in
+    file order, up to the first file not done yet (every row once the job has finished): a
+    row keeps its position, so following NEXT neither loses nor repeats a row; while the job
+    runs, the last page so far has a null NEXT (ask again from OFFSET plus its rows)."""
+
     JOB_ID: JobId
     JOB_STATUS: Status
-    COUNT: int = Field(
-        description="files in the job (OFFSET and LIMIT count files: with segments, ROWS holds "
-        "every segment of those files)"
-    )
-    DONE: int
-    OFFSET: int
-    LIMIT: int
+    COUNT: int = Field(description="files in the job")
+    DONE: int = Field(description="files done")
+    OFFSET: int = Field(description="the page's first row")
+    LIMIT: int = Field(description="rows per page")
     ROWS: list[Row]
     NEXT: str | None = Field(description="URL of the next page (null: the last one)")
+    ROW_COUNT: int | None = Field(
+        None,
+        description="rows stored so far (every row once the job has finished; with segments, "
+        "of every file done, in order or not)",
+    )
 
 
 class ModelItem(Body):

@@ -65,6 +65,25 @@ def chunk_error(exc: Exception) -> dict:
     return {"CODE": "CHUNK_FAILED", "MESSAGE": f"{type(exc).__name__}: {exc}"[:300]}
 
 
+def _error_entry(error: dict, http_status: int) -> dict:
+    """A chunk's entry that failed: the error and its HTTP status, so a prediction spread
+    over chunks fails with the status the error has where it is raised (a path problem:
+    400), as one that is not spread does (worker.context.fail)."""
+    return {"error": error, "http_status": int(http_status)}
+
+
+def _failure(error: dict, http_status: int | None) -> SerError:
+    """The exception that :func:`worker.context.fail` records for a chunk's ``error``: its
+    code, message and HTTP status (an entry stored without a status: AudioError's for
+    ``AUDIO_*`` codes, else SerError's)."""
+    code = error.get("CODE", "")
+    cls: Callable = AudioError if code.startswith("AUDIO_") else SerError
+    exc = cls(code, error.get("MESSAGE", ""))
+    if http_status is not None:
+        exc.http_status = int(http_status)
+    return exc
+
+
 def segment_file(
     ctx: Context,
     job_id: str,
@@ -203,10 +222,10 @@ def run_chunk(
             packed = _pack({"dim": int(X.shape[1]) if X.size else 0, "spans": spans}, X)
             amount = float(params["seconds"])
     except SerError as exc:
-        packed, amount = _pack({"error": exc.to_dict()}), 0.0
+        packed, amount = _pack(_error_entry(exc.to_dict(), exc.http_status)), 0.0
     except Exception as exc:  # a bug or the soft time limit: the recording fails, the job goes on
         log.exception("segments chunk %d/%d of job %s failed", phase, index, job_id)
-        packed, amount = _pack({"error": chunk_error(exc)}), 0.0
+        packed, amount = _pack(_error_entry(chunk_error(exc), 500)), 0.0
     keys = (res.segment_key(job_id, file, f"p{phase}"), res.segment_key(job_id, file, f"p{phase}n"))
     status, done, _ = res.record_entry(
         job_id,
@@ -240,7 +259,8 @@ class Delivered(Exception):
 
 def _entries(ctx: Context, job_id: str, params: dict, phase: int) -> tuple[list[dict], dict | None]:
     """A pass's entries in chunk order (pass 2: features as arrays, read and decoded one entry
-    at a time), and the first error among them; raises Delivered when they are gone."""
+    at a time), and the first failed entry among them (:func:`_error_entry`); raises
+    Delivered when they are gone."""
     entries = []
     n = int(params["chunks"])
     for raw in ctx.results.segment_entries(job_id, int(params["file"]), phase, n):
@@ -253,7 +273,7 @@ def _entries(ctx: Context, job_id: str, params: dict, phase: int) -> tuple[list[
             dim = int(entry["dim"])
             entry["X"] = array.reshape(-1, dim) if dim and array is not None else None
         entries.append(entry)
-    errors = [e["error"] for e in entries if "error" in e]
+    errors = [e for e in entries if "error" in e]
     return entries, errors[0] if errors else None
 
 
@@ -262,16 +282,17 @@ def _second_pass(
 ) -> int:
     """Join pass 1 (energies, samples, peak), plan the windows and send the pass-2 chunks
     (once); a recording without speech, or that fails, is delivered at once."""
-    entries, error = _entries(ctx, job_id, params, 1)
-    if error is not None:
-        _deliver(ctx, job_id, params, None, error, bundle, params["model_version"], finish)
+    entries, failed = _entries(ctx, job_id, params, 1)
+    if failed is not None:
+        _deliver(ctx, job_id, params, None, failed, bundle, params["model_version"], finish)
         return 0
     sr = bundle.spec.sr
     n = sum(int(e["n"]) for e in entries)
     try:
         audio.check_signal(n, sr, max(float(e["peak"]) for e in entries))
     except AudioError as exc:
-        _deliver(ctx, job_id, params, None, exc.to_dict(), bundle, params["model_version"], finish)
+        failed = _error_entry(exc.to_dict(), exc.http_status)
+        _deliver(ctx, job_id, params, None, failed, bundle, params["model_version"], finish)
         return 0
     windows = segments.plan(np.concatenate([e["db"] for e in entries]))
     if not windows:
@@ -307,9 +328,9 @@ def _deliver_windows(
     ctx: Context, job_id: str, params: dict, bundle, version: str, finish: Finish
 ) -> None:
     """Classify every window of the recording (with its own speaker statistics) and deliver."""
-    entries, error = _entries(ctx, job_id, params, 2)
-    if error is not None:
-        _deliver(ctx, job_id, params, None, error, bundle, version, finish)
+    entries, failed = _entries(ctx, job_id, params, 2)
+    if failed is not None:
+        _deliver(ctx, job_id, params, None, failed, bundle, version, finish)
         return
     parts = [e["X"] for e in entries if e["X"] is not None]
     spans = [tuple(s) for e in entries for s in e["spans"]]
@@ -327,19 +348,20 @@ def _deliver(
     job_id: str,
     params: dict,
     result: dict | None,
-    error: dict | None,
+    failed: dict | None,
     bundle,
     version: str,
     finish: Finish,
 ) -> None:
-    """The recording's result (or error) to its job: a prediction's result, or a score job's
-    rows of the file (the last file finishing the job); then its entries are dropped."""
+    """The recording's result (or ``failed``, an :func:`_error_entry`) to its job: a
+    prediction's result (or its failure, with the error's own code and HTTP status), or a
+    score job's rows of the file (the last file finishing the job); then its entries are
+    dropped."""
     file = int(params["file"])
+    error = None if failed is None else failed["error"]
     if params.get("kind") == "predict":
-        if error is not None:
-            code = error.get("CODE", "")
-            cls: Callable = AudioError if code.startswith("AUDIO_") else SerError
-            fail(ctx, job_id, cls(code, error.get("MESSAGE", "")))
+        if failed is not None:
+            fail(ctx, job_id, _failure(failed["error"], failed.get("http_status")))
         else:
             ctx.jobs.succeed(job_id, {**result, "MODEL_VERSION": version})  # type: ignore[dict-item]
     else:

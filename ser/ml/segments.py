@@ -19,7 +19,8 @@ The passes are cut apart so a service can spread one recording over several proc
 time ranges (worker/segments.py): :func:`energies` of a range (pass 1: ranges on the 20 ms
 frame grid, whose energies join into the whole recording's), :func:`plan` from the joined
 energies, :func:`featurize` of a run of windows (pass 2: decoding from the first window's
-start), then :func:`classify` and :func:`summarize` of all of them; :func:`segment` runs the
+start), then :func:`classify` and :func:`summarize` of all of them (speech time per emotion:
+ser.speech_time, shared with a folder's summary); :func:`segment` runs the
 same steps in one process.
 
 Speech regions: frames louder than a threshold set between the recording's noise floor (its
@@ -44,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser import audio
+from ser import audio, speech_time
 from ser.ml.bundle import Bundle
 from ser.ml.stats import Stats
 
@@ -352,29 +353,24 @@ def summarize(
 ) -> dict:
     """The result of a segmented recording: ``EMOTION`` dominates by speech time and
     ``PROBABILITY`` is its probability averaged over all speech, weighted by duration
-    (both None when no speech was found); ``ADAPTED``: the windows were classified with the
-    recording's own speaker statistics."""
-    seconds = {c: 0.0 for c in classes}
-    weighted = {c: 0.0 for c in classes}
-    speech = 0.0
+    (both None when no speech was found); ``SUMMARY``: the speech time of each emotion that
+    has a segment (ser.speech_time, as a folder's summary counts it); ``ADAPTED``: the
+    windows were classified with the recording's own speaker statistics."""
+    seconds, count = speech_time.tally(segments, classes)
+    speech = sum(seconds.values())
+    weighted = {c: 0.0 for c in seconds}
     for s in segments:
         d = s["END"] - s["START"]
-        speech += d
-        seconds[s["EMOTION"]] += d
         for c, p in s["PROBABILITIES"].items():
-            weighted[c] += d * p
-    emotion = max(classes, key=lambda c: seconds[c]) if speech > 0 else None
+            weighted[c] = weighted.get(c, 0.0) + d * p
+    emotion = max(seconds, key=lambda c: seconds[c]) if speech > 0 else None
     return {
         "FILENAME": filename,
         "EMOTION": emotion,
         "PROBABILITY": round(weighted[emotion] / speech, 4) if emotion else None,
         "DURATION": round(duration, 2),
         "SPEECH_SECONDS": round(speech, 2),
-        "SUMMARY": {
-            c: {"SECONDS": round(seconds[c], 2), "SHARE": round(seconds[c] / speech, 4)}
-            for c in classes
-            if seconds[c] > 0
-        },
+        "SUMMARY": speech_time.present(speech_time.table(seconds, count)),
         "ADAPTED": bool(adapted),
         "SEGMENTS": segments,
     }

@@ -7,7 +7,10 @@ there exactly once, and the chunk that brings the count to the total finishes th
 
 A job with segments stores, under each file's index, the list of its rows (one per speech
 segment; one row for a file that fails or holds no speech), so the count of files done stays
-the count of entries; readers flatten the lists (the CSV then has START and END). A recording
+the count of entries; readers flatten the lists (the CSV then has START and END). The same
+Lua call keeps each file's number of rows (and their sum) in ``<prefix>job:<id>:nrows``, so a
+page of rows (:meth:`ResultStore.page_rows`) is found without reading the files before it. A
+recording
 spread over several chunks (worker/segments.py) keeps each pass's entries by chunk index
 under ``<prefix>job:<id>:seg:<file>:p1``/``p2``, recorded as pass 1 below.
 
@@ -27,17 +30,32 @@ import io
 import json
 from collections.abc import Iterator
 
+from ser import speech_time
 from ser.service.redis import as_str
 
-# KEYS: job, rows. ARGV: ttl, deadline_ts, index1, row1, index2, row2, ...
-# Returns {status, rows done}; rows are only written while the job is RUNNING.
+# KEYS: job, rows, row counts. ARGV: ttl, deadline_ts, 2 or 3 (values per file), then index1,
+# row1[, n1], index2, row2[, n2], ... (3: each file's value is its list of n rows, whose count
+# is kept under its index in the row counts, their sum under 'total'). Returns {status, files
+# done}; rows are only written while the job is RUNNING.
 _RECORD = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if st ~= 'RUNNING' then return {st or '', -1} end
-if #ARGV > 2 then
-  redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+local step = tonumber(ARGV[3])
+local rows = {}
+for i = 4, #ARGV, step do
+  rows[#rows + 1] = ARGV[i]
+  rows[#rows + 1] = ARGV[i + 1]
+  if step == 3 then
+    local old = tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or '0')
+    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 2])
+    redis.call('HINCRBY', KEYS[3], 'total', tonumber(ARGV[i + 2]) - old)
+  end
+end
+if #rows > 0 then
+  redis.call('HSET', KEYS[2], unpack(rows))
 end
 redis.call('EXPIRE', KEYS[2], ARGV[1])
+if step == 3 then redis.call('EXPIRE', KEYS[3], ARGV[1]) end
 local n = redis.call('HLEN', KEYS[2])
 redis.call('HSET', KEYS[1], 'progress_done', tostring(n), 'deadline_ts', ARGV[2])
 return {st, n}
@@ -103,6 +121,10 @@ class ResultStore:
 
     def rows_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}:rows"
+
+    def counts_key(self, job_id: str) -> str:
+        """A job with segments: file index -> its number of rows; ``total``: their sum."""
+        return f"{self.prefix}job:{job_id}:nrows"
 
     def files_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}:files"
@@ -274,12 +296,16 @@ class ResultStore:
         return self.record_at(job_id, {start + i: row for i, row in enumerate(rows)}, deadline_ts)
 
     def record_at(self, job_id: str, rows: dict, deadline_ts: float) -> tuple:
-        """Store ``{file index: row}`` (a job with segments: the file's list of rows); returns
-        (job status, files done; -1: not stored)."""
-        args: list = [str(self.ttl), repr(float(deadline_ts))]
+        """Store ``{file index: row}`` (a job with segments: the file's list of rows, whose
+        count is kept with it for :meth:`page_rows`); returns (job status, files done; -1: not
+        stored)."""
+        lists = any(isinstance(row, list) for row in rows.values())
+        args: list = [str(self.ttl), repr(float(deadline_ts)), "3" if lists else "2"]
         for i, row in rows.items():
             args += [str(i), json.dumps(row, separators=(",", ":"))]
-        keys = [self.job_key(job_id), self.rows_key(job_id)]
+            if lists:
+                args.append(str(len(_rows(row))))
+        keys = [self.job_key(job_id), self.rows_key(job_id), self.counts_key(job_id)]
         status, done = self._record(keys=keys, args=args)
         return as_str(status), int(done)
 
@@ -295,6 +321,65 @@ class ResultStore:
         fields = [str(i) for i in range(offset, offset + limit)]
         raw = self.client.hmget(self.rows_key(job_id), fields)
         return [row for r in raw if r is not None for row in _rows(json.loads(r))]
+
+    def page_rows(
+        self, job_id: str, offset: int, limit: int, total: int
+    ) -> tuple[list[dict], bool]:
+        """A job with segments: rows ``offset...offset+limit-1`` of all its rows in file then
+        time order (a file that failed or holds no speech: one row), and whether a row follows
+        them. The rows counted are those of the files done from the first one up to the first
+        not done yet (all of them once the job has finished), so a row's position never
+        changes: pages neither lose nor repeat a row. Reads each file's row count (kept with
+        its rows), then only the files that the page overlaps."""
+        if limit <= 0:
+            return [], False
+        end = offset + limit
+        rows_key, counts_key = self.rows_key(job_id), self.counts_key(job_id)
+        pos = 0  # rows of the files before ``index``
+        wanted: list[tuple[int, int]] = []  # (file index, position of its first row)
+        more = False
+        for start in range(0, total, READ_BATCH):
+            fields = [str(i) for i in range(start, min(total, start + READ_BATCH))]
+            counts = self.client.hmget(counts_key, fields)
+            missing = [f for f, n in zip(fields, counts) if n is None]
+            # a file with no count: not done yet, or stored before counts were kept
+            legacy = dict(zip(missing, self.client.hmget(rows_key, missing))) if missing else {}
+            for field, n in zip(fields, counts):
+                if n is None:
+                    raw = legacy.get(field)
+                    if raw is None:  # not done yet: the rows counted end here
+                        return self._rows_at(rows_key, wanted, offset, end), False
+                    n = len(_rows(json.loads(raw)))
+                n = int(n)
+                if pos + n > offset and pos < end:
+                    wanted.append((int(field), pos))
+                pos += n
+                if pos > end:
+                    more = True
+                    break
+            if more:
+                break
+        return self._rows_at(rows_key, wanted, offset, end), more
+
+    def _rows_at(
+        self, rows_key: str, wanted: list[tuple[int, int]], offset: int, end: int
+    ) -> list[dict]:
+        """The rows at positions ``offset...end-1`` of the files ``wanted`` (index, position
+        of its first row)."""
+        if not wanted:
+            return []
+        raw = self.client.hmget(rows_key, [str(i) for i, _ in wanted])
+        out: list[dict] = []
+        for (_, first), value in zip(wanted, raw):
+            rows = _rows(json.loads(value)) if value is not None else []
+            out += rows[max(0, offset - first) : max(0, end - first)]
+        return out
+
+    def row_count(self, job_id: str) -> int | None:
+        """A job with segments: its rows stored so far (None: stored before they were
+        counted)."""
+        n = self.client.hget(self.counts_key(job_id), "total")
+        return None if n is None else int(n)
 
     def iter_files(self, job_id: str, total: int) -> Iterator[bytes]:
         """Every stored file's value as JSON bytes (a row, or a job with segments: a list of
@@ -327,33 +412,19 @@ def _rows(value) -> list[dict]:
 def summarize_segments(files: list[list[dict]], classes: list[str] | None = None) -> dict:
     """Counts of a finished job with segments (one list of rows per file): COUNT, SUCCEEDED
     and FAILED files, SEGMENTS, SPEECH_SECONDS and SUMMARY {emotion: {SECONDS, SHARE,
-    SEGMENTS}} over every file's speech."""
-    seconds = {c: 0.0 for c in classes or []}
-    count = {c: 0 for c in classes or []}
-    failed = 0
-    for rows in files:
-        for row in rows:
-            if "ERROR" in row:
-                failed += 1
-            elif row.get("EMOTION") is not None:
-                e = row["EMOTION"]
-                seconds[e] = seconds.get(e, 0.0) + row["END"] - row["START"]
-                count[e] = count.get(e, 0) + 1
-    speech = sum(seconds.values())
+    SEGMENTS}} over every file's speech, every class of ``classes`` listed (0 when absent):
+    ser.speech_time, the rule a recording's own SUMMARY follows."""
+    failed = sum(1 for rows in files if any("ERROR" in row for row in rows))
+    speech, summary = speech_time.emotion_time(
+        (row for rows in files for row in rows), classes or []
+    )
     return {
         "COUNT": len(files),
         "SUCCEEDED": len(files) - failed,
         "FAILED": failed,
-        "SEGMENTS": sum(count.values()),
+        "SEGMENTS": sum(v["SEGMENTS"] for v in summary.values()),
         "SPEECH_SECONDS": round(speech, 2),
-        "SUMMARY": {
-            c: {
-                "SECONDS": round(seconds[c], 2),
-                "SHARE": round(seconds[c] / speech, 4) if speech else 0.0,
-                "SEGMENTS": count[c],
-            }
-            for c in seconds
-        },
+        "SUMMARY": summary,
     }
 
 

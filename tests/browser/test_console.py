@@ -2,9 +2,10 @@
 dialog (console and /docs), a clip's emotion and chart, a recording's emotion over time, a
 microphone recording, a training followed to its end, a running job cancelled, a folder scored
 (its rows sorted, filtered and paged, its CSV downloaded), an older model activated and a newer
-one deleted, a model's page (and one trained before its figures were kept), two versions side
-by side, a speaker looked up and forgotten (and ids it cannot find), /docs. Every view is
-screenshotted into .ser/screenshots/. Waits are conditions (Playwright's expect), never sleeps."""
+one deleted (asked in the page, never window.confirm), a model's page (and one trained before
+its figures were kept), two versions side by side, a speaker looked up and forgotten (and ids
+it cannot find), /docs. Every view is screenshotted into .ser/screenshots/. Waits are
+conditions (Playwright's expect), never sleeps."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def assert_fits(page) -> None:
 
 
 NO_PROMPT = "window.prompts = 0; window.prompt = () => { window.prompts += 1; return null; };"
+NO_CONFIRM = "window.confirms = 0; window.confirm = () => { window.confirms += 1; return false; };"
 
 
 def test_the_page_asks_for_the_key_once_and_keeps_it_for_the_tab(fresh_page, console_stack):
@@ -183,6 +185,7 @@ def test_an_older_model_is_activated(page, console_stack, console_api, console_t
     newer = console_api.train("ds", timeout=240, features="seed")  # current now
     older = console_trained["MODEL_VERSION"]
     assert newer["MODEL_VERSION"] != older
+    page.add_init_script(NO_CONFIRM)
     page.goto(console_stack.base + "/#models")
     old_row = page.locator(f'#models-table tr[data-version="{older}"]')
     expect(
@@ -193,14 +196,29 @@ def test_an_older_model_is_activated(page, console_stack, console_api, console_t
     expect(page.locator("#models-message")).to_contain_text("now current")
     assert console_api.get("/models").json()["CURRENT"] == older
     shot(page, "models")
-    page.once("dialog", lambda dialog: dialog.accept())  # "Delete model ...?"
-    page.locator(f'#models-table tr[data-version="{newer["MODEL_VERSION"]}"]').get_by_role(
+    # deleting asks first, in the page: Escape keeps the model, the focus back on the button
+    version = newer["MODEL_VERSION"]
+    delete = page.locator(f'#models-table tr[data-version="{version}"]').get_by_role(
         "button", name="Delete"
-    ).click()
+    )
+    delete.click()
+    dialog = page.get_by_role("alertdialog", name="Delete this model?")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text(version)
+    expect(dialog.get_by_role("button", name="Keep it")).to_be_focused()
+    shot(page, "models-confirm")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(delete).to_be_focused()
+    assert console_api.get(f"/models/{version}").status_code == 200
+    page.keyboard.press("Enter")  # the keyboard opens it again; Delete confirms
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name=f"Delete {version}").click()
+    expect(dialog).to_be_hidden()
     expect(page.locator("#models-message")).to_contain_text("deleted")
-    expect(
-        page.locator(f'#models-table tr[data-version="{newer["MODEL_VERSION"]}"]')
-    ).to_have_count(0)
+    expect(page.locator(f'#models-table tr[data-version="{version}"]')).to_have_count(0)
+    assert console_api.get(f"/models/{version}").status_code == 404
+    assert page.evaluate("window.confirms") == 0  # an in-page confirmation, not window.confirm
 
 
 def test_the_api_documentation_renders_the_live_document(page, console_stack):
@@ -461,7 +479,6 @@ def test_a_folder_of_recordings_is_scored_segment_by_segment(
 
 
 # -- speakers ------------------------------------------------------------------------------------
-NO_CONFIRM = "window.confirms = 0; window.confirm = () => { window.confirms += 1; return false; };"
 
 
 def test_a_speaker_is_looked_up_and_forgotten(

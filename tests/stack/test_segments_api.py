@@ -239,6 +239,38 @@ def test_a_long_recording_spread_over_chunks_delivers_each_segment_once(runner, 
     assert ctx.jobs.get(job_id)["result"] == body["result"]
 
 
+@pytest.mark.parametrize("seg_pass", [1, 2])
+def test_a_recording_spread_over_chunks_fails_with_its_errors_own_status(
+    runner, data_dir, seg_pass
+):
+    """A prediction spread over chunks that fails with an error not about its audio (here its
+    file is gone before pass 1 or 2: PATH_NOT_FOUND) records that error's code and HTTP
+    status, as the same prediction in one task does (worker.context.fail), not a 500."""
+    from ser.errors import PathError
+    from worker.predict import run_predict
+
+    ctx, sent, send = runner
+    unit = _recording([("calm", 4.0), (None, 1.0), ("tense", 3.0), (None, 1.0)], seed=35)
+    name = f"long/vanishing{seg_pass}.flac"
+    path = audiogen.write_repeated(data_dir / name, unit, 3)  # 27 s: 3 ranges of 10 s
+    params = {"filename": name, "segments": True}
+    job_id = ctx.jobs.create("predict", params, total=1)["id"]
+    assert run_predict(ctx, job_id, params, send=send).get("chunks") is True
+    if seg_pass == 2:
+        _drain(ctx, sent, send, job_id, 1)
+    path.unlink()
+    _drain(ctx, sent, send, job_id, seg_pass)
+    rec = ctx.jobs.get(job_id)
+    assert rec["status"] == "FAILED", rec
+    assert rec["error"]["CODE"] == "PATH_NOT_FOUND", rec["error"]
+    assert rec["http_status"] == PathError.http_status == 400
+    # the same prediction in one task (the file is missing from the start)
+    alone = ctx.jobs.create("predict", params, total=1)["id"]
+    run_predict(ctx, alone, params, send=send)
+    one = ctx.jobs.get(alone)
+    assert (one["error"]["CODE"], one["http_status"]) == (rec["error"]["CODE"], rec["http_status"])
+
+
 def test_a_resampled_recording_spread_over_chunks_gives_one_pass_segments(
     runner, data_dir, adapting
 ):
@@ -344,8 +376,15 @@ def test_a_folder_with_segments_scores_a_row_per_segment_and_one_per_failed_file
     )
     assert table[0][:3] == ["FILENAME", "START", "END"]
     assert table[0][-3:] == [f"P_{c}" for c in res["CLASSES"]] and len(table) == len(rows) + 1
+    # pages count rows (segment rows), not files: following NEXT gives every row once
     page = client.get(f"/jobs/{job_id}/results?offset=0&limit=1").get_json()
-    assert page["ROWS"] == by_file["segfold/a_long.wav"] and page["COUNT"] == 5
+    assert page["ROWS"] == rows[:1] and page["COUNT"] == 5 and page["ROW_COUNT"] == len(rows)
+    paged, url = [], f"/jobs/{job_id}/results?limit=4"
+    while url:
+        page = client.get(url).get_json()
+        assert len(page["ROWS"]) <= 4
+        paged, url = paged + page["ROWS"], page["NEXT"]
+    assert paged == rows
     assert client.get(f"/jobs/{job_id}").status_code == 200  # the result fits its schema
 
 

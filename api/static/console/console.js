@@ -249,11 +249,11 @@ async function scoreView(out, job) {
   const status = el("p", { class: "meta", role: "status" }, "loading rows…");
   out.append(status);
   const rows = [];
-  for (let offset = 0; rows.length < ROWS_MAX;) {  // offset counts files (a file: many segment rows)
+  for (let offset = 0; rows.length < ROWS_MAX;) {  // offset and limit count rows (segment rows too)
     const page = await json(`/jobs/${jobId}/results?offset=${offset}&limit=${ROWS_PAGE}`);
     if (page.status !== 200) { status.textContent = errorText(page); return; }
     rows.push(...page.body.ROWS);
-    status.textContent = `loading rows… ${rows.length} of ${page.body.COUNT}`;
+    status.textContent = `loading rows… ${rows.length} of ${page.body.ROW_COUNT ?? page.body.COUNT}`;
     if (!page.body.NEXT) break;
     offset += ROWS_PAGE;
   }
@@ -398,7 +398,7 @@ async function loadModels() {
     const actions = el("td", {}, el("a", { href: `#model/${v}`, "aria-label": `details of ${v}` }, "Details"));
     if (!m.CURRENT) {
       actions.append(" ", el("button", { type: "button", onclick: () => modelAction(v, "activate"), "aria-label": `activate ${v}` }, "Activate"),
-        " ", el("button", { type: "button", onclick: () => modelAction(v, "delete"), "aria-label": `delete ${v}` }, "Delete"));
+        " ", el("button", { type: "button", onclick: (e) => confirmDelete(v, e.currentTarget), "aria-label": `delete ${v}`, "aria-haspopup": "dialog" }, "Delete"));
     }
     tbody.append(el("tr", { "data-version": v, "data-current": String(m.CURRENT) },
       el("td", {}, el("a", { href: `#model/${v}` }, el("code", {}, v))), el("td", {}, m.CREATED_AT || ""), el("td", {}, m.DATASET || ""), el("td", {}, m.PROTOCOL || ""),
@@ -407,8 +407,14 @@ async function loadModels() {
   }
   fillCompareChoices();
 }
+// "Delete": asked first in an in-page modal dialog, as forgetting a speaker is (askInPage).
+function confirmDelete(version, opener) {
+  $("#delete-text").textContent = `Delete model ${version} from the registry? `
+    + "It cannot be activated again, and jobs pinned to it that have not finished fail.";
+  $("#delete-yes").textContent = `Delete ${version}`;
+  askInPage("delete", () => modelAction(version, "delete"), opener);
+}
 async function modelAction(version, action) {
-  if (action === "delete" && !confirm(`Delete model ${version}?`)) return;
   const r = action === "delete"
     ? await json(`/models/${version}`, { method: "DELETE" })
     : await json(`/models/${version}/activate`, { method: "POST" });
@@ -651,18 +657,24 @@ async function showSpeaker(id) {
   out.append(speakerCard(r.body, models.status === 200 ? models.body : null));
   document.title = `Speaker ${id} — SER console`;
 }
-// "Forget this speaker": an in-page modal dialog (Keep it has the focus; Escape keeps it).
-function confirmForget(id, total, opener) {
-  const dialog = $("#forget-dialog");
-  $("#forget-text").textContent = `Delete the statistics of speaker "${id}" (${plural(total, "clip")}, every feature spec)? `
-    + "Its next predictions start again from nothing.";
-  $("#forget-yes").textContent = `Forget ${id}`;
+// An in-page modal confirmation, never window.confirm: the dialog #<name>-dialog, whose
+// #<name>-yes runs onYes and #<name>-no (which has the focus) or Escape keeps things as they
+// are, the focus back on the opener.
+function askInPage(name, onYes, opener) {
+  const dialog = $(`#${name}-dialog`);
   dialog.onclose = () => {
-    if (dialog.returnValue === "forget") forgetSpeaker(id); else opener.focus();
+    if (dialog.returnValue === name) onYes(); else opener.focus();
   };
   dialog.returnValue = "";
   dialog.showModal();
-  $("#forget-no").focus();
+  $(`#${name}-no`).focus();
+}
+// "Forget this speaker": asked in the page (Keep it has the focus; Escape keeps it).
+function confirmForget(id, total, opener) {
+  $("#forget-text").textContent = `Delete the statistics of speaker "${id}" (${plural(total, "clip")}, every feature spec)? `
+    + "Its next predictions start again from nothing.";
+  $("#forget-yes").textContent = `Forget ${id}`;
+  askInPage("forget", () => forgetSpeaker(id), opener);
 }
 async function forgetSpeaker(id) {
   const r = await json(`/speakers/${encodeURIComponent(id)}`, { method: "DELETE" });
@@ -747,8 +759,10 @@ document.addEventListener("DOMContentLoaded", () => {
     location.hash = speakerHref(id);
     if (location.hash === before) showSpeaker(id);  // the same speaker again: no hashchange
   });
-  $("#forget-yes").addEventListener("click", () => $("#forget-dialog").close("forget"));
-  $("#forget-no").addEventListener("click", () => $("#forget-dialog").close(""));
+  for (const name of ["forget", "delete"]) {  // the in-page confirmations (askInPage)
+    $(`#${name}-yes`).addEventListener("click", () => $(`#${name}-dialog`).close(name));
+    $(`#${name}-no`).addEventListener("click", () => $(`#${name}-dialog`).close(""));
+  }
   window.addEventListener("hashchange", route);
   route();
   probes();
