@@ -149,20 +149,28 @@ def _check_prediction(body: dict, name: str, duration: float, where: str) -> lis
     return found
 
 
+def succeeded(final: dict[str, dict], kind: str, problems: list[str]):
+    """(job id, body, where) of the jobs of ``kind`` that succeeded; the others' statuses go
+    to ``problems``."""
+    for job_id, body in final.items():
+        if body["kind"] != kind:
+            continue
+        where = f"{kind} {job_id}"
+        if body["JOB_STATUS"] != "SUCCEEDED":
+            problems.append(f"{where}: {body['JOB_STATUS']} {body.get('ERROR')}")
+            continue
+        yield job_id, body, where
+
+
 def check_predictions(final: dict[str, dict], long: dict[str, float]) -> tuple[int, list, dict]:
     """(Results checked, problems, the first result of each recording) of the segments
     predictions among ``final``; every result of a recording must equal the first."""
     problems: list[str] = []
     first: dict[str, list[dict]] = {}
     checked = 0
-    for job_id, body in final.items():
-        if body["kind"] != "predict segments":
-            continue
+    for _job_id, body, where in succeeded(final, "predict segments", problems):
         name = body["target"]
-        where = f"predict segments {job_id} {name}"
-        if body["JOB_STATUS"] != "SUCCEEDED":
-            problems.append(f"{where}: {body['JOB_STATUS']} {body.get('ERROR')}")
-            continue
+        where = f"{where} {name}"
         checked += 1
         try:
             found = _check_prediction(body, name, long[name], where)
@@ -184,13 +192,7 @@ def check_scores(
     problems: list[str] = []
     checked = 0
     names = sorted(long)
-    for job_id, body in final.items():
-        if body["kind"] != "score segments":
-            continue
-        where = f"score segments {job_id}"
-        if body["JOB_STATUS"] != "SUCCEEDED":
-            problems.append(f"{where}: {body['JOB_STATUS']} {body.get('ERROR')}")
-            continue
+    for job_id, body, where in succeeded(final, "score segments", problems):
         checked += 1
         try:
             rows = rows_of[job_id]

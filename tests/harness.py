@@ -452,6 +452,13 @@ def ser(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProc
     )
 
 
+def drop_prefix(client, prefix: str) -> None:
+    """Delete every key under ``prefix`` (a test's own key namespace) in ``client``'s Redis."""
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 def upload(api: Api, path: Path, wait: float | None = 30, name: str | None = None):
     """POST /predict of the file at ``path`` as a multipart upload (``?wait`` when given)."""
     query = f"?wait={wait}" if wait else ""

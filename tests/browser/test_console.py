@@ -40,6 +40,26 @@ NO_PROMPT = "window.prompts = 0; window.prompt = () => { window.prompts += 1; re
 NO_CONFIRM = "window.confirms = 0; window.confirm = () => { window.confirms += 1; return false; };"
 
 
+def confirm_in_page(page, opener, title: str, yes: str, subject: str, screenshot: str, kept):
+    """The in-page confirmation ``opener`` opens: an alert dialog ``title`` naming ``subject``
+    with "Keep it" focused; Escape closes it, the focus back on ``opener``, and ``kept()`` holds;
+    Enter on the opener opens it again, and its ``yes`` button confirms."""
+    opener.click()
+    dialog = page.get_by_role("alertdialog", name=title)
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text(subject)
+    expect(dialog.get_by_role("button", name="Keep it")).to_be_focused()
+    shot(page, screenshot)
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(opener).to_be_focused()
+    assert kept()
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name=yes).click()
+    expect(dialog).to_be_hidden()
+
+
 def test_the_page_asks_for_the_key_once_and_keeps_it_for_the_tab(fresh_page, console_stack):
     page = fresh_page
     page.add_init_script(NO_PROMPT)
@@ -201,20 +221,15 @@ def test_an_older_model_is_activated(page, console_stack, console_api, console_t
     delete = page.locator(f'#models-table tr[data-version="{version}"]').get_by_role(
         "button", name="Delete"
     )
-    delete.click()
-    dialog = page.get_by_role("alertdialog", name="Delete this model?")
-    expect(dialog).to_be_visible()
-    expect(dialog).to_contain_text(version)
-    expect(dialog.get_by_role("button", name="Keep it")).to_be_focused()
-    shot(page, "models-confirm")
-    page.keyboard.press("Escape")
-    expect(dialog).to_be_hidden()
-    expect(delete).to_be_focused()
-    assert console_api.get(f"/models/{version}").status_code == 200
-    page.keyboard.press("Enter")  # the keyboard opens it again; Delete confirms
-    expect(dialog).to_be_visible()
-    dialog.get_by_role("button", name=f"Delete {version}").click()
-    expect(dialog).to_be_hidden()
+    confirm_in_page(
+        page,
+        delete,
+        "Delete this model?",
+        f"Delete {version}",
+        version,
+        "models-confirm",
+        kept=lambda: console_api.get(f"/models/{version}").status_code == 200,
+    )
     expect(page.locator("#models-message")).to_contain_text("deleted")
     expect(page.locator(f'#models-table tr[data-version="{version}"]')).to_have_count(0)
     assert console_api.get(f"/models/{version}").status_code == 404
@@ -521,20 +536,15 @@ def test_a_speaker_is_looked_up_and_forgotten(
 
     # forgetting asks first, in the page: Escape keeps the speaker, the focus back on the button
     forget = page.get_by_role("button", name="Forget this speaker")
-    forget.click()
-    dialog = page.get_by_role("alertdialog", name="Forget this speaker?")
-    expect(dialog).to_be_visible()
-    expect(dialog).to_contain_text(speaker)
-    expect(dialog.get_by_role("button", name="Keep it")).to_be_focused()
-    shot(page, "speakers-confirm")
-    page.keyboard.press("Escape")
-    expect(dialog).to_be_hidden()
-    expect(forget).to_be_focused()
-    assert console_api.get(f"/speakers/{speaker}").status_code == 200
-    page.keyboard.press("Enter")  # the keyboard opens it again; Forget confirms
-    expect(dialog).to_be_visible()
-    dialog.get_by_role("button", name=f"Forget {speaker}").click()
-    expect(dialog).to_be_hidden()
+    confirm_in_page(
+        page,
+        forget,
+        "Forget this speaker?",
+        f"Forget {speaker}",
+        speaker,
+        "speakers-confirm",
+        kept=lambda: console_api.get(f"/speakers/{speaker}").status_code == 200,
+    )
     expect(page.locator("#speaker-gone")).to_contain_text("are gone")
     expect(page.locator("#speaker-message")).to_contain_text("forgotten")
     assert console_api.get(f"/speakers/{speaker}").status_code == 404

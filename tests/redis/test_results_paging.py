@@ -11,7 +11,7 @@ import pytest
 
 from ser.service import jobs as J
 from ser.service.results import ResultStore
-from tests.harness import make_client
+from tests.harness import drop_prefix, make_client
 
 # rows per file: 3 segments, a failed file (one row), 5 segments, a file without speech (one
 # row), 2 segments, 7 segments
@@ -55,9 +55,7 @@ def job(redis_client, service_env):
     try:
         yield job_id, results, client
     finally:
-        keys = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            redis_client.delete(*keys)
+        drop_prefix(redis_client, prefix)
 
 
 def _follow(client, job_id: str, limit: int) -> tuple[list[dict], list[dict]]:
@@ -147,5 +145,4 @@ def test_a_job_without_segments_still_pages_by_file(redis_client, service_env):
         assert page["NEXT"] == f"/jobs/{job_id}/results?offset=4&limit=3"
         assert not redis_client.exists(results.counts_key(job_id))
     finally:
-        keys = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
-        redis_client.delete(*keys)
+        drop_prefix(redis_client, prefix)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import pytest
 
 from tests.fixtures import API_KEY
-from tests.harness import Api, ApiServer, Worker, answers_ok
+from tests.harness import Api, ApiServer, Worker, answers_ok, drop_prefix
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +80,4 @@ def isolated_runner(settings, redis_client, model_bytes: bytes, name: str):
     try:
         yield ctx, sent, send
     finally:
-        keys = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            redis_client.delete(*keys)
+        drop_prefix(redis_client, prefix)
