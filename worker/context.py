@@ -96,16 +96,19 @@ def fail(ctx: Context, job_id: str, exc: Exception) -> None:
         # record cannot be written anyway. Requeue the message instead of failing the job
         # (or acknowledging it once Redis is back): job records make a re-run harmless.
         raise Reject(f"Redis unavailable: {exc}", requeue=True) from exc
+    if not isinstance(exc, SerError | SoftTimeLimitExceeded):
+        log.exception("job %s failed unexpectedly", job_id)
+    ctx.jobs.fail(job_id, *error_of(exc))
+
+
+def error_of(exc: Exception) -> tuple[dict, int]:
+    """The error record of ``exc`` and its HTTP status: a domain error's own; the soft time
+    limit JOB_TIMEOUT (504); anything else INTERNAL_ERROR (500)."""
     if isinstance(exc, SerError):
-        ctx.jobs.fail(job_id, exc.to_dict(), exc.http_status)
-        return
+        return exc.to_dict(), exc.http_status
     if isinstance(exc, SoftTimeLimitExceeded):
-        err = {"CODE": "JOB_TIMEOUT", "MESSAGE": "the job exceeded its time limit"}
-        ctx.jobs.fail(job_id, err, 504)
-        return
-    log.exception("job %s failed unexpectedly", job_id)
-    err = {"CODE": "INTERNAL_ERROR", "MESSAGE": f"{type(exc).__name__}: {exc}"[:500]}
-    ctx.jobs.fail(job_id, err, 500)
+        return {"CODE": "JOB_TIMEOUT", "MESSAGE": "the job exceeded its time limit"}, 504
+    return {"CODE": "INTERNAL_ERROR", "MESSAGE": f"{type(exc).__name__}: {exc}"[:500]}, 500
 
 
 def requeued() -> bool:

@@ -49,6 +49,11 @@ from worker.context import (
 log = logging.getLogger(__name__)
 
 
+def chunk_error(exc: Exception) -> dict:
+    """The error of every file of a chunk that failed as a whole (a bug, the time limit)."""
+    return {"CODE": "CHUNK_FAILED", "MESSAGE": f"{type(exc).__name__}: {exc}"[:300]}
+
+
 def run_score(ctx: Context, job_id: str, params: dict, send: Send, worker: str = "") -> dict:
     """List the folder (once per job), then send its chunks; returns at once."""
     settings = ctx.settings
@@ -146,7 +151,7 @@ def run_score_chunk(
             by_file = segments_work.score_files(ctx, job_id, params, bundle, version, send)
         except Exception as exc:  # a bug or the soft time limit: these files fail
             log.exception("segments score chunk of job %s failed", job_id)
-            err = segments_work.chunk_error(exc)
+            err = chunk_error(exc)
             by_file = {start + i: [{"FILENAME": f, "ERROR": err}] for i, f in enumerate(files)}
         status, done = ctx.results.record_at(job_id, by_file, liveness_deadline(ctx))
         if done >= total:
@@ -179,7 +184,7 @@ def run_score_chunk(
 
 
 def _chunk_failed(files: list[str], speakers: list | None, exc: Exception) -> list[dict]:
-    err = segments_work.chunk_error(exc)
+    err = chunk_error(exc)
     if speakers is None:
         return [{"FILENAME": f, "ERROR": err} for f in files]
     return [{"FILENAME": f, "SPEAKER": s, "ERROR": err} for f, s in zip(files, speakers)]
@@ -202,7 +207,7 @@ def _stats_chunk(ctx: Context, job_id: str, params: dict, bundle, send: Send | N
         )
     except Exception as exc:  # a bug or the soft time limit: these files fail, the job goes on
         log.exception("pass 1 of score chunk %d of job %s failed", index, job_id)
-        stats, failed = {}, {i: segments_work.chunk_error(exc) for i in range(len(files))}
+        stats, failed = {}, {i: chunk_error(exc) for i in range(len(files))}
     entry = bulk.encode_stats_entry(stats, {start + i: e for i, e in failed.items()})
     status, done, featurized = ctx.results.record_stats(
         job_id, index, entry, len(files), liveness_deadline(ctx)

@@ -53,16 +53,11 @@ from ser.errors import AudioError, SerError
 from ser.ml import segments
 from ser.paths import confine
 from ser.service import jobs
-from worker.context import Context, Send, fail, liveness_deadline, send_once
+from worker.context import Context, Send, error_of, fail, liveness_deadline, send_once
 
 log = logging.getLogger(__name__)
 
 SECONDS_FIELD = "segment_seconds"  # job field: seconds of audio done by chunks, both passes
-
-
-def chunk_error(exc: Exception) -> dict:
-    """The error of every file of a chunk that failed as a whole (a bug, the time limit)."""
-    return {"CODE": "CHUNK_FAILED", "MESSAGE": f"{type(exc).__name__}: {exc}"[:300]}
 
 
 def _error_entry(error: dict, http_status: int) -> dict:
@@ -221,11 +216,10 @@ def run_chunk(
             X, spans = segments.featurize(bundle, source, windows, max_seconds=limit)
             packed = _pack({"dim": int(X.shape[1]) if X.size else 0, "spans": spans}, X)
             amount = float(params["seconds"])
-    except SerError as exc:
-        packed, amount = _pack(_error_entry(exc.to_dict(), exc.http_status)), 0.0
-    except Exception as exc:  # a bug or the soft time limit: the recording fails, the job goes on
-        log.exception("segments chunk %d/%d of job %s failed", phase, index, job_id)
-        packed, amount = _pack(_error_entry(chunk_error(exc), 500)), 0.0
+    except Exception as exc:  # the recording fails (as it would in one task), the job goes on
+        if not isinstance(exc, SerError):  # a bug, the soft time limit
+            log.exception("segments chunk %d/%d of job %s failed", phase, index, job_id)
+        packed, amount = _pack(_error_entry(*error_of(exc))), 0.0
     keys = (res.segment_key(job_id, file, f"p{phase}"), res.segment_key(job_id, file, f"p{phase}n"))
     status, done, _ = res.record_entry(
         job_id,

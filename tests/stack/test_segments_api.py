@@ -271,6 +271,37 @@ def test_a_recording_spread_over_chunks_fails_with_its_errors_own_status(
     assert (one["error"]["CODE"], one["http_status"]) == (rec["error"]["CODE"], rec["http_status"])
 
 
+@pytest.mark.parametrize("seg_pass", [1, 2])
+def test_a_chunk_past_its_time_limit_fails_its_prediction_as_one_task_does(
+    runner, data_dir, seg_pass, monkeypatch
+):
+    """A range that hits the task's soft time limit fails the prediction spread over chunks
+    with JOB_TIMEOUT (504), the code and status of a prediction in one task past its limit
+    (worker.context.error_of), not a 500."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from ser.ml import segments
+    from worker.predict import run_predict
+
+    def too_slow(*_args, **_kwargs):
+        raise SoftTimeLimitExceeded()
+
+    ctx, sent, send = runner
+    unit = _recording([("calm", 4.0), (None, 1.0), ("tense", 3.0), (None, 1.0)], seed=36)
+    name = f"long/slow{seg_pass}.flac"
+    audiogen.write_repeated(data_dir / name, unit, 3)  # 27 s: 3 ranges of 10 s
+    params = {"filename": name, "segments": True}
+    job_id = ctx.jobs.create("predict", params, total=1)["id"]
+    assert run_predict(ctx, job_id, params, send=send).get("chunks") is True
+    if seg_pass == 2:
+        _drain(ctx, sent, send, job_id, 1)
+    monkeypatch.setattr(segments, "energies" if seg_pass == 1 else "featurize", too_slow)
+    _drain(ctx, sent, send, job_id, seg_pass)
+    rec = ctx.jobs.get(job_id)
+    assert rec["status"] == "FAILED", rec
+    assert (rec["error"]["CODE"], rec["http_status"]) == ("JOB_TIMEOUT", 504), rec
+
+
 def test_a_resampled_recording_spread_over_chunks_gives_one_pass_segments(
     runner, data_dir, adapting
 ):
