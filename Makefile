@@ -13,19 +13,30 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test test-fast lint bench clean browser
+.PHONY: install install-service up test test-fast lint bench clean browser
 
+SERVICE_STAMP := $(VENV)/.installed-service
+
+# install: everything (the service and the test tools); install-service: what `make up`
+# needs only (requirements.txt, a third of the download and disk).
 install: $(STAMP)
+install-service: $(SERVICE_STAMP)
 
-$(STAMP): requirements.txt requirements-test.txt pyproject.toml
+$(SERVICE_STAMP): requirements.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or 3.12 is needed"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-test.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@# setuptools prints a notice on every editable install: shown only if the install fails
+	@$(BIN)/python -m pip install --quiet --no-deps -e . > $(VENV)/editable.log 2>&1 \
+		|| { cat $(VENV)/editable.log; exit 1; }
+	touch $(SERVICE_STAMP)
+
+$(STAMP): $(SERVICE_STAMP) requirements-test.txt
+	$(BIN)/python -m pip install --quiet -r requirements-test.txt
 	touch $(STAMP)
 
-up: install
+up: install-service
 	$(BIN)/ser up
 
 # Debian's chromium for the browser tests (Playwright drives /usr/bin/chromium; it never
