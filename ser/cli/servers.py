@@ -384,7 +384,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     def on_signal(signum, _frame):
         raise KeyboardInterrupt
 
-    # SIGTERM (a service manager) and SIGHUP (the terminal closed) stop the stack in order.
+    # SIGINT (Ctrl-C), SIGTERM (a service manager) and SIGHUP (the terminal closed) stop the
+    # stack in order. SIGINT too is set here: a shell starts a background job (`ser up &`) with
+    # SIGINT ignored, and Python then leaves it ignored.
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     try:
