@@ -87,6 +87,10 @@ def api_argv(host: str, port: int, workers: int = 2, threads: int = 16) -> list[
         "30",
         "--access-logfile",
         "-",  # the default format logs no Authorization header
+        # No control socket (gunicornc): its default path, ~/.gunicorn/gunicorn.ctl, is one per
+        # user, outside SER_STATE_DIR, and every `ser up` or `ser api` of that user took it over.
+        # Nothing uses it: `ser up`, docker and compose stop gunicorn with SIGTERM.
+        "--no-control-socket",
         "api:create_app()",
     ]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import http.server
 import json
+import os
 import re
 import shlex
 import shutil
@@ -214,6 +215,29 @@ def test_api_serves_port_5000_with_healthcheck(services):
     check = api.get("healthcheck") or {}
     assert not check.get("disable")
     assert "/health" in " ".join(_tokens(check.get("test")))
+
+
+def test_the_api_gunicorn_has_no_control_socket(tmp_path):
+    """`ser api` (compose's api, the image's CMD) and `ser up` run gunicorn without its control
+    socket, whose default path (~/.gunicorn/gunicorn.ctl) every instance of a user shares. The
+    installed gunicorn resolves the very command line (--print-config parses it and exits)."""
+    from ser.cli.servers import api_argv
+
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    env["HOME"] = str(tmp_path)
+    out = subprocess.run(
+        [*api_argv("0.0.0.0", 5000), "--print-config"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = (line.partition("=") for line in out.stdout.splitlines())
+    resolved = {key.strip(): value.strip() for key, _, value in lines}
+    assert resolved["control_socket_disable"] == "True", out.stdout
+    assert not (tmp_path / ".gunicorn").exists()
 
 
 @pytest.mark.parametrize("name", ["api", "worker"])
