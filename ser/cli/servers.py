@@ -360,6 +360,17 @@ def _is_ready(url: str) -> bool:
         return False
 
 
+def root_notice(euid: int | None = None) -> str | None:
+    """`ser up`'s line when it runs as root (None otherwise): Celery then starts every worker
+    log with a SecurityWarning (it runs tasks as root), which this says how to avoid."""
+    if (os.geteuid() if euid is None else euid) != 0:
+        return None
+    return (
+        "ser: running as root: the worker logs start with Celery's SecurityWarning about it; "
+        "run `ser up` as an ordinary user (the Docker image runs as uid 10001)"
+    )
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     settings = config.load()
     state = settings.state_dir.resolve()
@@ -425,6 +436,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         _wait_port(args.host, args.port, procs[-1])
         print(f"ser: {redis_where}", flush=True)
         print(f"ser: workers: train x1, predict x{concurrency}", flush=True)
+        if notice := root_notice():
+            print(notice, flush=True)
         print(f"ser: logs in {logs} (rotated at {LOG_BYTES >> 20} MB)", flush=True)
         print(f"ser: API listening on http://{args.host}:{args.port}  (Ctrl-C stops)", flush=True)
         ready_url = f"http://{args.host}:{args.port}/ready"

@@ -82,6 +82,8 @@ def test_ser_up_starts_and_stops_the_embedded_stack(service_env, data_dir, tmp_p
         # "ready" only once /ready says so (every queue has a warm process)
         wait_until(lambda: "ser: ready" in up.log.read_text(), 60, "ser up to say ready")
         assert requests.get(base + "/ready", timeout=10).status_code == 200
+        # as root (a container's default), one line of its own on Celery's SecurityWarning
+        assert ("ser: running as root" in up.log.read_text()) == (os.geteuid() == 0)
         assert up.log.read_text().index("API listening") < up.log.read_text().index("ser: ready")
         # train and predict through the embedded stack
         job = requests.post(base + "/train", json={"dataset": "ds", "features": "seed"}).json()

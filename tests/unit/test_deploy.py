@@ -326,6 +326,17 @@ def test_dockerfile_runs_as_non_root():
     assert last_user < kinds.index("CMD"), "CMD must run as the non-root USER"
 
 
+def test_ser_up_run_as_root_says_what_to_do():
+    """Celery warns in the worker logs when it runs as root; `ser up` adds one line of its own
+    saying what to do (the image already runs as a non-root user), and says nothing otherwise."""
+    from ser.cli.servers import root_notice
+
+    line = root_notice(0)
+    assert line.startswith("ser: running as root") and "ordinary user" in line
+    assert "\n" not in line
+    assert root_notice(10001) is None
+
+
 def test_dockerfile_default_command_is_the_api_in_exec_form():
     (cmd,) = _instructions("CMD")
     argv = _exec_form(cmd)
