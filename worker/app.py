@@ -2,6 +2,8 @@
 
 - Each pool process builds its own Redis clients after the fork (``context()``), pays the
   librosa/numba warm-up once and loads the current model before taking its first task.
+- Each pool process then marks itself warm in Redis for /ready, and renews that mark every
+  10 s until it exits (ser.service.heartbeats).
 - The main process runs the outbox sweeper (worker/sweeper.py), which republishes task
   messages the broker lost, and keeps its heartbeat (ser.service.heartbeats: one hash entry
   per node, lapsing 30 s after its last beat) that ``/health`` reads to count the workers
@@ -51,7 +53,6 @@ app = make_celery(settings, include=["worker.tasks"])
 # heartbeat and the warm marks carry it, so a restart under the same name and pid (a
 # container's PID 1) never counts the previous run's warm processes.
 RUN_ID = uuid.uuid4().hex
-_marked = False  # this pool process's warm mark is in Redis
 
 
 class RequeueOnRedisLoss(app.Task):
@@ -154,36 +155,43 @@ def _init_process(**_kwargs) -> None:
                     log.warning("the warm-up prediction did not succeed")
         except Exception:  # Redis down, a model refused: the next task tries (and says why)
             log.exception("the current model could not be preloaded")
-    _mark(model, warmed)
+    _mark(None, model, warmed)
     log.info("pool process %d warm in %.2fs", os.getpid(), time.perf_counter() - t0)
+    threading.Thread(
+        target=_renew_mark, args=(model, warmed), name="ser-warm-mark", daemon=True
+    ).start()
 
 
-def _mark(model: str | None = None, warmed: bool = True) -> None:
-    """Put this process's warm mark in Redis (readiness counts it from then on)."""
-    global _marked, _warmed
-    _warmed = warmed
+def _mark(client, model: str | None = None, warmed: bool = True) -> None:
+    """Put this process's warm mark in Redis (readiness counts it from then on), with
+    ``client`` (None: this process's context's)."""
     try:
-        heartbeats.mark_warm(context().redis, settings.key_prefix, RUN_ID, model, warmed)
-        _marked = True
-    except Exception as exc:  # Redis down: not ready, which is true; retried after a task
+        heartbeats.mark_warm(client or context().redis, settings.key_prefix, RUN_ID, model, warmed)
+    except Exception as exc:  # Redis down: not ready, which is true; retried by the renewal
         log.warning("could not mark process %d warm: %s", os.getpid(), exc)
 
 
-_warmed = False
+def _renew_mark(model: str | None, warmed: bool, every: float = heartbeats.HEARTBEAT_EVERY):
+    """Renew this process's warm mark every ``every`` seconds until it exits (a mark lapses
+    unless renewed; renewing also writes back a mark Redis lost or never took)."""
+    client = redis_client(settings.redis_url, socket_timeout=5)  # this thread's own
+    while not _unmarking.wait(every):
+        with _mark_lock:
+            if not _unmarking.is_set():
+                _mark(client, model, warmed)
 
 
-@signals.task_postrun.connect
-def _mark_if_missing(**_kwargs) -> None:
-    # A mark Redis did not take at start (it was down) is written after the next task.
-    if not _marked:
-        _mark(warmed=_warmed)
+_unmarking = threading.Event()  # this pool process is exiting: its mark is removed, not renewed
+_mark_lock = threading.Lock()
 
 
 @signals.worker_process_shutdown.connect
 def _unmark(**_kwargs) -> None:
+    with _mark_lock:
+        _unmarking.set()
     try:
         heartbeats.unmark_warm(context().redis, settings.key_prefix, RUN_ID)
-    except Exception:  # best effort: readers drop the marks of runs gone anyway
+    except Exception:  # best effort: an unrenewed mark lapses anyway
         pass
 
 

@@ -87,6 +87,10 @@ def api_argv(host: str, port: int, workers: int = 2, threads: int = 16) -> list[
         "30",
         "--access-logfile",
         "-",  # the default format logs no Authorization header
+        # No control socket (gunicornc): its default path, ~/.gunicorn/gunicorn.ctl, is one per
+        # user, outside SER_STATE_DIR, and every `ser up` or `ser api` of that user took it over.
+        # Nothing uses it: `ser up`, docker and compose stop gunicorn with SIGTERM.
+        "--no-control-socket",
         "api:create_app()",
     ]
 
@@ -356,6 +360,17 @@ def _is_ready(url: str) -> bool:
         return False
 
 
+def root_notice(euid: int | None = None) -> str | None:
+    """`ser up`'s line when it runs as root (None otherwise): Celery then starts every worker
+    log with a SecurityWarning (it runs tasks as root), which this says how to avoid."""
+    if (os.geteuid() if euid is None else euid) != 0:
+        return None
+    return (
+        "ser: running as root: the worker logs start with Celery's SecurityWarning about it; "
+        "run `ser up` as an ordinary user (the Docker image runs as uid 10001)"
+    )
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     settings = config.load()
     state = settings.state_dir.resolve()
@@ -384,7 +399,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     def on_signal(signum, _frame):
         raise KeyboardInterrupt
 
-    # SIGTERM (a service manager) and SIGHUP (the terminal closed) stop the stack in order.
+    # SIGINT (Ctrl-C), SIGTERM (a service manager) and SIGHUP (the terminal closed) stop the
+    # stack in order. SIGINT too is set here: a shell starts a background job (`ser up &`) with
+    # SIGINT ignored, and Python then leaves it ignored.
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     try:
@@ -418,6 +436,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         _wait_port(args.host, args.port, procs[-1])
         print(f"ser: {redis_where}", flush=True)
         print(f"ser: workers: train x1, predict x{concurrency}", flush=True)
+        if notice := root_notice():
+            print(notice, flush=True)
         print(f"ser: logs in {logs} (rotated at {LOG_BYTES >> 20} MB)", flush=True)
         print(f"ser: API listening on http://{args.host}:{args.port}  (Ctrl-C stops)", flush=True)
         ready_url = f"http://{args.host}:{args.port}/ready"

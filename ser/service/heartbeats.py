@@ -8,10 +8,16 @@ clocks); a reader ignores lapsed entries and removes them.
 
 Readiness: each pool process, once it has loaded its libraries and the current model, marks
 itself warm in ``<prefix>workers:warm`` under its node's run id (a random id drawn when the
-node's main process starts, inherited by its pool processes) and its pid. A mark counts while a
-live heartbeat carries that run id, so a node restarted under the same name and pid (a
-container's PID 1) starts with no warm process; marks of runs gone are removed by the reader,
-and a pool process removes its own when it exits. At most ``concurrency`` marks count per node.
+node's main process starts, inherited by its pool processes) and its pid, and renews that mark
+every ``HEARTBEAT_EVERY`` seconds; a mark, like a heartbeat, lapses ``HEARTBEAT_TTL`` seconds
+after it was last written (Redis's clock), and a reader removes lapsed marks only. A mark counts
+while a live heartbeat carries its run id, so a node restarted under the same name and pid (a
+container's PID 1) starts with no warm process. A mark whose run has no live heartbeat is not
+counted but left alone: its pool processes warm up while the node's main process is still
+starting (Celery sends ``worker_ready``, which starts the heartbeat, once its consumer is up,
+without waiting for the pool), so a mark routinely comes before its node's first beat. Renewal
+also restores marks Redis lost (restarted without its data). A pool process removes its own
+mark when it exits. At most ``concurrency`` marks count per node.
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ import os
 HEARTBEAT_EVERY = 10  # seconds between beats of a worker node
 HEARTBEAT_TTL = 30  # a node missing three beats counts as gone
 
-# An entry is "<expiry, Redis seconds> <JSON>".
-# KEYS: hash. ARGV: hostname, JSON, ttl.
+# An entry (a heartbeat or a warm mark) is "<expiry, Redis seconds> <JSON>".
+# KEYS: hash. ARGV: field (hostname, or run/pid), JSON, ttl.
 _BEAT = """
 local now = tonumber(redis.call('TIME')[1])
 redis.call('HSET', KEYS[1], ARGV[1], (now + tonumber(ARGV[3])) .. ' ' .. ARGV[2])
@@ -83,11 +89,14 @@ def warm_key(prefix: str) -> str:
     return f"{prefix}workers:warm"
 
 
-def mark_warm(client, prefix: str, run: str, model: str | None, warmed: bool = True) -> None:
-    """Record that this pool process of node run ``run`` is ready to work: its libraries
-    loaded (``warmed``) and ``model`` (the version current at start, or None) in memory."""
+def mark_warm(
+    client, prefix: str, run: str, model: str | None, warmed: bool = True, ttl: int = HEARTBEAT_TTL
+) -> None:
+    """Record, for the next ``ttl`` seconds, that this pool process of node run ``run`` is ready
+    to work: its libraries loaded (``warmed``) and ``model`` (the version current at start, or
+    None) in memory. The process renews it every ``HEARTBEAT_EVERY`` seconds."""
     doc = {"run": run, "machine": machine(), "pid": os.getpid(), "model": model, "warm": warmed}
-    client.hset(warm_key(prefix), f"{run}/{os.getpid()}", json.dumps(doc))
+    client.eval(_BEAT, 1, warm_key(prefix), f"{run}/{os.getpid()}", json.dumps(doc), ttl)
 
 
 def unmark_warm(client, prefix: str, run: str) -> None:
@@ -97,20 +106,18 @@ def unmark_warm(client, prefix: str, run: str) -> None:
 
 def readiness(client, prefix: str, queues: tuple[str, ...] | list[str]) -> dict:
     """{"ready": every queue has a warm process on a live node, "queues": {queue: warm
-    processes}, "workers": live nodes}. Marks of nodes no longer live are removed."""
+    processes}, "workers": live nodes}. Lapsed marks are removed; marks of a run with no live
+    heartbeat are not counted, and kept (their node may not have beaten yet)."""
     nodes = heartbeats(client, prefix)
     live = {b["run"]: b for b in nodes if b.get("run")}
     warm_per_run: dict[str, int] = {}
-    stale = []
-    for field, raw in client.hgetall(warm_key(prefix)).items():
+    for raw in client.eval(_LIVE, 1, warm_key(prefix)):
         try:
             doc = json.loads(raw)
             run = doc["run"] if doc["run"] in live else None
         except (ValueError, KeyError, TypeError):
-            run = None
-        if run is None:
-            stale.append(field)
-        elif doc.get("warm", True):
+            continue  # unreadable: it lapses like any mark no process renews
+        if run is not None and doc.get("warm", True):
             warm_per_run[run] = warm_per_run.get(run, 0) + 1
     per_queue = {q: 0 for q in queues}
     for run, n in warm_per_run.items():
@@ -119,7 +126,5 @@ def readiness(client, prefix: str, queues: tuple[str, ...] | list[str]) -> dict:
         for q in node.get("queues") or []:
             if q in per_queue:
                 per_queue[q] += n
-    if stale:
-        client.hdel(warm_key(prefix), *stale)
     ready = bool(per_queue) and all(per_queue.values())
     return {"ready": ready, "queues": per_queue, "workers": len(nodes)}

@@ -373,13 +373,20 @@ def test_readiness_counts_warm_processes_of_live_node_runs_only(redis_client, pr
     both = {**node, "queues": list(queues)}
     hb.beat(redis_client, prefix, "w@h", {**both, "run": "run1"})
     assert hb.readiness(redis_client, prefix, queues)["ready"] is True
-    # At most `concurrency` marks count per node (a replaced process's mark may linger).
-    redis_client.hset(hb.warm_key(prefix), "run1/999999", '{"run": "run1", "warm": true}')
+    # At most `concurrency` marks count per node (a killed process's mark lingers until it
+    # lapses). A mark is "<expiry, Redis seconds> <JSON>".
+    far = '99999999999 {"run": "run1", "warm": true}'
+    redis_client.hset(hb.warm_key(prefix), "run1/999999", far)
     assert hb.readiness(redis_client, prefix, queues)["queues"]["ser.predict"] == 1
     # Restarted under the same name and pid (a container's PID 1): a new run, old marks void.
     hb.beat(redis_client, prefix, "w@h", {**both, "run": "run2"})
     assert hb.readiness(redis_client, prefix, queues)["ready"] is False
-    assert redis_client.hlen(hb.warm_key(prefix)) == 0  # removed by the reader
+    # Marks no process renews lapse, and the reader removes them then (not before).
+    assert redis_client.hlen(hb.warm_key(prefix)) == 2
+    hb.mark_warm(redis_client, prefix, "run1", "v1", ttl=0)  # this one's last renewal, lapsed
+    redis_client.hset(hb.warm_key(prefix), "run1/999999", "1 " + far.split(" ", 1)[1])
+    assert hb.readiness(redis_client, prefix, queues)["ready"] is False
+    assert redis_client.hlen(hb.warm_key(prefix)) == 0
     # A process whose warm-up failed serves, but does not make the service ready.
     hb.mark_warm(redis_client, prefix, "run2", None, warmed=False)
     assert hb.readiness(redis_client, prefix, queues)["ready"] is False
@@ -387,6 +394,63 @@ def test_readiness_counts_warm_processes_of_live_node_runs_only(redis_client, pr
     assert hb.readiness(redis_client, prefix, queues)["ready"] is True
     hb.unmark_warm(redis_client, prefix, "run2")  # the process exits
     assert hb.readiness(redis_client, prefix, queues)["ready"] is False
+
+
+def test_warm_marks_written_before_their_node_first_beats_count_once_it_beats(redis_client, prefix):
+    """Celery starts the pool before its consumer, and sends worker_ready (which starts the
+    node's heartbeat) once the consumer is up: pool processes routinely mark themselves warm
+    before their node's first beat. A readiness read in that gap (a /ready poll) must not drop
+    their marks, which nothing would write again: the node would count short for good."""
+    from ser.service import heartbeats as hb
+
+    queues = ("ser.predict",)
+    node = {"hostname": "w@h", "queues": ["ser.predict"], "concurrency": 2, "pid": 1, "run": "r"}
+    hb.mark_warm(redis_client, prefix, "r", "v1")  # this test process plays a pool process
+    redis_client.hset(hb.warm_key(prefix), "r/999999", '99999999999 {"run": "r", "warm": true}')
+    # the read in between: no live node yet, so nothing counts (and nothing is dropped)
+    assert hb.readiness(redis_client, prefix, queues) == {
+        "ready": False,
+        "queues": {"ser.predict": 0},
+        "workers": 0,
+    }
+    hb.beat(redis_client, prefix, "w@h", node)  # the node's first beat
+    assert hb.readiness(redis_client, prefix, queues) == {
+        "ready": True,
+        "queues": {"ser.predict": 2},
+        "workers": 1,
+    }
+
+
+def test_a_pool_process_renews_its_warm_mark_until_it_exits(
+    redis_url, redis_client, prefix, monkeypatch
+):
+    """worker.app: a pool process writes its mark back while it lives (a mark Redis lost: no
+    mark is written once only), and stops renewing it, and removes it, when it exits."""
+    import os
+
+    import worker.app as wa
+    from ser import config
+    from ser.service import heartbeats as hb
+    from tests.harness import wait_until
+
+    settings = config.load({"SER_REDIS_URL": redis_url, "SER_KEY_PREFIX": prefix})
+    unmarking = threading.Event()
+    monkeypatch.setattr(wa, "settings", settings)
+    monkeypatch.setattr(wa, "_unmarking", unmarking)
+    monkeypatch.setattr(wa, "_context", None)
+    try:
+        renewer = threading.Thread(target=wa._renew_mark, args=("v1", True, 0.05), daemon=True)
+        renewer.start()
+        field = f"{wa.RUN_ID}/{os.getpid()}".encode()
+        wait_until(lambda: redis_client.hexists(hb.warm_key(prefix), field), 10, "the mark")
+        redis_client.delete(hb.warm_key(prefix))  # lost (or dropped by a reader)
+        wait_until(lambda: redis_client.hexists(hb.warm_key(prefix), field), 10, "it back")
+        wa._unmark()  # the process exits
+        renewer.join(10)
+        assert not renewer.is_alive()
+        assert not redis_client.exists(hb.warm_key(prefix))
+    finally:
+        unmarking.set()  # never left renewing past this test
 
 
 def test_every_job_transition_is_one_log_line(redis_client, prefix, caplog):

@@ -82,6 +82,8 @@ def test_ser_up_starts_and_stops_the_embedded_stack(service_env, data_dir, tmp_p
         # "ready" only once /ready says so (every queue has a warm process)
         wait_until(lambda: "ser: ready" in up.log.read_text(), 60, "ser up to say ready")
         assert requests.get(base + "/ready", timeout=10).status_code == 200
+        # as root (a container's default), one line of its own on Celery's SecurityWarning
+        assert ("ser: running as root" in up.log.read_text()) == (os.geteuid() == 0)
         assert up.log.read_text().index("API listening") < up.log.read_text().index("ser: ready")
         # train and predict through the embedded stack
         job = requests.post(base + "/train", json={"dataset": "ds", "features": "seed"}).json()
@@ -225,3 +227,30 @@ def test_the_parts_die_with_ser_up_however_it_dies(service_env, tmp_path):
         )
     finally:
         up.stop()
+
+
+class _UpWithSigintIgnored(EmbeddedStack):
+    """`ser up` as a shell starts a background job (`ser up &`): SIGINT ignored from birth."""
+
+    def argv(self) -> list[str]:
+        ignore_then_exec = (
+            "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+            "os.execv(sys.argv[1], sys.argv[1:])"
+        )
+        return [sys.executable, "-c", ignore_then_exec, *super().argv()]
+
+
+def test_sigint_stops_ser_up_even_when_inherited_as_ignored(service_env, tmp_path):
+    """Ctrl-C (SIGINT) stops `ser up` in order, whatever disposition it inherited."""
+    up = _UpWithSigintIgnored(_up_env(service_env, tmp_path), tmp_path).start(timeout=90)
+    try:
+        up.proc.send_signal(signal.SIGINT)
+        try:
+            code = up.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("`ser up` ignored SIGINT")
+    finally:
+        up.stop()
+    assert code == 0, up.tail()
+    assert "ser: stopped" in up.log.read_text()
+    assert not _port_open(up.port) and not _port_open(up.redis_port)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import http.server
 import json
+import os
 import re
 import shlex
 import shutil
@@ -216,6 +217,29 @@ def test_api_serves_port_5000_with_healthcheck(services):
     assert "/health" in " ".join(_tokens(check.get("test")))
 
 
+def test_the_api_gunicorn_has_no_control_socket(tmp_path):
+    """`ser api` (compose's api, the image's CMD) and `ser up` run gunicorn without its control
+    socket, whose default path (~/.gunicorn/gunicorn.ctl) every instance of a user shares. The
+    installed gunicorn resolves the very command line (--print-config parses it and exits)."""
+    from ser.cli.servers import api_argv
+
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    env["HOME"] = str(tmp_path)
+    out = subprocess.run(
+        [*api_argv("0.0.0.0", 5000), "--print-config"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = (line.partition("=") for line in out.stdout.splitlines())
+    resolved = {key.strip(): value.strip() for key, _, value in lines}
+    assert resolved["control_socket_disable"] == "True", out.stdout
+    assert not (tmp_path / ".gunicorn").exists()
+
+
 @pytest.mark.parametrize("name", ["api", "worker"])
 def test_data_is_mounted_read_only(services, name):
     mounts = {m["target"]: m for m in _mounts(services[name])}
@@ -300,6 +324,17 @@ def test_dockerfile_runs_as_non_root():
     kinds = [instr for instr, _ in _dockerfile()]
     last_user = max(i for i, kind in enumerate(kinds) if kind == "USER")
     assert last_user < kinds.index("CMD"), "CMD must run as the non-root USER"
+
+
+def test_ser_up_run_as_root_says_what_to_do():
+    """Celery warns in the worker logs when it runs as root; `ser up` adds one line of its own
+    saying what to do (the image already runs as a non-root user), and says nothing otherwise."""
+    from ser.cli.servers import root_notice
+
+    line = root_notice(0)
+    assert line.startswith("ser: running as root") and "ordinary user" in line
+    assert "\n" not in line
+    assert root_notice(10001) is None
 
 
 def test_dockerfile_default_command_is_the_api_in_exec_form():
