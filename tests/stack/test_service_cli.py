@@ -72,6 +72,9 @@ def test_ser_up_starts_and_stops_the_embedded_stack(service_env, data_dir, tmp_p
     up = EmbeddedStack(_up_env(service_env, tmp_path), tmp_path).start(timeout=90)
     state, port, base = up.state, up.port, up.base
     try:
+        # ser up prints its lines after /health turns green: read them once it says ready
+        # ("ready" only once /ready says so: every queue has a warm process)
+        wait_until(lambda: "ser: ready" in up.log.read_text(), 60, "ser up to say ready")
         text = up.log.read_text()
         assert f"http://127.0.0.1:{port}" in text
         key = state / "secret_key"
@@ -79,8 +82,6 @@ def test_ser_up_starts_and_stops_the_embedded_stack(service_env, data_dir, tmp_p
         assert (state / "redis").is_dir()
         redis_port = int(text.split("redis-server on 127.0.0.1:")[1].split()[0])
         assert redis_port == up.redis_port
-        # "ready" only once /ready says so (every queue has a warm process)
-        wait_until(lambda: "ser: ready" in up.log.read_text(), 60, "ser up to say ready")
         assert requests.get(base + "/ready", timeout=10).status_code == 200
         # as root (a container's default), one line of its own on Celery's SecurityWarning
         assert ("ser: running as root" in up.log.read_text()) == (os.geteuid() == 0)
