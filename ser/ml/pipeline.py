@@ -95,24 +95,23 @@ def _shrunk_solve_trace(
         woodbury = n < d and c > 0
         if woodbury:
             matrix = b * (A @ A.T) + c * np.eye(n)
-            factor = scipy.linalg.cho_factor(matrix)
+            upper = scipy.linalg.cholesky(matrix)  # matrix = upper' upper, zeros below
             AB = A @ B
-            solution = (B - b * A.T @ scipy.linalg.cho_solve(factor, AB)) / c
+            solution = (B - b * A.T @ scipy.linalg.cho_solve((upper, False), AB)) / c
         else:
             matrix = shrunk_covariance(A.T @ A, shrinkage)
-            factor = scipy.linalg.cho_factor(matrix)
-            solution = scipy.linalg.cho_solve(factor, B)
+            upper = scipy.linalg.cholesky(matrix)
+            solution = scipy.linalg.cho_solve((upper, False), B)
         if not trace:
             return solution, 0.0
         if b <= 0:  # C = c I
             return solution, float(np.sum(A * A)) / c
-        # the factor's other triangle holds arbitrary numbers: dtrtri does not read them
-        inverse, info = scipy.linalg.lapack.dtrtri(factor[0], lower=int(factor[1]))
+        inverse, info = scipy.linalg.lapack.dtrtri(upper, lower=0)  # zeros below, as upper's
         if info != 0:
             raise np.linalg.LinAlgError("singular Cholesky factor")
-        inverse = np.tril(inverse) if factor[1] else np.triu(inverse)
+        flat = inverse.ravel(order="K")
         size = n if woodbury else d
-        return solution, (size - c * float(np.sum(inverse * inverse))) / b
+        return solution, (size - c * float(flat @ flat)) / b
     except np.linalg.LinAlgError:
         cov = shrunk_covariance(A.T @ A, shrinkage)
         solution = scipy.linalg.lstsq(cov, B)[0]
