@@ -152,6 +152,8 @@ class ShrinkageLDA(ClassifierMixin, BaseEstimator):
     by 0.005 (bench/RESULTS.md, Accuracy); it pays with rare classes in training.
     """
 
+    debias = False  # models saved before the option: theirs (get_params, clone, repr work)
+
     def __init__(
         self,
         shrinkage: float = SHRINKAGE,

@@ -468,3 +468,19 @@ def test_a_two_class_dataset_trains_and_predicts(tmp_path):
     assert bundle.metrics["f1_macro_mean"] > 0.9
     res = bundle.classify(bundle.spec.from_waveform(audiogen.voice_like("tense", 2.0))[None])[0]
     assert res["emotion"] == "tense" and abs(sum(res["probabilities"].values()) - 1) < 1e-9
+
+
+def test_a_shrinkage_lda_saved_before_debias_still_lists_its_parameters():
+    """A model pickled before ``debias`` existed has no such attribute: get_params, clone and
+    repr must still work (the class's default stands in)."""
+    import pickle
+
+    from sklearn.base import clone
+
+    from ser.ml.pipeline import ShrinkageLDA
+
+    old = ShrinkageLDA()
+    del old.__dict__["debias"]  # as unpickled from a model saved before the option
+    old = pickle.loads(pickle.dumps(old))
+    assert old.get_params()["debias"] is False
+    assert clone(old).debias is False and "ShrinkageLDA" in repr(old)
