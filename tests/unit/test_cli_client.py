@@ -1,0 +1,83 @@
+"""The client commands of `ser` (ser/cli/client.py) without a service: settings and an
+unreachable API as processes, and what the commands print for given API answers in process,
+through a requests transport adapter that answers from a table (no server, no socket)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import requests
+from requests.adapters import BaseAdapter
+
+from tests.harness import ROOT
+
+API = "http://api.test:5077"
+
+
+def run_ser(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """`ser` as a process with the environment plus ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "ser.cli", *args],
+        cwd=ROOT,
+        env=dict(os.environ, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens there once the socket closes
+
+
+class FakeApi(BaseAdapter):
+    """Answers ``(method, path)`` from ``routes`` with ``(status, body)``; records requests."""
+
+    def __init__(self, routes: dict) -> None:
+        super().__init__()
+        self.routes = routes
+        self.sent: list[tuple[str, str]] = []
+
+    def send(self, request, **kwargs):
+        path = request.path_url.split("?")[0]
+        self.sent.append((request.method, request.path_url))
+        status, body = self.routes[(request.method, path)]
+        resp = requests.Response()
+        resp.status_code = status
+        resp._content = json.dumps(body).encode()
+        resp.headers["Content-Type"] = "application/json"
+        resp.url = request.url
+        resp.request = request
+        return resp
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_api(monkeypatch):
+    """``fake_api(routes)``: the client commands' requests go to a FakeApi at API."""
+    monkeypatch.setenv("SER_API_URL", API)
+    monkeypatch.delenv("SER_API_KEY", raising=False)
+
+    def install(routes: dict) -> FakeApi:
+        adapter = FakeApi(routes)
+        monkeypatch.setattr(requests.Session, "get_adapter", lambda self, url: adapter)
+        return adapter
+
+    return install
+
+
+def test_an_api_url_without_scheme_is_an_invalid_setting():
+    out = run_ser("models", SER_API_URL="localhost:5077")
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+    assert "INVALID_SETTING" in out.stderr and "SER_API_URL='localhost:5077'" in out.stderr
+    assert "http://localhost:5077" in out.stderr  # what to write instead
