@@ -134,17 +134,35 @@ class Client:
         try:
             resp = self.session.request(method, url, **kwargs)
         except requests.ConnectionError:
-            raise SerError(
-                "API_UNAVAILABLE", f"cannot reach the API at {self.settings.api_url} (ser up?)"
-            ) from None
+            raise self.unreachable() from None
         try:
             body = resp.json()
         except ValueError:
             body = {"ERROR": {"CODE": f"HTTP_{resp.status_code}", "MESSAGE": resp.text[:200]}}
         if resp.status_code >= 400 and "JOB_ID" not in body:
-            err = body.get("ERROR") or {}
-            raise SerError(err.get("CODE", f"HTTP_{resp.status_code}"), err.get("MESSAGE", ""))
+            raise self.refused(resp.status_code, body)
         return body
+
+    def unreachable(self) -> SerError:
+        """API_UNAVAILABLE, saying how to point the client at another host or port."""
+        return SerError(
+            "API_UNAVAILABLE",
+            f"cannot reach the API at {self.settings.api_url} (is `ser up` running? for "
+            "another host or port set SER_API_URL, e.g. SER_API_URL=http://127.0.0.1:8000)",
+        )
+
+    def refused(self, status: int, body: dict) -> SerError:
+        """The API's error of a refused request; a 401 says what to do about the key."""
+        err = body.get("ERROR") if isinstance(body, dict) else None
+        err = err if isinstance(err, dict) else {}
+        code, message = err.get("CODE", f"HTTP_{status}"), err.get("MESSAGE", "")
+        if status == 401:
+            message += (
+                " (SER_API_KEY is sent: is it the service's key?)"
+                if self.settings.api_key
+                else " (set SER_API_KEY to the service's API key)"
+            )
+        return SerError(code, message)
 
     def wait(
         self, job_id: str, timeout: float = 0, progress=None, poll: float = 0, job=None
@@ -267,10 +285,13 @@ def _download(client: Client, job_id: str, path: Path) -> int:
     try:
         resp = client.session.get(url, stream=True, timeout=60)
     except requests.ConnectionError:
-        where = client.settings.api_url
-        raise SerError("API_UNAVAILABLE", f"cannot reach the API at {where}") from None
+        raise client.unreachable() from None
     if resp.status_code != 200:
-        raise SerError(f"HTTP_{resp.status_code}", resp.text[:200])
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {"ERROR": {"CODE": f"HTTP_{resp.status_code}", "MESSAGE": resp.text[:200]}}
+        raise client.refused(resp.status_code, body)
     tmp = path.with_name(path.name + ".part")
     size = 0
     with open(tmp, "wb") as fh:

@@ -47,10 +47,11 @@ def test_cli_train_predict_jobs_models(client_env, data_dir, trained):
 def test_cli_reports_unreachable_api_and_auth(client_env):
     down = dict(client_env, SER_API_URL=f"http://127.0.0.1:{free_port()}")
     out = ser(down, "models")
-    assert out.returncode != 0 and "API_UNAVAILABLE" in out.stderr
+    assert out.returncode != 0 and "API_UNAVAILABLE" in out.stderr and "SER_API_URL" in out.stderr
     bad = dict(client_env, SER_API_KEY="bad-key-7f3a")
     out = ser(bad, "jobs")
     assert out.returncode != 0 and "UNAUTHORIZED" in out.stderr and "bad-key-7f3a" not in out.stderr
+    assert "SER_API_KEY" in out.stderr
 
 
 def _port_open(port: int) -> bool:

@@ -14,6 +14,7 @@ import pytest
 import requests
 from requests.adapters import BaseAdapter
 
+from ser.cli import main
 from tests.harness import ROOT
 
 API = "http://api.test:5077"
@@ -81,3 +82,25 @@ def test_an_api_url_without_scheme_is_an_invalid_setting():
     assert "Traceback" not in out.stderr and out.stdout == ""
     assert "INVALID_SETTING" in out.stderr and "SER_API_URL='localhost:5077'" in out.stderr
     assert "http://localhost:5077" in out.stderr  # what to write instead
+
+
+def test_an_unreachable_api_says_how_to_point_the_client_elsewhere():
+    url = f"http://127.0.0.1:{_closed_port()}"
+    out = run_ser("models", SER_API_URL=url)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert f"API_UNAVAILABLE: cannot reach the API at {url}" in out.stderr
+    assert "SER_API_URL" in out.stderr and "ser up" in out.stderr
+
+
+UNAUTHORIZED = (401, {"ERROR": {"CODE": "UNAUTHORIZED", "MESSAGE": "missing or wrong API key"}})
+
+
+def test_a_401_names_ser_api_key(fake_api, capsys, monkeypatch):
+    fake_api({("GET", "/jobs"): UNAUTHORIZED})
+    assert main(["jobs"]) == 1
+    err = capsys.readouterr().err
+    assert "UNAUTHORIZED" in err and "set SER_API_KEY" in err
+    monkeypatch.setenv("SER_API_KEY", "wrong-key-5b1e")
+    assert main(["jobs"]) == 1
+    err = capsys.readouterr().err
+    assert "SER_API_KEY is sent" in err and "wrong-key-5b1e" not in err
