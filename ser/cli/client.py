@@ -344,7 +344,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         else:
             job = client.request("GET", f"/jobs/{args.job_id}")
         _print(job, args.json)
-        return _exit_for(job) if args.wait else 0
+        # a failed (or cancelled) job exits 1, shown or waited for; a cancellation that
+        # worked is a success
+        return 0 if args.cancel else _exit_for(job)
     params = {"limit": args.limit}
     if args.kind:
         params["kind"] = args.kind

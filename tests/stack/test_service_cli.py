@@ -36,6 +36,11 @@ def test_cli_train_predict_jobs_models(client_env, data_dir, trained):
 
     out = ser(client_env, "jobs", rows[0]["JOB_ID"], "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["JOB_ID"] == rows[0]["JOB_ID"]
+    out = ser(client_env, "predict", str(data_dir / "clips" / "silent.wav"), "--wait", "--json")
+    failed = json.loads(out.stdout)
+    assert out.returncode == 1 and failed["JOB_STATUS"] == "FAILED", out.stdout
+    out = ser(client_env, "jobs", failed["JOB_ID"])  # shown, not waited for: still non-zero
+    assert out.returncode == 1 and "JOB_STATUS: FAILED" in out.stdout, out.stdout + out.stderr
     out = ser(client_env, "jobs", "--kind", "predict", "--limit", "3")
     assert out.returncode == 0 and len(out.stdout.splitlines()) == 3
 

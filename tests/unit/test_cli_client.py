@@ -104,3 +104,26 @@ def test_a_401_names_ser_api_key(fake_api, capsys, monkeypatch):
     assert main(["jobs"]) == 1
     err = capsys.readouterr().err
     assert "SER_API_KEY is sent" in err and "wrong-key-5b1e" not in err
+
+
+JOB = "0123456789abcdef0123456789abcdef"
+
+
+def _job(status: str, **extra) -> dict:
+    return {"JOB_ID": JOB, "KIND": "predict", "JOB_STATUS": status, **extra}
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [("SUCCEEDED", 0), ("RUNNING", 0), ("FAILED", 1), ("CANCELLED", 1)]
+)
+def test_ser_jobs_id_exits_non_zero_for_a_failed_job(fake_api, capsys, status, code):
+    failed = {"ERROR": {"CODE": "AUDIO_SILENT", "MESSAGE": "silent"}} if status == "FAILED" else {}
+    fake_api({("GET", f"/jobs/{JOB}"): (200, _job(status, **failed))})
+    assert main(["jobs", JOB]) == code
+    assert f"JOB_STATUS: {status}" in capsys.readouterr().out
+
+
+def test_a_cancellation_that_worked_exits_zero(fake_api, capsys):
+    fake_api({("DELETE", f"/jobs/{JOB}"): (200, _job("CANCELLED"))})
+    assert main(["jobs", JOB, "--cancel"]) == 0
+    assert "JOB_STATUS: CANCELLED" in capsys.readouterr().out
