@@ -185,14 +185,32 @@ class Client:
         return job
 
 
+DECIMALS = 4  # a float's decimals in the key: value output (--json keeps every digit)
+
+
+def _rounded(value):
+    """``value`` with every float in it rounded to DECIMALS places."""
+    if isinstance(value, float):
+        return round(value, DECIMALS)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def _value(value) -> str:
+    """A value of the key: value output: JSON literals (true, false, null, lists, objects)
+    with floats rounded; a string as it is."""
+    return value if isinstance(value, str) else json.dumps(_rounded(value))
+
+
 def _print(obj, as_json: bool) -> None:
     if as_json:
         print(json.dumps(obj, sort_keys=False))
     else:
         for key, value in obj.items():
-            if isinstance(value, dict | list):
-                value = json.dumps(value)
-            print(f"{key}: {value}")
+            print(f"{key}: {_value(value)}")
 
 
 def _exit_for(job: dict) -> int:

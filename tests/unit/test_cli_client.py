@@ -127,3 +127,33 @@ def test_a_cancellation_that_worked_exits_zero(fake_api, capsys):
     fake_api({("DELETE", f"/jobs/{JOB}"): (200, _job("CANCELLED"))})
     assert main(["jobs", JOB, "--cancel"]) == 0
     assert "JOB_STATUS: CANCELLED" in capsys.readouterr().out
+
+
+def test_key_value_output_rounds_floats_and_writes_json_literals(fake_api, capsys):
+    job = _job(
+        "SUCCEEDED",
+        KIND="train",
+        F1_MACRO_MEAN=0.9188709252357188,
+        SPEAKER_CONFOUNDED=False,
+        ACTIVATED=True,
+        SPEAKER_F1_MACRO_MEAN=None,
+        COUNT=3,
+        F1_FOLDS=[0.91234567, 1.0],
+        SUMMARY={"calm": {"SECONDS": 12.345678, "SHARE": 0.33333333}},
+    )
+    fake_api({("GET", f"/jobs/{JOB}"): (200, job)})
+    assert main(["jobs", JOB]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for line in (
+        "F1_MACRO_MEAN: 0.9189",
+        "SPEAKER_CONFOUNDED: false",
+        "ACTIVATED: true",
+        "SPEAKER_F1_MACRO_MEAN: null",
+        "COUNT: 3",
+        "F1_FOLDS: [0.9123, 1.0]",
+        'SUMMARY: {"calm": {"SECONDS": 12.3457, "SHARE": 0.3333}}',
+        "JOB_STATUS: SUCCEEDED",
+    ):
+        assert line in lines, lines
+    assert main(["jobs", JOB, "--json"]) == 0  # JSON keeps every digit
+    assert json.loads(capsys.readouterr().out)["F1_MACRO_MEAN"] == 0.9188709252357188
