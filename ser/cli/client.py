@@ -394,12 +394,18 @@ def cmd_models(args: argparse.Namespace) -> int:
         _print(client.request("DELETE", f"/models/{args.version}"), args.json)
         return 0
     if args.version:
-        _print(client.request("GET", f"/models/{args.version}"), args.json)
+        model = client.request("GET", f"/models/{args.version}")
+        if args.json:
+            _print(model, True)
+        else:
+            print_model(model, client.settings.api_url)
         return 0
     listing = client.request("GET", "/models")
     if args.json:
         print(json.dumps(listing))
         return 0
+    if not listing["MODELS"]:
+        print("no model yet: ser train <dataset> (a directory under SER_DATA_DIR)")
     for m in listing["MODELS"]:
         mark = "*" if m["CURRENT"] else " "
         f1 = _f1(m.get("F1_MACRO_MEAN"), m.get("F1_MACRO_STD"))
@@ -414,6 +420,77 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _f1(mean, std) -> str:
     return f"{mean:.3f}±{std or 0:.3f}" if mean is not None else "-"
+
+
+def _fig(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _columns(rows: list[list[str]]) -> None:
+    """``rows`` (the first the header) as left-aligned columns two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+# GET /models/<v> keys that `ser models VERSION` leaves to --json (METRICS repeats
+# EVALUATIONS; the F1 figures are in the table when EVALUATIONS is there)
+_DETAIL_ONLY_IN_JSON = ("METRICS", "EVALUATIONS", "VERSIONS")
+_F1_KEYS = ("F1_MACRO_MEAN", "F1_MACRO_STD", "SPEAKER_F1_MACRO_MEAN", "SPEAKER_F1_MACRO_STD")
+
+
+def print_model(model: dict, api_url: str) -> None:
+    """A model version (GET /models/<v>) readably: its fields, then per protocol F1-macro
+    (mean ± std over the folds), UAR, accuracy, ECE and chance F1, then F1 per class."""
+    evaluations = model.get("EVALUATIONS") or {}
+    skip = _DETAIL_ONLY_IN_JSON + (_F1_KEYS if evaluations else ())
+    head = {k: v for k, v in model.items() if k not in skip}
+    if head.get("CONFUSION_PNG", "").startswith("/"):
+        head["CONFUSION_PNG"] = api_url + head["CONFUSION_PNG"]
+    _print(head, False)
+    if evaluations:
+        print()
+        rows = [
+            [
+                "protocol",
+                "F1-macro (mean±std)",
+                "folds (×repeats)",
+                "UAR",
+                "accuracy",
+                "ECE",
+                "chance F1",
+            ]
+        ]
+        for protocol, ev in evaluations.items():
+            folds = ev.get("N_FOLDS")
+            if folds and (ev.get("REPEATS") or 1) > 1:
+                folds = f"{folds}×{ev['REPEATS']}"
+            rows.append(
+                [
+                    protocol,
+                    _f1(ev.get("F1_MACRO_MEAN"), ev.get("F1_MACRO_STD")),
+                    str(folds or "-"),
+                    _fig(ev.get("UAR")),
+                    _fig(ev.get("ACCURACY")),
+                    _fig(ev.get("ECE")),
+                    _fig(ev.get("CHANCE_F1")),
+                ]
+            )
+        _columns(rows)
+        classes = model.get("CLASSES") or list(
+            dict.fromkeys(c for ev in evaluations.values() for c in ev.get("PER_CLASS") or {})
+        )
+        if classes:
+            print()
+            rows = [["F1 per class", *evaluations]]
+            for name in classes:
+                cells = [
+                    ((ev.get("PER_CLASS") or {}).get(name) or {}).get("F1")
+                    for ev in evaluations.values()
+                ]
+                rows.append([name, *(_fig(c) for c in cells)])
+            _columns(rows)
+    print(f"\n(the whole document: ser models {model['MODEL_VERSION']} --json)")
 
 
 def cmd_speakers(args: argparse.Namespace) -> int:

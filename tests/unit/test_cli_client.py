@@ -157,3 +157,91 @@ def test_key_value_output_rounds_floats_and_writes_json_literals(fake_api, capsy
         assert line in lines, lines
     assert main(["jobs", JOB, "--json"]) == 0  # JSON keeps every digit
     assert json.loads(capsys.readouterr().out)["F1_MACRO_MEAN"] == 0.9188709252357188
+
+
+def test_an_empty_registry_says_so(fake_api, capsys):
+    fake_api({("GET", "/models"): (200, {"CURRENT": None, "MODELS": [], "COUNT": 0})})
+    assert main(["models"]) == 0
+    assert "no model yet: ser train <dataset>" in capsys.readouterr().out
+
+
+def _evaluation(f1: float, per_class: dict) -> dict:
+    return {
+        "F1_MACRO_MEAN": f1,
+        "F1_MACRO_STD": 0.0212345,
+        "F1_FOLDS": [f1] * 12,
+        "N_FOLDS": 4,
+        "REPEATS": 3,
+        "UAR": 0.91712,
+        "ACCURACY": 0.92071,
+        "LOG_LOSS": 0.3,
+        "ECE": 0.04312,
+        "CHANCE_F1": 0.3312,
+        "CONFUSION_MATRIX": [[8, 0], [1, 7]],
+        "PER_CLASS": {
+            c: {"PRECISION": 0.9, "RECALL": 0.9, "F1": v, "SUPPORT": 8}
+            for c, v in per_class.items()
+        },
+        "PER_SPEAKER": {f"s{i}": {"F1": 0.9, "ACCURACY": 0.9, "SUPPORT": 4} for i in range(40)},
+        "RELIABILITY": [
+            {"LOWER": i / 15, "UPPER": (i + 1) / 15, "COUNT": 1, "CONFIDENCE": 0.5, "ACCURACY": 1}
+            for i in range(15)
+        ],
+    }
+
+
+MODEL = {
+    "MODEL_VERSION": "v2",
+    "CURRENT": True,
+    "CREATED_AT": "2026-12-01T10:00:00Z",
+    "DATASET": "emodb",
+    "PROTOCOL": "stratified",
+    "FEATURE_SPEC": "default-3",
+    "CLASSES": ["anger", "sadness"],
+    "F1_MACRO_MEAN": 0.9188709252357188,
+    "F1_MACRO_STD": 0.0212345,
+    "SPEAKER_F1_MACRO_MEAN": 0.8512,
+    "SPEAKER_F1_MACRO_STD": 0.05,
+    "ADAPT": "auto",
+    "ADAPT_CHOSEN": "speaker",
+    "N_SAMPLES": 535,
+    "FINGERPRINT": "f" * 16,
+    "SIZE_BYTES": 123456,
+    "SHA256": "a" * 64,
+    "JOB_ID": JOB,
+    "METRICS": {"protocols": {"stratified": {"f1_macro_folds": [0.9] * 40}}},
+    "EVALUATIONS": {
+        "stratified": _evaluation(0.9188709252357188, {"anger": 0.95123, "sadness": 0.8866}),
+        "speaker": _evaluation(0.8512, {"anger": 0.9, "sadness": 0.8024}),
+    },
+    "VERSIONS": {"numpy": "2.3"},
+    "CONFUSION_PNG": "/models/v2/confusion.png",
+}
+
+
+def test_a_model_version_is_a_readable_summary_and_json_the_whole_document(fake_api, capsys):
+    fake_api({("GET", "/models/v2"): (200, MODEL)})
+    assert main(["models", "v2"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert "METRICS" not in out and "RELIABILITY" not in out and "PER_SPEAKER" not in out
+    assert len(out) < 2000 and max(map(len, lines)) < 100, out
+    assert "CURRENT: true" in lines and "DATASET: emodb" in lines
+    assert f"CONFUSION_PNG: {API}/models/v2/confusion.png" in lines
+    rows = {line.split()[0]: line.split() for line in lines if line.strip()}
+    # per protocol: F1 mean±std, folds×repeats, UAR, accuracy, ECE, chance F1
+    assert rows["stratified"][1:] == ["0.919±0.021", "4×3", "0.917", "0.921", "0.043", "0.331"]
+    assert rows["speaker"][1] == "0.851±0.021"
+    # F1 per class, a column per protocol
+    assert rows["anger"][1:] == ["0.951", "0.900"] and rows["sadness"][1:] == ["0.887", "0.802"]
+    assert "ser models v2 --json" in out
+    assert main(["models", "v2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == MODEL
+
+
+def test_a_version_without_evaluations_keeps_its_f1_fields(fake_api, capsys):
+    old = {k: v for k, v in MODEL.items() if k != "EVALUATIONS"} | {"EVALUATIONS": None}
+    fake_api({("GET", "/models/v1"): (200, old | {"MODEL_VERSION": "v1"})})
+    assert main(["models", "v1"]) == 0
+    out = capsys.readouterr().out
+    assert "F1_MACRO_MEAN: 0.9189" in out and "F1 per class" not in out
