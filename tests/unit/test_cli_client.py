@@ -245,3 +245,36 @@ def test_a_version_without_evaluations_keeps_its_f1_fields(fake_api, capsys):
     assert main(["models", "v1"]) == 0
     out = capsys.readouterr().out
     assert "F1_MACRO_MEAN: 0.9189" in out and "F1 per class" not in out
+
+
+EVALUATION = {
+    "LABELS": "labels_csv",
+    "EVALUATED": 16,
+    "F1_MACRO": 0.8751,
+    "UAR": 0.875,
+    "ACCURACY": 0.875,
+    "CLASSES": ["anger", "sadness"],
+    "PER_CLASS": {
+        c: {"PRECISION": 0.875, "RECALL": 0.875, "F1": 0.875, "SUPPORT": 8}
+        for c in ("anger", "sadness")
+    },
+    "CONFUSION_MATRIX": [[7, 1], [1, 7]],
+    "UNKNOWN_LABELS": {},
+    "UNLABELLED": 0,
+    "FAILED": 0,
+    "CONFUSION_PNG": f"/jobs/{JOB}/confusion.png",
+}
+
+
+def test_score_evaluate_keeps_the_confusion_png_url_on_one_line(fake_api, capsys):
+    done = _job("SUCCEEDED", KIND="score", FOLDER="mycorpus", EVALUATION=EVALUATION)
+    fake_api(
+        {
+            ("POST", "/score"): (202, _job("QUEUED", KIND="score")),
+            ("GET", f"/jobs/{JOB}"): (200, done),
+        }
+    )
+    assert main(["score", "mycorpus", "--evaluate"]) == 0  # stdout is not a terminal here
+    url = f"{API}/jobs/{JOB}/confusion.png"
+    assert len(f"confusion matrix PNG: {url}") > 80  # longer than the width off a terminal
+    assert f"confusion matrix PNG: {url}" in capsys.readouterr().out.splitlines()
