@@ -77,7 +77,7 @@ def register(subparsers) -> None:
         "--segments",
         action="store_true",
         help="emotion over time: a row per speech segment (file, start, end, emotion); the "
-        "summary adds up speech seconds per emotion",
+        "summary adds up speech seconds per emotion (not with --evaluate or --speakers)",
     )
     sc.add_argument(
         "--evaluate",
@@ -86,7 +86,7 @@ def register(subparsers) -> None:
         "F1-macro, UAR, accuracy, per class, confusion matrix; implies --wait",
     )
     _client_flags(sc)
-    sc.set_defaults(func=cmd_score)
+    sc.set_defaults(func=cmd_score, parser=sc)
 
     jb = subparsers.add_parser("jobs", help="list recent jobs, or show (and cancel) one")
     jb.add_argument("job_id", nargs="?")
@@ -321,7 +321,17 @@ def _download(client: Client, job_id: str, path: Path) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-
+    # what the API refuses too (400), refused before anything is sent: a usage error (exit 2)
+    if args.segments and args.evaluate:
+        args.parser.error(
+            "--segments and --evaluate do not go together: evaluation compares one label "
+            "per file, and --segments gives a row per speech segment"
+        )
+    if args.segments and args.speakers:
+        args.parser.error(
+            "--segments and --speakers do not go together: with --segments each recording "
+            "is its own speaker"
+        )
     client = Client()
     body: dict = {"folder": args.folder, "recursive": not args.no_recursive}
     if args.pattern:

@@ -278,3 +278,18 @@ def test_score_evaluate_keeps_the_confusion_png_url_on_one_line(fake_api, capsys
     url = f"{API}/jobs/{JOB}/confusion.png"
     assert len(f"confusion matrix PNG: {url}") > 80  # longer than the width off a terminal
     assert f"confusion matrix PNG: {url}" in capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("flags", "why"),
+    [(["--evaluate"], "one label per file"), (["--speakers", "folder"], "its own speaker")],
+)
+def test_score_segments_refuses_what_does_not_go_with_it_before_sending(
+    fake_api, capsys, flags, why
+):
+    api = fake_api({})  # any request would fail the test (no route)
+    with pytest.raises(SystemExit) as exit_:
+        main(["score", "calls", "--segments", *flags])
+    assert exit_.value.code == 2 and api.sent == []
+    err = capsys.readouterr().err
+    assert "usage: ser score" in err and f"--segments and {flags[0]}" in err and why in err
