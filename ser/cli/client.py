@@ -271,16 +271,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(json.dumps(job))
     else:
         for job in results:
-            if job.get("EMOTION"):
+            if job.get("EMOTION") and job.get("SEGMENTS"):
+                # emotion over time: the header's figures are not a clip's, so they are named
+                speech = job.get("SPEECH_SECONDS")
+                if speech is None:
+                    speech = sum(seg["END"] - seg["START"] for seg in job["SEGMENTS"])
+                of = f" of {job['DURATION']:.2f} s" if job.get("DURATION") is not None else ""
+                print(
+                    f"{job['FILENAME']}\tdominant emotion (by speech time): {job['EMOTION']}"
+                    f"\tits mean probability (weighted by duration): {job['PROBABILITY']:.3f}"
+                    f"\tspeech: {speech:.2f} s{of}"
+                )
+                for seg in job["SEGMENTS"]:
+                    print(
+                        f"  {seg['START']:.2f}-{seg['END']:.2f} s\t{seg['EMOTION']}"
+                        f"\t{seg['PROBABILITY']:.3f}"
+                    )
+            elif job.get("EMOTION"):
                 line = f"{job['FILENAME']}\t{job['EMOTION']}\t{job['PROBABILITY']:.3f}"
                 if args.speaker is not None:  # a fourth column: was the speaker adapted to
                     line += "\tadapted" if job.get("ADAPTED") else "\tunadapted"
                 print(line)
-                for seg in job.get("SEGMENTS") or ():
-                    print(
-                        f"  {seg['START']:.2f}-{seg['END']:.2f}\t{seg['EMOTION']}"
-                        f"\t{seg['PROBABILITY']:.3f}"
-                    )
             elif job.get("SEGMENTS") == []:
                 print(f"{job['FILENAME']}\tno speech found")
             elif job.get("ERROR"):

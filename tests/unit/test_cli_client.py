@@ -293,3 +293,32 @@ def test_score_segments_refuses_what_does_not_go_with_it_before_sending(
     assert exit_.value.code == 2 and api.sent == []
     err = capsys.readouterr().err
     assert "usage: ser score" in err and f"--segments and {flags[0]}" in err and why in err
+
+
+def test_predict_segments_labels_the_header_figures(fake_api, capsys, tmp_path):
+    clip = tmp_path / "long_talk.wav"
+    clip.write_bytes(b"RIFF")  # the fake API does not read it
+    segments = [
+        {"START": 0.5, "END": 3.1, "EMOTION": "anger", "PROBABILITY": 0.61, "PROBABILITIES": {}},
+        {"START": 3.1, "END": 4.0, "EMOTION": "sadness", "PROBABILITY": 0.4, "PROBABILITIES": {}},
+    ]
+    done = _job(
+        "SUCCEEDED",
+        FILENAME="long_talk.wav",
+        EMOTION="anger",
+        PROBABILITY=0.2531,
+        DURATION=60.0,
+        SPEECH_SECONDS=3.5,
+        ADAPTED=False,
+        SEGMENTS=segments,
+    )
+    fake_api({("POST", "/predict"): (200, done)})
+    assert main(["predict", "--segments", str(clip)]) == 0
+    head, *rows = capsys.readouterr().out.splitlines()
+    assert head.split("\t") == [
+        "long_talk.wav",
+        "dominant emotion (by speech time): anger",
+        "its mean probability (weighted by duration): 0.253",
+        "speech: 3.50 s of 60.00 s",
+    ]
+    assert rows == ["  0.50-3.10 s\tanger\t0.610", "  3.10-4.00 s\tsadness\t0.400"]
