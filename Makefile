@@ -25,8 +25,9 @@ $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+# make up ARGS="--port 8000 --concurrency 2": ARGS goes to `ser up` as it is.
 up: install
-	$(BIN)/ser up
+	$(BIN)/ser up $(ARGS)
 
 # Debian's chromium for the browser tests (Playwright drives /usr/bin/chromium; it never
 # downloads a browser). Missing and not installable: tests/browser/ skips, saying why.
