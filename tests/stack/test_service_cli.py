@@ -47,6 +47,14 @@ def test_cli_train_predict_jobs_models(client_env, data_dir, trained):
     out = ser(client_env, "models", "--json")
     listing = json.loads(out.stdout)
     assert listing["CURRENT"] == job["MODEL_VERSION"]
+    # one version: a summary of the real document (the whole of it with --json)
+    out = ser(client_env, "models", job["MODEL_VERSION"])
+    assert out.returncode == 0, out.stderr
+    assert "METRICS" not in out.stdout and "F1 per class" in out.stdout, out.stdout
+    assert any(line.startswith("stratified ") for line in out.stdout.splitlines()), out.stdout
+    assert f"MODEL_VERSION: {job['MODEL_VERSION']}" in out.stdout
+    out = ser(client_env, "models", job["MODEL_VERSION"], "--json")
+    assert "EVALUATIONS" in json.loads(out.stdout)
 
 
 def test_cli_reports_unreachable_api_and_auth(client_env):
