@@ -36,8 +36,9 @@ $(STAMP): $(SERVICE_STAMP) requirements-test.txt
 	$(BIN)/python -m pip install --quiet -r requirements-test.txt
 	touch $(STAMP)
 
+# make up ARGS="--port 8000 --concurrency 2": ARGS goes to `ser up` as it is.
 up: install-service
-	$(BIN)/ser up
+	$(BIN)/ser up $(ARGS)
 
 # Debian's chromium for the browser tests (Playwright drives /usr/bin/chromium; it never
 # downloads a browser). Missing and not installable: tests/browser/ skips, saying why.

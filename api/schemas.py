@@ -91,7 +91,11 @@ Wait = Annotated[
         f"above {C.MAX_WAIT} are held at {C.MAX_WAIT})",
     ),
     AfterValidator(lambda w: min(w, C.MAX_WAIT)),
-    Invalid("INVALID_WAIT", f"wait must be a number of seconds between 0 and {C.MAX_WAIT}"),
+    Invalid(
+        "INVALID_WAIT",
+        f"wait must be a number of seconds, 0 or more (values above {C.MAX_WAIT} are held at "
+        f"{C.MAX_WAIT})",
+    ),
 ]
 SpeakerId = Annotated[
     str,

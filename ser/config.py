@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from ser.errors import SettingError
@@ -122,7 +123,8 @@ class Settings(BaseSettings):
     )
     api_url: str = Field(
         "http://127.0.0.1:5000",
-        description="API used by `ser train/predict/score/jobs/models/speakers`",
+        description="API used by `ser train/predict/score/jobs/models/speakers` (an `http://` "
+        "or `https://` URL; else `INVALID_SETTING`)",
     )
     key_prefix: str = Field("ser:", description="prefix of every Redis key the service writes")
     max_upload_mb: float = Field(25.0, gt=0, description="largest accepted upload (413 above)")
@@ -169,8 +171,17 @@ class Settings(BaseSettings):
 
     @field_validator("api_url")
     @classmethod
-    def _no_trailing_slash(cls, value: str) -> str:
-        return value.rstrip("/")
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest.split("/")[0]:
+            example = value.split("://")[-1] or "127.0.0.1:5000"
+            raise PydanticCustomError(
+                "http_url",
+                "expected an http:// or https:// URL, e.g. {example}",
+                {"example": f"http://{example}"},
+            )
+        return value
 
     @field_validator("api_key", mode="before")
     @classmethod

@@ -77,7 +77,7 @@ def register(subparsers) -> None:
         "--segments",
         action="store_true",
         help="emotion over time: a row per speech segment (file, start, end, emotion); the "
-        "summary adds up speech seconds per emotion",
+        "summary adds up speech seconds per emotion (not with --evaluate or --speakers)",
     )
     sc.add_argument(
         "--evaluate",
@@ -86,7 +86,7 @@ def register(subparsers) -> None:
         "F1-macro, UAR, accuracy, per class, confusion matrix; implies --wait",
     )
     _client_flags(sc)
-    sc.set_defaults(func=cmd_score)
+    sc.set_defaults(func=cmd_score, parser=sc)
 
     jb = subparsers.add_parser("jobs", help="list recent jobs, or show (and cancel) one")
     jb.add_argument("job_id", nargs="?")
@@ -134,17 +134,35 @@ class Client:
         try:
             resp = self.session.request(method, url, **kwargs)
         except requests.ConnectionError:
-            raise SerError(
-                "API_UNAVAILABLE", f"cannot reach the API at {self.settings.api_url} (ser up?)"
-            ) from None
+            raise self.unreachable() from None
         try:
             body = resp.json()
         except ValueError:
             body = {"ERROR": {"CODE": f"HTTP_{resp.status_code}", "MESSAGE": resp.text[:200]}}
         if resp.status_code >= 400 and "JOB_ID" not in body:
-            err = body.get("ERROR") or {}
-            raise SerError(err.get("CODE", f"HTTP_{resp.status_code}"), err.get("MESSAGE", ""))
+            raise self.refused(resp.status_code, body)
         return body
+
+    def unreachable(self) -> SerError:
+        """API_UNAVAILABLE, saying how to point the client at another host or port."""
+        return SerError(
+            "API_UNAVAILABLE",
+            f"cannot reach the API at {self.settings.api_url} (is `ser up` running? for "
+            "another host or port set SER_API_URL, e.g. SER_API_URL=http://127.0.0.1:8000)",
+        )
+
+    def refused(self, status: int, body: dict) -> SerError:
+        """The API's error of a refused request; a 401 says what to do about the key."""
+        err = body.get("ERROR") if isinstance(body, dict) else None
+        err = err if isinstance(err, dict) else {}
+        code, message = err.get("CODE", f"HTTP_{status}"), err.get("MESSAGE", "")
+        if status == 401:
+            message += (
+                " (SER_API_KEY is sent: is it the service's key?)"
+                if self.settings.api_key
+                else " (set SER_API_KEY to the service's API key)"
+            )
+        return SerError(code, message)
 
     def wait(
         self, job_id: str, timeout: float = 0, progress=None, poll: float = 0, job=None
@@ -167,14 +185,32 @@ class Client:
         return job
 
 
+DECIMALS = 4  # a float's decimals in the key: value output (--json keeps every digit)
+
+
+def _rounded(value):
+    """``value`` with every float in it rounded to DECIMALS places."""
+    if isinstance(value, float):
+        return round(value, DECIMALS)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def _value(value) -> str:
+    """A value of the key: value output: JSON literals (true, false, null, lists, objects)
+    with floats rounded; a string as it is."""
+    return value if isinstance(value, str) else json.dumps(_rounded(value))
+
+
 def _print(obj, as_json: bool) -> None:
     if as_json:
         print(json.dumps(obj, sort_keys=False))
     else:
         for key, value in obj.items():
-            if isinstance(value, dict | list):
-                value = json.dumps(value)
-            print(f"{key}: {value}")
+            print(f"{key}: {_value(value)}")
 
 
 def _exit_for(job: dict) -> int:
@@ -235,16 +271,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(json.dumps(job))
     else:
         for job in results:
-            if job.get("EMOTION"):
+            if job.get("EMOTION") and job.get("SEGMENTS"):
+                # emotion over time: the header's figures are not a clip's, so they are named
+                speech = job.get("SPEECH_SECONDS")
+                if speech is None:
+                    speech = sum(seg["END"] - seg["START"] for seg in job["SEGMENTS"])
+                of = f" of {job['DURATION']:.2f} s" if job.get("DURATION") is not None else ""
+                print(
+                    f"{job['FILENAME']}\tdominant emotion (by speech time): {job['EMOTION']}"
+                    f"\tits mean probability (weighted by duration): {job['PROBABILITY']:.3f}"
+                    f"\tspeech: {speech:.2f} s{of}"
+                )
+                for seg in job["SEGMENTS"]:
+                    print(
+                        f"  {seg['START']:.2f}-{seg['END']:.2f} s\t{seg['EMOTION']}"
+                        f"\t{seg['PROBABILITY']:.3f}"
+                    )
+            elif job.get("EMOTION"):
                 line = f"{job['FILENAME']}\t{job['EMOTION']}\t{job['PROBABILITY']:.3f}"
                 if args.speaker is not None:  # a fourth column: was the speaker adapted to
                     line += "\tadapted" if job.get("ADAPTED") else "\tunadapted"
                 print(line)
-                for seg in job.get("SEGMENTS") or ():
-                    print(
-                        f"  {seg['START']:.2f}-{seg['END']:.2f}\t{seg['EMOTION']}"
-                        f"\t{seg['PROBABILITY']:.3f}"
-                    )
             elif job.get("SEGMENTS") == []:
                 print(f"{job['FILENAME']}\tno speech found")
             elif job.get("ERROR"):
@@ -267,10 +314,13 @@ def _download(client: Client, job_id: str, path: Path) -> int:
     try:
         resp = client.session.get(url, stream=True, timeout=60)
     except requests.ConnectionError:
-        where = client.settings.api_url
-        raise SerError("API_UNAVAILABLE", f"cannot reach the API at {where}") from None
+        raise client.unreachable() from None
     if resp.status_code != 200:
-        raise SerError(f"HTTP_{resp.status_code}", resp.text[:200])
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {"ERROR": {"CODE": f"HTTP_{resp.status_code}", "MESSAGE": resp.text[:200]}}
+        raise client.refused(resp.status_code, body)
     tmp = path.with_name(path.name + ".part")
     size = 0
     with open(tmp, "wb") as fh:
@@ -282,7 +332,17 @@ def _download(client: Client, job_id: str, path: Path) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-
+    # what the API refuses too (400), refused before anything is sent: a usage error (exit 2)
+    if args.segments and args.evaluate:
+        args.parser.error(
+            "--segments and --evaluate do not go together: evaluation compares one label "
+            "per file, and --segments gives a row per speech segment"
+        )
+    if args.segments and args.speakers:
+        args.parser.error(
+            "--segments and --speakers do not go together: with --segments each recording "
+            "is its own speaker"
+        )
     client = Client()
     body: dict = {"folder": args.folder, "recursive": not args.no_recursive}
     if args.pattern:
@@ -323,7 +383,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         else:
             job = client.request("GET", f"/jobs/{args.job_id}")
         _print(job, args.json)
-        return _exit_for(job) if args.wait else 0
+        # a failed (or cancelled) job exits 1, shown or waited for; a cancellation that
+        # worked is a success
+        return 0 if args.cancel else _exit_for(job)
     params = {"limit": args.limit}
     if args.kind:
         params["kind"] = args.kind
@@ -353,12 +415,18 @@ def cmd_models(args: argparse.Namespace) -> int:
         _print(client.request("DELETE", f"/models/{args.version}"), args.json)
         return 0
     if args.version:
-        _print(client.request("GET", f"/models/{args.version}"), args.json)
+        model = client.request("GET", f"/models/{args.version}")
+        if args.json:
+            _print(model, True)
+        else:
+            print_model(model, client.settings.api_url)
         return 0
     listing = client.request("GET", "/models")
     if args.json:
         print(json.dumps(listing))
         return 0
+    if not listing["MODELS"]:
+        print("no model yet: ser train <dataset> (a directory under SER_DATA_DIR)")
     for m in listing["MODELS"]:
         mark = "*" if m["CURRENT"] else " "
         f1 = _f1(m.get("F1_MACRO_MEAN"), m.get("F1_MACRO_STD"))
@@ -373,6 +441,77 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _f1(mean, std) -> str:
     return f"{mean:.3f}±{std or 0:.3f}" if mean is not None else "-"
+
+
+def _fig(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _columns(rows: list[list[str]]) -> None:
+    """``rows`` (the first the header) as left-aligned columns two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+# GET /models/<v> keys that `ser models VERSION` leaves to --json (METRICS repeats
+# EVALUATIONS; the F1 figures are in the table when EVALUATIONS is there)
+_DETAIL_ONLY_IN_JSON = ("METRICS", "EVALUATIONS", "VERSIONS")
+_F1_KEYS = ("F1_MACRO_MEAN", "F1_MACRO_STD", "SPEAKER_F1_MACRO_MEAN", "SPEAKER_F1_MACRO_STD")
+
+
+def print_model(model: dict, api_url: str) -> None:
+    """A model version (GET /models/<v>) readably: its fields, then per protocol F1-macro
+    (mean ± std over the folds), UAR, accuracy, ECE and chance F1, then F1 per class."""
+    evaluations = model.get("EVALUATIONS") or {}
+    skip = _DETAIL_ONLY_IN_JSON + (_F1_KEYS if evaluations else ())
+    head = {k: v for k, v in model.items() if k not in skip}
+    if head.get("CONFUSION_PNG", "").startswith("/"):
+        head["CONFUSION_PNG"] = api_url + head["CONFUSION_PNG"]
+    _print(head, False)
+    if evaluations:
+        print()
+        rows = [
+            [
+                "protocol",
+                "F1-macro (mean±std)",
+                "folds (×repeats)",
+                "UAR",
+                "accuracy",
+                "ECE",
+                "chance F1",
+            ]
+        ]
+        for protocol, ev in evaluations.items():
+            folds = ev.get("N_FOLDS")
+            if folds and (ev.get("REPEATS") or 1) > 1:
+                folds = f"{folds}×{ev['REPEATS']}"
+            rows.append(
+                [
+                    protocol,
+                    _f1(ev.get("F1_MACRO_MEAN"), ev.get("F1_MACRO_STD")),
+                    str(folds or "-"),
+                    _fig(ev.get("UAR")),
+                    _fig(ev.get("ACCURACY")),
+                    _fig(ev.get("ECE")),
+                    _fig(ev.get("CHANCE_F1")),
+                ]
+            )
+        _columns(rows)
+        classes = model.get("CLASSES") or list(
+            dict.fromkeys(c for ev in evaluations.values() for c in ev.get("PER_CLASS") or {})
+        )
+        if classes:
+            print()
+            rows = [["F1 per class", *evaluations]]
+            for name in classes:
+                cells = [
+                    ((ev.get("PER_CLASS") or {}).get(name) or {}).get("F1")
+                    for ev in evaluations.values()
+                ]
+                rows.append([name, *(_fig(c) for c in cells)])
+            _columns(rows)
+    print(f"\n(the whole document: ser models {model['MODEL_VERSION']} --json)")
 
 
 def cmd_speakers(args: argparse.Namespace) -> int:

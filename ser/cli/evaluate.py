@@ -171,6 +171,7 @@ def print_evaluation(ev: dict, png_url: str | None = None) -> None:
         console.print(
             f"[bold red]evaluation failed:[/] {escape(err['CODE'])}: {escape(err['MESSAGE'])}",
             highlight=False,
+            soft_wrap=True,  # one line, as every other error
         )
         return
     head = Table(
@@ -201,4 +202,6 @@ def print_evaluation(ev: dict, png_url: str | None = None) -> None:
         cm.add_row(name, *(str(v) for v in row))
     console.print(cm)
     if png_url or ev.get("CONFUSION_PNG"):
-        console.print(f"confusion matrix PNG: {png_url or ev['CONFUSION_PNG']}", highlight=False)
+        # soft_wrap: a URL stays on one line whatever the width (80 columns off a terminal)
+        url = png_url or ev["CONFUSION_PNG"]
+        console.print(f"confusion matrix PNG: {url}", highlight=False, soft_wrap=True)

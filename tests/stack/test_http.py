@@ -271,6 +271,10 @@ def test_malformed_json_is_400(api, trained):
 def test_bad_wait_is_400(api, trained):
     assert error_of(api.get("/jobs/" + "0" * 32 + "?wait=soon"), 400) == "INVALID_WAIT"
     assert error_of(api.get("/jobs/" + "0" * 32 + "?wait=-1"), 400) == "INVALID_WAIT"
+    # the refusal says what is accepted: above MAX_WAIT is held at it, not refused
+    message = api.get("/jobs/" + "0" * 32 + "?wait=abc").json()["ERROR"]["MESSAGE"]
+    assert "0 or more" in message and "above 30 are held at 30" in message, message
+    assert api.get(f"/jobs/{trained['JOB_ID']}?wait=100").status_code == 200
 
 
 def test_unknown_job_is_404_never_pending(api):

@@ -36,21 +36,35 @@ def test_cli_train_predict_jobs_models(client_env, data_dir, trained):
 
     out = ser(client_env, "jobs", rows[0]["JOB_ID"], "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["JOB_ID"] == rows[0]["JOB_ID"]
+    out = ser(client_env, "predict", str(data_dir / "clips" / "silent.wav"), "--wait", "--json")
+    failed = json.loads(out.stdout)
+    assert out.returncode == 1 and failed["JOB_STATUS"] == "FAILED", out.stdout
+    out = ser(client_env, "jobs", failed["JOB_ID"])  # shown, not waited for: still non-zero
+    assert out.returncode == 1 and "JOB_STATUS: FAILED" in out.stdout, out.stdout + out.stderr
     out = ser(client_env, "jobs", "--kind", "predict", "--limit", "3")
     assert out.returncode == 0 and len(out.stdout.splitlines()) == 3
 
     out = ser(client_env, "models", "--json")
     listing = json.loads(out.stdout)
     assert listing["CURRENT"] == job["MODEL_VERSION"]
+    # one version: a summary of the real document (the whole of it with --json)
+    out = ser(client_env, "models", job["MODEL_VERSION"])
+    assert out.returncode == 0, out.stderr
+    assert "METRICS" not in out.stdout and "F1 per class" in out.stdout, out.stdout
+    assert any(line.startswith("stratified ") for line in out.stdout.splitlines()), out.stdout
+    assert f"MODEL_VERSION: {job['MODEL_VERSION']}" in out.stdout
+    out = ser(client_env, "models", job["MODEL_VERSION"], "--json")
+    assert "EVALUATIONS" in json.loads(out.stdout)
 
 
 def test_cli_reports_unreachable_api_and_auth(client_env):
     down = dict(client_env, SER_API_URL=f"http://127.0.0.1:{free_port()}")
     out = ser(down, "models")
-    assert out.returncode != 0 and "API_UNAVAILABLE" in out.stderr
+    assert out.returncode != 0 and "API_UNAVAILABLE" in out.stderr and "SER_API_URL" in out.stderr
     bad = dict(client_env, SER_API_KEY="bad-key-7f3a")
     out = ser(bad, "jobs")
     assert out.returncode != 0 and "UNAUTHORIZED" in out.stderr and "bad-key-7f3a" not in out.stderr
+    assert "SER_API_KEY" in out.stderr
 
 
 def _port_open(port: int) -> bool:

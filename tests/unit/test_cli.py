@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import pytest
+
 from tests import audiogen
+from tests.harness import ROOT
 
 KEYS = {
     "protocol",
@@ -156,3 +160,18 @@ def test_a_closed_pipe_ends_quietly(tmp_path, csv_dataset):
     os.close(write)
     assert proc.returncode == 141, proc.stderr
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def test_make_up_passes_args_to_ser_up():
+    # `make -n` prints the recipe without running it (nothing is installed or started)
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    proc = subprocess.run(
+        ["make", "-n", "up", "ARGS=--port 8000 --concurrency 2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == ".venv/bin/ser up --port 8000 --concurrency 2"

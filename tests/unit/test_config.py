@@ -69,6 +69,9 @@ def test_values_are_typed_and_blank_means_default():
         ("SER_MAX_UPLOAD_MB", "big", "valid number"),
         ("SER_N_JOBS", "0", "greater than or equal to 1"),
         ("SER_SKIP_WARMUP", "maybe", "valid boolean"),
+        ("SER_API_URL", "localhost:5077", "http:// or https:// URL, e.g. http://localhost:5077"),
+        ("SER_API_URL", "ftp://host", "http:// or https:// URL"),
+        ("SER_API_URL", "http://", "http:// or https:// URL"),
     ],
 )
 def test_a_bad_value_is_an_invalid_setting_naming_the_variable(name, value, expected):
