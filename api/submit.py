@@ -103,7 +103,8 @@ def discard(job_id: str) -> None:
 TRAIN_ANSWERS = {
     202: (S.Job, "queued, or the already queued/running training of this dataset", LOCATION),
     400: "malformed body, UNKNOWN_FIELD, unknown protocol, features or adapt, bad repeats or "
-    "activate, or a path outside the data root",
+    "activate, a path outside the data root, a dataset without labels (DATASET_NO_LABELS, "
+    "DATASET_BAD_LABELS) or audio (DATASET_NO_AUDIO)",
     409: "a training of this dataset just ended; retry (TRAINING_BUSY)",
 }
 
@@ -129,8 +130,12 @@ def train():
         req = S.parse(S.TrainRequest, json_body())
     else:
         req = S.parse(S.TrainRequest, request.args, query=True)
-    root = confine(s.settings.data_dir, req.dataset or s.settings.train_dataset, kind="dir")
-    rel = relative(s.settings.data_dir, root)
+    data_dir = s.settings.data_dir
+    root = confine(data_dir, req.dataset or s.settings.train_dataset, kind="dir")
+    # Labels findable (labels.csv's header, a listing): the worker's loader would fail the
+    # job otherwise; the same check as POST /score with evaluate.
+    check_evaluate(data_dir, root)
+    rel = relative(data_dir, root)
     lock = J.train_lock_name(rel, req.protocol, req.adapt, req.features)
     if not req.activate:  # a training kept aside never joins one that activates (nor vice versa)
         lock += ":aside"
