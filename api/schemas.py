@@ -130,7 +130,13 @@ Binary = Annotated[Any, Field(json_schema_extra={"type": "string", "format": "bi
 class TrainRequest(Request):
     """POST /train (JSON body) and GET /train (the same fields as a query string)."""
 
-    dataset: DataPath | None = Field(None, description="directory under SER_DATA_DIR")
+    dataset: DataPath | None = Field(
+        None,
+        description="directory under SER_DATA_DIR; without it, SER_TRAIN_DATASET (default: "
+        "the data root) when it labels its recordings itself (labels.csv, EMO-DB names), else "
+        "its one sub-folder that does, else its only sub-folder, else the folder with its "
+        "sub-folders as classes (400 DATASET_AMBIGUOUS when several sub-folders are datasets)",
+    )
     protocol: Annotated[
         Protocol,
         Invalid("INVALID_PROTOCOL", f"protocol must be one of {_one_of(C.PROTOCOLS)}", True),

@@ -38,6 +38,7 @@ CLASS_TOO_SMALL = "DATASET_CLASS_TOO_SMALL"
 NO_SPEAKERS = "DATASET_NO_SPEAKERS"
 NO_LABELS = "DATASET_NO_LABELS"
 UNREADABLE = "DATASET_UNREADABLE"
+AMBIGUOUS = "DATASET_AMBIGUOUS"
 
 
 def shown(root: Path | str, name: str | None, leaf: str = "") -> str:
@@ -246,6 +247,55 @@ def check_labelled(root: Path | str, *, name: str | None = None) -> str:
             f"no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) in {shown(root, name)}",
         )
     raise DatasetError(NO_LABELS, f"{shown(root, name)}: {_NO_LABELS_MESSAGE}")
+
+
+def has_own_labels(folder: Path) -> bool:
+    """Whether ``folder`` labels its recordings itself: a labels.csv, or recordings at its top
+    all named as EMO-DB names them (stops at the first that is not)."""
+    if (folder / "labels.csv").is_file():
+        return True
+    found = False
+    for path in folder.iterdir():
+        if is_audio(path):
+            if not _EMODB_NAME.match(path.name):
+                return False
+            found = True
+    return found
+
+
+DEFAULT_HINT = (
+    'name the dataset to train ({"dataset": "<folder>"}, ser train <folder>) '
+    "or set SER_TRAIN_DATASET"
+)
+
+
+def default_dataset(root: Path | str, *, name: str | None = None) -> Path:
+    """The dataset a training that names none trains, given the default folder ``root``
+    (SER_TRAIN_DATASET, the data root by default): ``root`` when it labels its recordings
+    itself (:func:`has_own_labels`); else the one sub-folder that does; else, when ``root``
+    holds a single sub-folder (one folder is never a set of classes), that one; else ``root``,
+    its sub-folders being the classes. Raises DatasetError DATASET_AMBIGUOUS, naming them,
+    when several sub-folders label their own recordings, and DATASET_NOT_FOUND.
+
+    Reads one directory listing per sub-folder (their tops only): cheap enough for the API."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(NOT_FOUND, f"dataset directory not found: {shown(root, name)}")
+    try:
+        if has_own_labels(root):
+            return root
+        subs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        labelled = [p for p in subs if has_own_labels(p)]
+    except OSError as exc:
+        raise _unreadable(root, name, exc) from None
+    if len(labelled) == 1:
+        return labelled[0]
+    if labelled:
+        names = ", ".join(shown(root, name, p.name) for p in labelled)
+        raise DatasetError(
+            AMBIGUOUS, f"{shown(root, name)} holds several datasets ({names}); {DEFAULT_HINT}"
+        )
+    return subs[0] if len(subs) == 1 else root
 
 
 def _from_labels_csv(root: Path, name: str | None = None) -> Dataset:

@@ -2,7 +2,8 @@
 the training work a worker runs (worker.train.run_train on the real Redis, no broker) and
 through the API's up-front checks (Flask test client). No message names the server's
 absolute path, only paths relative to the data root; a folder of unlabelled recordings is
-DATASET_NO_LABELS (and POST /train refuses it before queueing)."""
+DATASET_NO_LABELS (and POST /train refuses it before queueing); a training that names no
+dataset picks the one dataset of the default folder, or says how to name one."""
 
 from __future__ import annotations
 
@@ -136,3 +137,92 @@ def test_score_with_speakers_from_a_broken_labels_csv_names_it_relatively(api, b
     error = resp.get_json()["ERROR"]
     assert error["CODE"] == "DATASET_BAD_LABELS" and "notcsv/labels.csv" in error["MESSAGE"]
     assert not _leaks(error["MESSAGE"], broken_root), error
+
+
+# -- a training that names no dataset ---------------------------------------------------------
+def _layout(root, kind: str) -> None:
+    """Data roots as users lay them out (no name below means anything to the code)."""
+    if kind == "one_corpus":  # the README's: the corpus in a sub-folder, and other folders
+        audiogen.make_dataset(root / "corpus", "emodb", n_per_class=2)
+        _clip(root / "recordings" / "call-1.wav")
+        (root / "notes").mkdir()
+    elif kind == "two_corpora":
+        audiogen.make_dataset(root / "first", "emodb", n_per_class=2)
+        audiogen.make_dataset(root / "second", "labels_csv", n_per_class=2)
+    elif kind == "lone_class_folders":  # the one sub-folder holds class folders
+        audiogen.make_dataset(root / "mine", "folders", n_per_class=2)
+    elif kind == "classes_at_the_root":
+        audiogen.make_dataset(root, "folders", n_per_class=2)
+    elif kind == "lone_unlabelled":
+        _clip(root / "stuff" / "recording.wav")
+
+
+@pytest.fixture
+def default_api(service_env, tmp_path):
+    """(make(kind) -> (Flask test client, data root)) on a Redis database of its own: the
+    trainings it queues reach no worker of the session."""
+    url = service_env["SER_REDIS_URL"].rsplit("/", 1)[0] + "/9"
+
+    def make(kind: str):
+        root = tmp_path / kind / "data"
+        root.mkdir(parents=True)
+        _layout(root, kind)
+        client = make_client(
+            service_env,
+            SER_DATA_DIR=str(root),
+            SER_REDIS_URL=url,
+            SER_KEY_PREFIX=f"dflt{uuid.uuid4().hex[:6]}:",
+            SER_API_KEY="",
+        )
+        return client, root
+
+    yield make
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+
+
+@pytest.mark.parametrize(
+    "kind, dataset",
+    [
+        ("one_corpus", "corpus"),
+        ("lone_class_folders", "mine"),
+        ("classes_at_the_root", "."),
+    ],
+)
+def test_a_bare_training_trains_the_one_dataset_of_the_default_folder(default_api, kind, dataset):
+    api, _ = default_api(kind)
+    resp = api.post("/train")
+    assert resp.status_code == 202, resp.get_data(as_text=True)
+    assert resp.get_json()["DATASET"] == dataset
+    # the prototype's GET /train, and a request naming that dataset, join the same training
+    for again in (api.get("/train"), api.post("/train", json={"dataset": dataset})):
+        assert again.status_code == 202 and again.headers["X-Single-Flight"] == "joined"
+        assert again.get_json()["JOB_ID"] == resp.get_json()["JOB_ID"]
+
+
+@pytest.mark.parametrize(
+    "kind, code, named",
+    [
+        ("two_corpora", "DATASET_AMBIGUOUS", ("first", "second")),
+        ("lone_unlabelled", "DATASET_NO_LABELS", ("stuff",)),
+    ],
+)
+def test_a_bare_training_says_how_to_name_a_dataset(default_api, kind, code, named):
+    api, root = default_api(kind)
+    for resp in (api.post("/train"), api.get("/train")):
+        assert resp.status_code == 400, resp.get_data(as_text=True)
+        error = resp.get_json()["ERROR"]
+        assert error["CODE"] == code, error
+        assert all(name in error["MESSAGE"] for name in named), error
+        assert '{"dataset": "<folder>"}' in error["MESSAGE"], error
+        assert "SER_TRAIN_DATASET" in error["MESSAGE"] and not _leaks(error["MESSAGE"], root)
+    assert api.get("/jobs?kind=train").get_json()["JOBS"] == []
+
+
+def test_a_default_dataset_that_fails_in_the_worker_says_how_to_name_one(ctx, broken_root):
+    rec = _train(ctx, {"dataset": "small", "default_dataset": True, "repeats": 1})
+    assert rec["error"]["CODE"] == "DATASET_CLASS_TOO_SMALL"
+    assert "SER_TRAIN_DATASET" in rec["error"]["MESSAGE"], rec["error"]
+    named = _train(ctx, {"dataset": "small", "repeats": 1})["error"]
+    assert "SER_TRAIN_DATASET" not in named["MESSAGE"], named

@@ -124,3 +124,21 @@ def test_an_unreadable_dataset_is_a_dataset_error(tmp_path, monkeypatch):
         load_dataset(tmp_path / "ds", name="ds")
     assert err.value.code == "DATASET_UNREADABLE"
     assert err.value.message == "cannot read ds/labels.csv: Permission denied"
+
+
+def test_the_default_dataset_is_the_one_dataset_of_the_default_folder(tmp_path):
+    from ser.datasets import default_dataset
+
+    audiogen.make_dataset(tmp_path / "corpus", "emodb", n_per_class=1)
+    audiogen.write(tmp_path / "other" / "take.wav", audiogen.tone())
+    assert default_dataset(tmp_path) == tmp_path / "corpus"
+    audiogen.make_dataset(tmp_path / "second", "labels_csv", n_per_class=1)
+    with pytest.raises(DatasetError) as err:
+        default_dataset(tmp_path, name=".")
+    assert err.value.code == "DATASET_AMBIGUOUS"
+    assert err.value.message.startswith(". holds several datasets (corpus, second)")
+    assert default_dataset(tmp_path / "second") == tmp_path / "second"  # labels of its own
+    classes = tmp_path / "classes"
+    audiogen.make_dataset(classes, "folders", n_per_class=1)
+    assert default_dataset(classes) == classes
+    assert default_dataset(tmp_path / "other") == tmp_path / "other"  # (fails to load later)
