@@ -508,6 +508,19 @@ class Evaluation(Body):
     UNLABELLED: int | None = Field(None, description="files without a label (left out)")
     FAILED: int | None = Field(None, description="files that could not be scored (left out)")
     CONFUSION_PNG: str | None = Field(None, description="URL of the confusion matrix")
+    TRAINING_DATASET: str | None = Field(
+        None, description="the dataset the pinned model was trained on (from its metadata)"
+    )
+    TRAINING_DATA: bool | None = Field(
+        None,
+        description="true: the folder is, holds or lies in the model's training dataset, or "
+        "evaluated files were trained on; the figures then measure memory, not generalisation",
+    )
+    TRAINING_OVERLAP: int | None = Field(
+        None,
+        description="evaluated files that are in the model's training dataset (as it reads "
+        "now; every file under it when it no longer loads)",
+    )
     ERROR: ErrorDetail | None = Field(
         None, description="the labels could not be read at the end (the rows stand)"
     )
