@@ -226,3 +226,19 @@ def test_a_default_dataset_that_fails_in_the_worker_says_how_to_name_one(ctx, br
     assert "SER_TRAIN_DATASET" in rec["error"]["MESSAGE"], rec["error"]
     named = _train(ctx, {"dataset": "small", "repeats": 1})["error"]
     assert "SER_TRAIN_DATASET" not in named["MESSAGE"], named
+
+
+def test_an_unexpected_error_does_not_show_the_data_root_either(ctx, broken_root, monkeypatch):
+    """A bug or an OSError's own text (which names files in full) lands in the job record
+    with paths relative to the data root."""
+    from worker import train as train_work
+
+    def broken(ds, **kwargs):
+        raise RuntimeError(f"could not open {ds.root.resolve()}/x.wav nor {ds.root}")
+
+    monkeypatch.setattr(train_work.training, "train", broken)
+    error = _train(ctx, {"dataset": "small"})["error"]
+    assert error == {
+        "CODE": "INTERNAL_ERROR",
+        "MESSAGE": "RuntimeError: could not open small/x.wav nor small",
+    }
