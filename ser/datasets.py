@@ -263,6 +263,15 @@ def has_own_labels(folder: Path) -> bool:
     return found
 
 
+def _labels_itself(folder: Path) -> bool:
+    """:func:`has_own_labels`, False for a folder the server may not read (some other
+    user's, beside the datasets: it does not stop a training that names no dataset)."""
+    try:
+        return has_own_labels(folder)
+    except OSError:
+        return False
+
+
 DEFAULT_HINT = (
     'name the dataset to train ({"dataset": "<folder>"}, ser train <folder>) '
     "or set SER_TRAIN_DATASET"
@@ -285,9 +294,9 @@ def default_dataset(root: Path | str, *, name: str | None = None) -> Path:
         if has_own_labels(root):
             return root
         subs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        labelled = [p for p in subs if has_own_labels(p)]
     except OSError as exc:
         raise _unreadable(root, name, exc) from None
+    labelled = [p for p in subs if _labels_itself(p)]
     if len(labelled) == 1:
         return labelled[0]
     if labelled:

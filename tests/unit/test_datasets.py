@@ -142,3 +142,21 @@ def test_the_default_dataset_is_the_one_dataset_of_the_default_folder(tmp_path):
     audiogen.make_dataset(classes, "folders", n_per_class=1)
     assert default_dataset(classes) == classes
     assert default_dataset(tmp_path / "other") == tmp_path / "other"  # (fails to load later)
+
+
+def test_an_unreadable_folder_beside_the_default_dataset_is_passed_over(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from ser.datasets import default_dataset
+
+    audiogen.make_dataset(tmp_path / "corpus", "emodb", n_per_class=1)
+    (tmp_path / "locked").mkdir()
+    listing = Path.iterdir
+
+    def iterdir(self):
+        if self.name == "locked":
+            raise PermissionError(13, "Permission denied", str(self))
+        return listing(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    assert default_dataset(tmp_path) == tmp_path / "corpus"
