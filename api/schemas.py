@@ -134,7 +134,13 @@ Binary = Annotated[Any, Field(json_schema_extra={"type": "string", "format": "bi
 class TrainRequest(Request):
     """POST /train (JSON body) and GET /train (the same fields as a query string)."""
 
-    dataset: DataPath | None = Field(None, description="directory under SER_DATA_DIR")
+    dataset: DataPath | None = Field(
+        None,
+        description="directory under SER_DATA_DIR; without it, SER_TRAIN_DATASET (default: "
+        "the data root) when it labels its recordings itself (labels.csv, EMO-DB names), else "
+        "its one sub-folder that does, else its only sub-folder, else the folder with its "
+        "sub-folders as classes (400 DATASET_AMBIGUOUS when several sub-folders are datasets)",
+    )
     protocol: Annotated[
         Protocol,
         Invalid("INVALID_PROTOCOL", f"protocol must be one of {_one_of(C.PROTOCOLS)}", True),
@@ -506,6 +512,19 @@ class Evaluation(Body):
     UNLABELLED: int | None = Field(None, description="files without a label (left out)")
     FAILED: int | None = Field(None, description="files that could not be scored (left out)")
     CONFUSION_PNG: str | None = Field(None, description="URL of the confusion matrix")
+    TRAINING_DATASET: str | None = Field(
+        None, description="the dataset the pinned model was trained on (from its metadata)"
+    )
+    TRAINING_DATA: bool | None = Field(
+        None,
+        description="true: the folder is, holds or lies in the model's training dataset, or "
+        "evaluated files were trained on; the figures then measure memory, not generalisation",
+    )
+    TRAINING_OVERLAP: int | None = Field(
+        None,
+        description="evaluated files that are in the model's training dataset (as it reads "
+        "now; every file under it when it no longer loads)",
+    )
     ERROR: ErrorDetail | None = Field(
         None, description="the labels could not be read at the end (the rows stand)"
     )

@@ -19,7 +19,8 @@ from api.jobs import job_response
 from api.openapi import BINARY, LOCATION, either, operation
 from ser.bulk import check_evaluate, check_labels, parse_speakers
 from ser.contract import TASK_PREDICT, TASK_SCORE, TASK_TRAIN, TERMINAL
-from ser.errors import AudioError, NoModelError
+from ser.datasets import DEFAULT_HINT, default_dataset
+from ser.errors import AudioError, DatasetError, NoModelError
 from ser.paths import confine, relative
 from ser.service import jobs as J
 from ser.service.redis import blob_key
@@ -103,7 +104,9 @@ def discard(job_id: str) -> None:
 TRAIN_ANSWERS = {
     202: (S.Job, "queued, or the already queued/running training of this dataset", LOCATION),
     400: "malformed body, UNKNOWN_FIELD, unknown protocol, features or adapt, bad repeats or "
-    "activate, or a path outside the data root",
+    "activate, a path outside the data root, a dataset without labels (DATASET_NO_LABELS, "
+    "DATASET_BAD_LABELS) or audio (DATASET_NO_AUDIO), or no dataset named and several in the "
+    "default folder (DATASET_AMBIGUOUS)",
     409: "a training of this dataset just ended; retry (TRAINING_BUSY)",
 }
 
@@ -129,8 +132,19 @@ def train():
         req = S.parse(S.TrainRequest, json_body())
     else:
         req = S.parse(S.TrainRequest, request.args, query=True)
-    root = confine(s.settings.data_dir, req.dataset or s.settings.train_dataset, kind="dir")
-    rel = relative(s.settings.data_dir, root)
+    data_dir = s.settings.data_dir
+    root = confine(data_dir, req.dataset or s.settings.train_dataset, kind="dir")
+    try:
+        if not req.dataset:  # the default folder, or the one dataset it holds
+            root = default_dataset(root, name=relative(data_dir, root))
+        # Labels findable (labels.csv's header, a listing): the worker's loader would fail
+        # the job otherwise; the same check as POST /score with evaluate.
+        check_evaluate(data_dir, root)
+    except DatasetError as exc:
+        if not req.dataset and DEFAULT_HINT not in exc.message:
+            raise DatasetError(exc.code, f"{exc.message}; {DEFAULT_HINT}") from None
+        raise
+    rel = relative(data_dir, root)
     lock = J.train_lock_name(rel, req.protocol, req.adapt, req.features)
     if not req.activate:  # a training kept aside never joins one that activates (nor vice versa)
         lock += ":aside"
@@ -143,6 +157,8 @@ def train():
         "activate": req.activate,
         "lock": lock,
     }
+    if not req.dataset:  # the worker's dataset errors then say how to name one
+        params["default_dataset"] = True
     rec = create("train", TASK_TRAIN, params, send=False)  # sent once single flight allows
     ttl = s.settings.train_time_limit + s.settings.visibility_timeout
     holder = s.jobs.acquire(lock, rec["id"], ttl)

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from ser.datasets import check_labelled, labels_by_path, labels_csv_rows, speakers_by_path
 from ser.errors import DatasetError, PathError, SerError
-from ser.paths import confine
+from ser.paths import confine, relative
 
 DEFAULT_PATTERNS = ("*.wav", "*.flac", "*.ogg")
 MAX_FILES = 1_000_000
@@ -176,12 +176,17 @@ def check_labels(data_root: Path | str, folder: Path) -> None:
     with columns path and speaker; raises SpeakersError or DatasetError (400)."""
     root = _labels_folder(data_root, folder)
     try:
-        for _ in labels_csv_rows(root, ("path", "speaker")):
+        for _ in labels_csv_rows(root, ("path", "speaker"), name=_name(data_root, root)):
             break
     except OSError as exc:
         raise SpeakersError("LABELS_NOT_FOUND", f"cannot read labels.csv: {exc.strerror}") from None
     except DatasetError as exc:
         raise DatasetError(exc.code, _relative_message(exc)) from None
+
+
+def _name(data_root: Path | str, folder: Path) -> str:
+    """How messages call ``folder`` (under the data root): its path relative to the root."""
+    return relative(data_root, folder)
 
 
 def _relative_message(exc: DatasetError) -> str:
@@ -212,7 +217,7 @@ def check_evaluate(data_root: Path | str, folder: Path) -> str:
     their layout. Raises DatasetError (DATASET_NO_LABELS, DATASET_BAD_LABELS) or PathError."""
     _label_root(data_root, folder)
     try:
-        return check_labelled(folder)
+        return check_labelled(folder, name=_name(data_root, folder))
     except OSError as exc:
         raise _unreadable(exc) from None
 
@@ -223,7 +228,7 @@ def folder_labels(data_root: Path | str, folder: Path) -> tuple[str, dict[str, s
     :func:`check_evaluate` does."""
     rel = _label_root(data_root, folder)
     try:
-        layout, table = labels_by_path(folder)
+        layout, table = labels_by_path(folder, name=_name(data_root, folder))
     except OSError as exc:
         raise _unreadable(exc) from None
     if not rel:
@@ -244,7 +249,7 @@ def assign_speakers(
     if mode == "labels":
         root = _labels_folder(data_root, folder)
         try:
-            table = speakers_by_path(root)
+            table = speakers_by_path(root, name=_name(data_root, root))
         except OSError as exc:
             raise SpeakersError(
                 "LABELS_NOT_FOUND", f"cannot read labels.csv: {exc.strerror}"

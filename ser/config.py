@@ -145,7 +145,9 @@ class Settings(BaseSettings):
         120, gt=0, description="hard limit of a prediction task in seconds (soft: 90 % of it)"
     )
     train_dataset: str = Field(
-        ".", description="dataset trained when a request names none (under `SER_DATA_DIR`)"
+        ".",
+        description="folder trained when a request names no dataset (under `SER_DATA_DIR`), "
+        "or the one dataset it holds ([Data](#data))",
     )
     recovery_interval: int = Field(
         10,

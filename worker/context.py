@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import redis
 from celery.exceptions import Reject, SoftTimeLimitExceeded
@@ -98,7 +99,18 @@ def fail(ctx: Context, job_id: str, exc: Exception) -> None:
         raise Reject(f"Redis unavailable: {exc}", requeue=True) from exc
     if not isinstance(exc, SerError | SoftTimeLimitExceeded):
         log.exception("job %s failed unexpectedly", job_id)
-    ctx.jobs.fail(job_id, *error_of(exc))
+    error, status = error_of(exc)
+    ctx.jobs.fail(job_id, without_root(error, ctx.settings.data_dir), status)
+
+
+def without_root(error: dict, data_dir) -> dict:
+    """``error`` whose message names paths relative to the data root: the domain errors do
+    already; this keeps an unexpected one (an OSError's text, a bug's) from showing the
+    server's absolute path in a job record."""
+    message = str(error.get("MESSAGE", ""))
+    for base in sorted({str(data_dir), str(Path(data_dir).resolve())}, key=len, reverse=True):
+        message = message.replace(base.rstrip("/") + "/", "").replace(base, ".")
+    return dict(error, MESSAGE=message)
 
 
 def error_of(exc: Exception) -> tuple[dict, int]:

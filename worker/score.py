@@ -17,7 +17,9 @@ features back from the cache and scores with the speakers' statistics as above.
 
 A job with ``evaluate`` is compared, when it finishes, with the labels of its folder
 (ser.bulk.folder_labels, ser.ml.scoring): the result gains ``EVALUATION`` and the job a
-confusion-matrix PNG (ser.service.results), served at ``/jobs/<id>/confusion.png``.
+confusion-matrix PNG (ser.service.results), served at ``/jobs/<id>/confusion.png``, and is
+flagged ``TRAINING_DATA`` when the folder meets the pinned model's training dataset
+(:func:`training_data`).
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from pathlib import Path
 
 from ser import bulk
 from ser.contract import TASK_SCORE_CHUNK
+from ser.datasets import load_dataset
 from ser.errors import PathError, SerError
 from ser.ml import report, scoring
 from ser.ml.stats import Stats
@@ -324,8 +328,13 @@ def evaluation(ctx: Context, job_id: str, folder: str, rows: list[dict], version
         log.exception("labels of score job %s could not be read", job_id)
         message = f"the labels of {folder} could not be read ({type(exc).__name__})"
         return {"ERROR": {"CODE": "DATASET_BAD_LABELS", "MESSAGE": message}}
+    trained = training_data(ctx, version, folder)
     try:
-        out = {"LABELS": layout, **scoring.evaluate_rows(rows, labels, list(classes))}
+        seen = trained.pop("files", None)
+        out = {"LABELS": layout, **scoring.evaluate_rows(rows, labels, list(classes), seen)}
+        if "TRAINING_DATASET" in trained:
+            overlap = out.get("TRAINING_OVERLAP", 0)
+            out.update(trained, TRAINING_DATA=trained["TRAINING_DATA"] or overlap > 0)
     except Exception as exc:
         log.exception("evaluation of score job %s failed", job_id)
         return {
@@ -341,3 +350,48 @@ def evaluation(ctx: Context, job_id: str, folder: str, rows: list[dict], version
             ctx.results.save_png(job_id, png)
             out["CONFUSION_PNG"] = f"/jobs/{job_id}/confusion.png"
     return out
+
+
+def _within(inner: str, outer: str) -> bool:
+    """Whether the folder ``inner`` is ``outer`` or lies inside it (both relative to the data
+    root, "." for the root)."""
+    return outer == "." or inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+
+def training_data(ctx: Context, version: str, folder: str) -> dict:
+    """What the model ``version`` was trained on, as far as the scored ``folder`` meets it:
+    ``TRAINING_DATASET`` (from the version's metadata), ``TRAINING_DATA`` (the folder is that
+    dataset, lies inside it or contains it) and, then, ``files``: the training set's files
+    relative to the data root (the dataset as it reads now; all the files under it when it no
+    longer loads). {} when the metadata does not say."""
+    try:
+        dataset = ctx.registry.meta(version).get("dataset")
+    except Exception:  # a version deleted meanwhile: the figures stand without the flag
+        log.warning("no metadata for model %s", version)
+        return {}
+    if not isinstance(dataset, str) or not dataset:
+        return {}
+    related = _within(folder, dataset) or _within(dataset, folder)
+    out: dict = {"TRAINING_DATASET": dataset, "TRAINING_DATA": related}
+    if not related:
+        return out
+    base = Path(ctx.settings.data_dir).resolve()
+    try:
+        root = confine(ctx.settings.data_dir, dataset, kind="dir")
+        paths = load_dataset(root, name=dataset).paths
+    except (SerError, OSError):  # changed since: every file under it counts as seen
+        prefix = "" if dataset == "." else dataset.rstrip("/") + "/"
+        out["files"] = _Prefix(prefix)
+        return out
+    out["files"] = {Path(os.path.normpath(p)).relative_to(base).as_posix() for p in paths}
+    return out
+
+
+class _Prefix:
+    """The files under a folder (relative to the data root), as a container."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.startswith(self.prefix)

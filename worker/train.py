@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ser import bulk
 from ser.contract import TASK_FEATURIZE_CHUNK, TRAIN_REPEATS
-from ser.datasets import load_dataset
+from ser.datasets import DEFAULT_HINT, Dataset, default_dataset, load_dataset
+from ser.errors import DatasetError
 from ser.features import get_spec
 from ser.features.batch import featurize
 from ser.features.cache import CountingCache, content_hash
@@ -45,6 +46,7 @@ def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=No
     if rec is None:
         return {"job_id": job_id, "ran": False}
     dataset = params.get("dataset") or settings.train_dataset
+    named = not params.get("default_dataset")  # (false: the client named no dataset)
     protocol = params.get("protocol") or "stratified"
     features = params.get("features") or "default"
     adapt = params.get("adapt") or "auto"
@@ -63,12 +65,16 @@ def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=No
 
     try:
         root = confine(settings.data_dir, dataset, kind="dir")
+        if not params.get("dataset"):  # (a message from an API that chose no dataset)
+            root = default_dataset(root, name=relative(settings.data_dir, root))
+        # Loaded once, named relative to the data root: no message shows the server's path.
+        ds = load_dataset(root, name=relative(settings.data_dir, root))
         feats = {"cached": None, "computed": 0}
         if send is not None:
-            feats = featurize_training_set(ctx, job_id, root, features, send, progress)
+            feats = featurize_training_set(ctx, job_id, ds, features, send, progress)
         counter = CountingCache(ctx.feature_cache)  # what is still missing is decoded here
         bundle = training.train(
-            root,
+            ds,
             protocol=protocol,
             features=features,
             adapt=adapt,
@@ -147,6 +153,11 @@ def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=No
     except JobCancelled:
         log.info("training job %s cancelled", job_id)
         return {"job_id": job_id, "cancelled": True}
+    except DatasetError as exc:
+        if not named and DEFAULT_HINT not in exc.message:  # say how to choose a dataset
+            exc = DatasetError(exc.code, f"{exc.message}; {DEFAULT_HINT}")
+        fail(ctx, job_id, exc)
+        return {"job_id": job_id, "failed": True}
     except Exception as exc:  # SystemExit etc. pass: the job is redelivered, not failed
         fail(ctx, job_id, exc)
         return {"job_id": job_id, "failed": True}
@@ -207,16 +218,15 @@ def run_featurize_chunk(ctx: Context, job_id: str, params: dict, worker: str = "
 def featurize_training_set(
     ctx: Context,
     job_id: str,
-    root: Path,
+    ds: Dataset,
     spec: str,
     send: Send | None,
     progress: Callable[[int, int], None],
 ) -> dict:
-    """Fill the shared cache for the dataset at ``root``: only files not cached are decoded,
+    """Fill the shared cache for the dataset ``ds``: only files not cached are decoded,
     in chunks spread over the predict processes while this training takes chunks from the
     other end (so it never waits on a queue nobody serves). Returns {"cached", "computed"}."""
     version = get_spec(spec).version
-    ds = load_dataset(root)
     base = Path(ctx.settings.data_dir).resolve()
     keyed, misses = [], []
     for path in ds.paths:

@@ -25,7 +25,13 @@ WAIT_SLICE = 10  # seconds per ?wait request while a client waits for a job
 def register(subparsers) -> None:
     """Add the client subcommands to an argparse subparsers object."""
     tr = subparsers.add_parser("train", help="queue a training through the API")
-    tr.add_argument("dataset", nargs="?", default=None, help="directory under SER_DATA_DIR")
+    tr.add_argument(
+        "dataset",
+        nargs="?",
+        default=None,
+        help="directory under SER_DATA_DIR (default: the server's SER_TRAIN_DATASET, or the "
+        "one dataset it holds)",
+    )
     tr.add_argument("--protocol", choices=PROTOCOLS, default=None)
     tr.add_argument("--features", choices=FEATURE_SETS, default=None)
     tr.add_argument(

@@ -162,6 +162,17 @@ def _per_class_table(title: str, per_class: dict) -> Table:
     return per
 
 
+def training_data_warning(ev: dict) -> str:
+    """The warning line of an ``EVALUATION`` flagged ``TRAINING_DATA``."""
+    overlap = ev.get("TRAINING_OVERLAP")
+    files = "" if overlap is None else f"; {overlap} of the {ev['EVALUATED']} evaluated files"
+    return (
+        f"warning: the model was trained on {escape(str(ev.get('TRAINING_DATASET')))} "
+        f"(this folder is, holds or lies in it{files}): the figures measure what it "
+        "remembers, not how it does on recordings it has never heard"
+    )
+
+
 def print_evaluation(ev: dict, png_url: str | None = None) -> None:
     """The ``EVALUATION`` of a score job (``ser score --evaluate``) as tables on stdout:
     the figures, the rows left out, per class, the confusion matrix and where its PNG is."""
@@ -190,6 +201,8 @@ def print_evaluation(ev: dict, png_url: str | None = None) -> None:
         ", ".join(f"{label} ×{n}" for label, n in unknown.items()) or "0",
     )
     console.print(head)
+    if ev.get("TRAINING_DATA"):
+        console.print(training_data_warning(ev), style="bold yellow", highlight=False)
     if not ev["EVALUATED"]:
         console.print("[yellow]no scored file has a label the model knows[/]")
         return

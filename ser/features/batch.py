@@ -46,7 +46,11 @@ def _read(source: Path | str | bytes) -> bytes:
     try:
         return Path(source).read_bytes()
     except OSError as exc:
-        raise AudioError(audio.UNREADABLE, f"cannot read {source}: {exc.strerror}") from None
+        # (the file's name only, as ser.audio says it, never the server's absolute path: a
+        # row or a training's failed files name the file by its relative path already)
+        raise AudioError(
+            audio.UNREADABLE, f"cannot read {Path(source).name}: {exc.strerror}"
+        ) from None
 
 
 def extract_one(spec_name: str, source: Path | str | bytes, max_seconds: float | None) -> Result:

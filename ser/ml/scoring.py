@@ -9,7 +9,7 @@ and ``EVALUATED`` (the rows the metrics are computed on, over the model's classe
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -17,18 +17,23 @@ from ser.ml.evaluation import pooled_metrics
 
 
 def evaluate_rows(
-    rows: Iterable[Mapping], labels: Mapping[str, str], classes: Sequence[str]
+    rows: Iterable[Mapping],
+    labels: Mapping[str, str],
+    classes: Sequence[str],
+    trained_on: Container[str] | None = None,
 ) -> dict:
     """The ``EVALUATION`` of score rows (``FILENAME`` and ``EMOTION`` or ``ERROR``) against
     ``labels`` ({FILENAME: true label}, the same paths as the rows': relative to the data root)
     for a model of ``classes``: F1-macro, UAR, accuracy (None when no row is evaluated),
     per-class figures, the confusion matrix (rows: true class, columns: predicted, both in
-    ``classes`` order) and the counts of the rows left out."""
+    ``classes`` order) and the counts of the rows left out. With ``trained_on`` (the files the
+    model was trained on, the same paths), ``TRAINING_OVERLAP`` counts the evaluated rows
+    among them: figures on those measure memory, not generalisation."""
     classes = list(classes)
     index = {c: i for i, c in enumerate(classes)}
     y: list[int] = []
     pred: list[int] = []
-    failed = unlabelled = 0
+    failed = unlabelled = overlap = 0
     unknown: Counter[str] = Counter()
     for row in rows:
         if "ERROR" in row:
@@ -42,6 +47,8 @@ def evaluate_rows(
         else:
             y.append(index[label])
             pred.append(index[row["EMOTION"]])  # a model predicts its own classes only
+            if trained_on is not None and row["FILENAME"] in trained_on:
+                overlap += 1
     out: dict = {"EVALUATED": len(y), "F1_MACRO": None, "UAR": None, "ACCURACY": None}
     if y:
         m = pooled_metrics(np.asarray(y), np.asarray(pred), classes)
@@ -66,4 +73,6 @@ def evaluate_rows(
         UNLABELLED=unlabelled,
         FAILED=failed,
     )
+    if trained_on is not None:
+        out["TRAINING_OVERLAP"] = overlap
     return out

@@ -182,7 +182,7 @@ def evaluate_dataset(
 
 
 def train(
-    dataset_dir: Path | str,
+    dataset_dir: Path | str | Dataset,
     *,
     protocol: str = "stratified",
     features: str = "default",
@@ -195,7 +195,8 @@ def train(
     progress: Progress | None = None,
 ) -> Bundle:
     """Evaluate with ``protocol`` (and with the speaker protocol too, where speakers allow
-    it), then fit the model on every usable recording.
+    it), then fit the model on every usable recording of ``dataset_dir`` (a folder, or a
+    Dataset already loaded: the service loads it naming it relative to the data root).
 
     The bundle's metrics are ``protocol``'s, with every protocol's under ``protocols``."""
     data = _load_featurized(dataset_dir, protocol, features, cache_dir, cache, n_jobs, progress)

@@ -321,7 +321,7 @@ def test_single_flight_training(api, trained):
     assert first.json()["JOB_ID"] == second.json()["JOB_ID"]
     assert second.headers.get("X-Single-Flight") == "joined"
     # another protocol is another training; this folder layout names no speakers, which
-    # only the worker finds out (the API checks the path, not the dataset's contents)
+    # only the worker finds out (the API checks the path and that labels are there, cheaply)
     other = api.post("/train", json={"dataset": "ds_big", "protocol": "speaker"})
     assert other.status_code == 202, other.text
     assert other.json()["JOB_ID"] != first.json()["JOB_ID"]

@@ -122,6 +122,29 @@ def test_a_labels_csv_dataset_scores_as_trained(runner):
     assert ev["ACCURACY"] > 0.8
 
 
+def test_scoring_the_training_data_is_flagged(runner, model_bytes, settings, eval_mix):
+    """A model whose metadata names its training dataset: scoring that folder (or one that
+    holds it, or lies in it) flags TRAINING_DATA and counts the evaluated files trained on."""
+    ctx, sent, send = runner
+    key = settings.require_secret_key()
+    ctx.registry.publish(model_bytes, {"metrics": {}, "dataset": "ds"}, key)
+    job_id, msgs = _start(ctx, sent, send, "ds")
+    ev = _finish(ctx, job_id, msgs)["EVALUATION"]
+    assert (ev["TRAINING_DATA"], ev["TRAINING_DATASET"]) == (True, "ds"), ev
+    assert ev["TRAINING_OVERLAP"] == ev["EVALUATED"] == 24
+    # another folder: not flagged, no overlap to count
+    job_id, msgs = _start(ctx, sent, send, eval_mix["folder"])
+    ev = _finish(ctx, job_id, msgs)["EVALUATION"]
+    assert (ev["TRAINING_DATA"], ev["TRAINING_DATASET"]) == (False, "ds"), ev
+    assert "TRAINING_OVERLAP" not in ev
+    # trained on a folder inside the scored one (that no longer loads as a dataset: every
+    # file under it counts)
+    ctx.registry.publish(model_bytes, {"metrics": {}, "dataset": "eval_mix/clips"}, key)
+    job_id, msgs = _start(ctx, sent, send, eval_mix["folder"])
+    ev = _finish(ctx, job_id, msgs)["EVALUATION"]
+    assert ev["TRAINING_DATA"] is True and ev["TRAINING_OVERLAP"] == ev["EVALUATED"] == 6, ev
+
+
 def test_labels_the_model_does_not_know_are_counted_not_crashed_on(runner):
     """ds_emodb/: EMO-DB names (anger, happiness, neutral), none of the model's classes."""
     ctx, sent, send = runner
@@ -161,6 +184,7 @@ def test_api_score_evaluate(api, trained, eval_mix):
     ev = body["EVALUATION"]
     assert (ev["EVALUATED"], ev["FAILED"], ev["UNLABELLED"]) == (6, 1, 1)
     assert ev["UNKNOWN_LABELS"] == {"bored": 2}
+    assert (ev["TRAINING_DATA"], ev["TRAINING_DATASET"]) == (False, trained["DATASET"])
     png = api.get(ev["CONFUSION_PNG"])
     assert png.status_code == 200 and png.headers["Content-Type"] == "image/png"
     assert png.content.startswith(PNG_MAGIC)
@@ -196,5 +220,15 @@ def test_cli_score_evaluate(client_env, trained, eval_mix):
     assert table.returncode == 0, table.stderr
     for text in ("F1-macro", "UAR", "accuracy", "bored", "confusion.png"):
         assert text in table.stdout, table.stdout
+    assert "warning" not in table.stdout
+    # the very folder the current model was trained on: figures flagged, a warning printed
+    own = ser(client_env, "score", trained["DATASET"], "--evaluate", "--json")
+    assert own.returncode == 0, own.stderr
+    ev = json.loads(own.stdout)["EVALUATION"]
+    assert ev["TRAINING_DATA"] is True and ev["TRAINING_OVERLAP"] == ev["EVALUATED"] > 0
+    own = ser(client_env, "score", trained["DATASET"], "--evaluate")
+    assert own.returncode == 0, own.stderr
+    warning = " ".join(own.stdout.split())  # (rich wraps long lines)
+    assert f"warning: the model was trained on {trained['DATASET']}" in warning, own.stdout
     refused = ser(client_env, "score", "clips", "--evaluate")
     assert refused.returncode != 0 and "DATASET_NO_LABELS" in refused.stdout + refused.stderr

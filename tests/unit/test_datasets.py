@@ -95,3 +95,68 @@ def test_speaker_protocol_needs_speakers(tmp_path):
     with pytest.raises(DatasetError) as err:
         check_protocol(load_dataset(tmp_path), "speaker")
     assert err.value.code == "DATASET_NO_SPEAKERS"
+
+
+def test_messages_call_the_folder_what_the_caller_names_it(tmp_path):
+    """The command line shows the path typed; the service its path under the data root."""
+    for i in range(2):
+        audiogen.write(tmp_path / "flat" / f"take-{i}.wav", audiogen.tone())
+    for name, shown in ((None, str(tmp_path / "flat")), ("calls/flat", "calls/flat")):
+        with pytest.raises(DatasetError) as err:
+            load_dataset(tmp_path / "flat", name=name)
+        assert err.value.code == "DATASET_NO_LABELS" and shown in err.value.message
+        assert "labels.csv" in err.value.message  # what to add
+    with pytest.raises(DatasetError) as err:
+        load_dataset(tmp_path / "flat", name="calls/flat")
+    assert str(tmp_path) not in err.value.message
+
+
+def test_an_unreadable_dataset_is_a_dataset_error(tmp_path, monkeypatch):
+    from ser import datasets
+
+    audiogen.make_dataset(tmp_path / "ds", "labels_csv", n_per_class=2)
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(datasets, "open", denied, raising=False)
+    with pytest.raises(DatasetError) as err:
+        load_dataset(tmp_path / "ds", name="ds")
+    assert err.value.code == "DATASET_UNREADABLE"
+    assert err.value.message == "cannot read ds/labels.csv: Permission denied"
+
+
+def test_the_default_dataset_is_the_one_dataset_of_the_default_folder(tmp_path):
+    from ser.datasets import default_dataset
+
+    audiogen.make_dataset(tmp_path / "corpus", "emodb", n_per_class=1)
+    audiogen.write(tmp_path / "other" / "take.wav", audiogen.tone())
+    assert default_dataset(tmp_path) == tmp_path / "corpus"
+    audiogen.make_dataset(tmp_path / "second", "labels_csv", n_per_class=1)
+    with pytest.raises(DatasetError) as err:
+        default_dataset(tmp_path, name=".")
+    assert err.value.code == "DATASET_AMBIGUOUS"
+    assert err.value.message.startswith(". holds several datasets (corpus, second)")
+    assert default_dataset(tmp_path / "second") == tmp_path / "second"  # labels of its own
+    classes = tmp_path / "classes"
+    audiogen.make_dataset(classes, "folders", n_per_class=1)
+    assert default_dataset(classes) == classes
+    assert default_dataset(tmp_path / "other") == tmp_path / "other"  # (fails to load later)
+
+
+def test_an_unreadable_folder_beside_the_default_dataset_is_passed_over(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from ser.datasets import default_dataset
+
+    audiogen.make_dataset(tmp_path / "corpus", "emodb", n_per_class=1)
+    (tmp_path / "locked").mkdir()
+    listing = Path.iterdir
+
+    def iterdir(self):
+        if self.name == "locked":
+            raise PermissionError(13, "Permission denied", str(self))
+        return listing(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    assert default_dataset(tmp_path) == tmp_path / "corpus"

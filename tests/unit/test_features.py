@@ -290,3 +290,11 @@ def test_failing_progress_stops_the_threads_and_restores_blas(clips):
     with pytest.raises(KeyboardInterrupt):
         featurize(clips * 4, "default", n_jobs=2, progress=cancel)
     assert [i["num_threads"] for i in threadpool_info()] == before
+
+
+def test_an_unreadable_recording_is_named_without_its_directory(tmp_path):
+    """A training's failed files keep their errors: never the server's absolute path."""
+    (tmp_path / "take.wav").mkdir()  # read_bytes fails (IsADirectoryError), even for root
+    [err] = featurize([tmp_path / "take.wav"], "default", cache=DiskCache(tmp_path / "cache"))
+    assert isinstance(err, AudioError) and err.code == "AUDIO_UNREADABLE"
+    assert err.message.startswith("cannot read take.wav:") and str(tmp_path) not in err.message
