@@ -19,7 +19,7 @@ from api.jobs import job_response
 from api.openapi import BINARY, LOCATION, either, operation
 from ser.bulk import check_evaluate, check_labels, parse_speakers
 from ser.contract import TASK_PREDICT, TASK_SCORE, TASK_TRAIN, TERMINAL
-from ser.datasets import DEFAULT_HINT, default_dataset
+from ser.datasets import default_dataset, with_default_hint
 from ser.errors import AudioError, DatasetError, NoModelError
 from ser.paths import confine, relative
 from ser.service import jobs as J
@@ -141,8 +141,8 @@ def train():
         # the job otherwise; the same check as POST /score with evaluate.
         check_evaluate(data_dir, root)
     except DatasetError as exc:
-        if not req.dataset and DEFAULT_HINT not in exc.message:
-            raise DatasetError(exc.code, f"{exc.message}; {DEFAULT_HINT}") from None
+        if not req.dataset:
+            raise with_default_hint(exc) from None
         raise
     rel = relative(data_dir, root)
     lock = J.train_lock_name(rel, req.protocol, req.adapt, req.features)

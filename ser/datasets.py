@@ -278,6 +278,13 @@ DEFAULT_HINT = (
 )
 
 
+def with_default_hint(exc: DatasetError) -> DatasetError:
+    """``exc`` of a training that named no dataset, its message ending in how to name one."""
+    if DEFAULT_HINT in exc.message:
+        return exc
+    return DatasetError(exc.code, f"{exc.message}; {DEFAULT_HINT}")
+
+
 def default_dataset(root: Path | str, *, name: str | None = None) -> Path:
     """The dataset a training that names none trains, given the default folder ``root``
     (SER_TRAIN_DATASET, the data root by default): ``root`` when it labels its recordings

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -99,28 +100,46 @@ def fail(ctx: Context, job_id: str, exc: Exception) -> None:
         raise Reject(f"Redis unavailable: {exc}", requeue=True) from exc
     if not isinstance(exc, SerError | SoftTimeLimitExceeded):
         log.exception("job %s failed unexpectedly", job_id)
-    error, status = error_of(exc)
-    ctx.jobs.fail(job_id, without_root(error, ctx.settings.data_dir), status)
+    ctx.jobs.fail(job_id, *error_of(exc, ctx.settings.data_dir))
 
 
-def without_root(error: dict, data_dir) -> dict:
-    """``error`` whose message names paths relative to the data root: the domain errors do
-    already; this keeps an unexpected one (an OSError's text, a bug's) from showing the
-    server's absolute path in a job record."""
-    message = str(error.get("MESSAGE", ""))
-    for base in sorted({str(data_dir), str(Path(data_dir).resolve())}, key=len, reverse=True):
-        message = message.replace(base.rstrip("/") + "/", "").replace(base, ".")
-    return dict(error, MESSAGE=message)
+def without_root(message: str, data_dir) -> str:
+    """``message`` naming paths relative to the data root: the domain errors do already;
+    this keeps an unexpected one (an OSError's text, a bug's) from showing the server's
+    absolute path. Only the root's absolute forms are replaced, and only as whole path
+    components ("/srv/data/x.wav" -> "x.wav", "/srv/data" -> "."; "/srv/data2" and the word
+    "data" stay as they are)."""
+    root = Path(data_dir)
+    for base in sorted({str(root.absolute()), str(root.resolve())}, key=len, reverse=True):
+        base = base.rstrip("/")
+        if not base:  # the data root is "/": nothing to take away
+            continue
+        message = re.sub(re.escape(base) + r"/+", "", message)
+        message = re.sub(re.escape(base) + r"(?![\w\-/]|\.\w)", ".", message)
+    return message
 
 
-def error_of(exc: Exception) -> tuple[dict, int]:
+def chunk_error(exc: Exception, data_dir) -> dict:
+    """The error of every file of a chunk that failed as a whole (a bug, the time limit), its
+    message naming paths relative to the data root ``data_dir``."""
+    message = without_root(f"{type(exc).__name__}: {exc}", data_dir)
+    return {"CODE": "CHUNK_FAILED", "MESSAGE": message[:300]}
+
+
+def error_of(exc: Exception, data_dir=None) -> tuple[dict, int]:
     """The error record of ``exc`` and its HTTP status: a domain error's own; the soft time
-    limit JOB_TIMEOUT (504); anything else INTERNAL_ERROR (500)."""
+    limit JOB_TIMEOUT (504); anything else INTERNAL_ERROR (500). With ``data_dir`` the
+    message names paths relative to it (:func:`without_root`)."""
     if isinstance(exc, SerError):
-        return exc.to_dict(), exc.http_status
-    if isinstance(exc, SoftTimeLimitExceeded):
-        return {"CODE": "JOB_TIMEOUT", "MESSAGE": "the job exceeded its time limit"}, 504
-    return {"CODE": "INTERNAL_ERROR", "MESSAGE": f"{type(exc).__name__}: {exc}"[:500]}, 500
+        error, status = exc.to_dict(), exc.http_status
+    elif isinstance(exc, SoftTimeLimitExceeded):
+        error, status = {"CODE": "JOB_TIMEOUT", "MESSAGE": "the job exceeded its time limit"}, 504
+    else:
+        error = {"CODE": "INTERNAL_ERROR", "MESSAGE": f"{type(exc).__name__}: {exc}"[:500]}
+        status = 500
+    if data_dir is not None:
+        error = dict(error, MESSAGE=without_root(str(error.get("MESSAGE", "")), data_dir))
+    return error, status
 
 
 def requeued() -> bool:

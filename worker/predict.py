@@ -168,28 +168,35 @@ def rehearse(ctx: Context, tag: str) -> bool:
     these has first-call costs in a process (code, Redis scripts, memory first touched) that
     the first real prediction would otherwise pay (bench/first_prediction.py).
 
-    Everything it writes lives under keys of its own (``<prefix>warm-up:<tag>:``, deleted
-    after, and expiring in a minute anyway): no job listing, counter or metric of the service
-    sees it. The model is this process's cached current one (``ctx.models``), as for real
-    jobs. Returns whether it succeeded (False without a model: nothing to rehearse)."""
+    Everything it writes lives under keys of its own (``<prefix>warm-up:<tag>:``), deleted
+    after, each with a TTL of a minute should the process die first: no job listing, counter
+    or metric of the service sees it. The model is this process's cached current one
+    (``ctx.models``), as for real jobs. Returns whether it succeeded (False without a model:
+    nothing to rehearse)."""
     version = ctx.registry.current()
     if version is None:
         return False
-    for store in ("jobs", "speakers", "outbox"):  # the real stores, built before the first job
-        getattr(ctx, store)
+    for name in ("jobs", "speakers", "outbox"):  # the real stores, built before the first job
+        getattr(ctx, name)
     prefix = f"{ctx.settings.key_prefix}{REHEARSAL}:{tag}:"
     dry = Context(ctx.settings.model_copy(update={"key_prefix": prefix, "job_ttl": 60}))
     dry.__dict__.update(redis=ctx.redis, models=ctx.models)  # one connection, one cached model
+    store = dry.jobs
     job_id = f"{REHEARSAL}-{tag}"
     params = {"blob": "clip", "name": "warm-up.wav"}
+
+    def lapse(pipe) -> None:  # the keys a job shares with others have no TTL of their own
+        pipe.hset(store.durations_key, "rehearsal", 1)  # (written at the end otherwise)
+        for key in (store.index_key, store.counters_key, store.durations_key):
+            pipe.expire(key, 60)
+
     try:
         dry.redis.set(dry.registry.current_key, version, ex=60)
         dry.redis.set(dry.blob_key(params["blob"]), warm_up_clip(), ex=60)
-        dry.jobs.create("predict", params, job_id=job_id)
+        store.create("predict", params, job_id=job_id, also=lapse)
         run_predict(dry, job_id, params, worker=host())
-        return dry.jobs.status(job_id) == SUCCEEDED
-    finally:
-        store = dry.jobs  # every key the job's writes touch (its scripts name theirs)
+        return store.status(job_id) == SUCCEEDED
+    finally:  # every key the job's writes touch (its scripts name theirs)
         dry.redis.delete(
             dry.registry.current_key,
             dry.blob_key(params["blob"]),

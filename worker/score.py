@@ -43,6 +43,7 @@ from worker import segments as segments_work
 from worker.context import (
     Context,
     Send,
+    chunk_error,
     fail,
     host,
     liveness_deadline,
@@ -51,11 +52,6 @@ from worker.context import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def chunk_error(exc: Exception) -> dict:
-    """The error of every file of a chunk that failed as a whole (a bug, the time limit)."""
-    return {"CODE": "CHUNK_FAILED", "MESSAGE": f"{type(exc).__name__}: {exc}"[:300]}
 
 
 def run_score(ctx: Context, job_id: str, params: dict, send: Send, worker: str = "") -> dict:
@@ -155,7 +151,7 @@ def run_score_chunk(
             by_file = segments_work.score_files(ctx, job_id, params, bundle, version, send)
         except Exception as exc:  # a bug or the soft time limit: these files fail
             log.exception("segments score chunk of job %s failed", job_id)
-            err = chunk_error(exc)
+            err = chunk_error(exc, ctx.settings.data_dir)
             by_file = {start + i: [{"FILENAME": f, "ERROR": err}] for i, f in enumerate(files)}
         status, done = ctx.results.record_at(job_id, by_file, liveness_deadline(ctx))
         if done >= total:
@@ -180,15 +176,14 @@ def run_score_chunk(
         )
     except Exception as exc:  # a bug or the soft time limit: these files fail, the job goes on
         log.exception("score chunk of job %s failed", job_id)
-        rows = _chunk_failed(files, speakers, exc)
+        rows = _chunk_failed(files, speakers, chunk_error(exc, ctx.settings.data_dir))
     status, done = ctx.results.record(job_id, start, rows, liveness_deadline(ctx))
     if done >= total:
         finish_score(ctx, job_id, total, version, bundle.classes, bundle.adapt)
     return {"job_id": job_id, "rows": len(rows), "done": done, "status": status}
 
 
-def _chunk_failed(files: list[str], speakers: list | None, exc: Exception) -> list[dict]:
-    err = chunk_error(exc)
+def _chunk_failed(files: list[str], speakers: list | None, err: dict) -> list[dict]:
     if speakers is None:
         return [{"FILENAME": f, "ERROR": err} for f in files]
     return [{"FILENAME": f, "SPEAKER": s, "ERROR": err} for f, s in zip(files, speakers)]
@@ -211,7 +206,7 @@ def _stats_chunk(ctx: Context, job_id: str, params: dict, bundle, send: Send | N
         )
     except Exception as exc:  # a bug or the soft time limit: these files fail, the job goes on
         log.exception("pass 1 of score chunk %d of job %s failed", index, job_id)
-        stats, failed = {}, {i: chunk_error(exc) for i in range(len(files))}
+        stats, failed = {}, {i: chunk_error(exc, ctx.settings.data_dir) for i in range(len(files))}
     entry = bulk.encode_stats_entry(stats, {start + i: e for i, e in failed.items()})
     status, done, featurized = ctx.results.record_stats(
         job_id, index, entry, len(files), liveness_deadline(ctx)
@@ -328,13 +323,17 @@ def evaluation(ctx: Context, job_id: str, folder: str, rows: list[dict], version
         log.exception("labels of score job %s could not be read", job_id)
         message = f"the labels of {folder} could not be read ({type(exc).__name__})"
         return {"ERROR": {"CODE": "DATASET_BAD_LABELS", "MESSAGE": message}}
-    trained = training_data(ctx, version, folder)
+    try:
+        trained = training_data(ctx, version, folder)
+    except Exception:  # the figures stand without the flags (a bug, the soft time limit)
+        log.exception(
+            "score job %s: the training data of %s could not be compared", job_id, version
+        )
+        trained = {}
     try:
         seen = trained.pop("files", None)
         out = {"LABELS": layout, **scoring.evaluate_rows(rows, labels, list(classes), seen)}
-        if "TRAINING_DATASET" in trained:
-            overlap = out.get("TRAINING_OVERLAP", 0)
-            out.update(trained, TRAINING_DATA=trained["TRAINING_DATA"] or overlap > 0)
+        out.update(trained)  # files are only compared when the folders meet (TRAINING_DATA)
     except Exception as exc:
         log.exception("evaluation of score job %s failed", job_id)
         return {

@@ -53,7 +53,15 @@ from ser.errors import AudioError, SerError
 from ser.ml import segments
 from ser.paths import confine
 from ser.service import jobs
-from worker.context import Context, Send, error_of, fail, liveness_deadline, send_once
+from worker.context import (
+    Context,
+    Send,
+    chunk_error,
+    error_of,
+    fail,
+    liveness_deadline,
+    send_once,
+)
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +227,11 @@ def run_chunk(
     except Exception as exc:  # the recording fails (as it would in one task), the job goes on
         if not isinstance(exc, SerError):  # a bug, the soft time limit
             log.exception("segments chunk %d/%d of job %s failed", phase, index, job_id)
-        packed, amount = _pack(_error_entry(*error_of(exc))), 0.0
+        if isinstance(exc, SerError) or params.get("kind") == "predict":
+            error, status = error_of(exc, settings.data_dir)  # what one task would record
+        else:  # a score job's row: as the other files of a chunk that failed as a whole
+            error, status = chunk_error(exc, settings.data_dir), 500
+        packed, amount = _pack(_error_entry(error, status)), 0.0
     keys = (res.segment_key(job_id, file, f"p{phase}"), res.segment_key(job_id, file, f"p{phase}n"))
     status, done, _ = res.record_entry(
         job_id,

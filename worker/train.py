@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ser import bulk
 from ser.contract import TASK_FEATURIZE_CHUNK, TRAIN_REPEATS
-from ser.datasets import DEFAULT_HINT, Dataset, default_dataset, load_dataset
+from ser.datasets import Dataset, default_dataset, load_dataset, with_default_hint
 from ser.errors import DatasetError
 from ser.features import get_spec
 from ser.features.batch import featurize
@@ -154,9 +154,7 @@ def run_train(ctx: Context, job_id: str, params: dict, worker: str = "", send=No
         log.info("training job %s cancelled", job_id)
         return {"job_id": job_id, "cancelled": True}
     except DatasetError as exc:
-        if not named and DEFAULT_HINT not in exc.message:  # say how to choose a dataset
-            exc = DatasetError(exc.code, f"{exc.message}; {DEFAULT_HINT}")
-        fail(ctx, job_id, exc)
+        fail(ctx, job_id, exc if named else with_default_hint(exc))
         return {"job_id": job_id, "failed": True}
     except Exception as exc:  # SystemExit etc. pass: the job is redelivered, not failed
         fail(ctx, job_id, exc)

@@ -141,13 +141,18 @@ class Client:
             resp = self.session.request(method, url, **kwargs)
         except requests.ConnectionError:
             raise self.unreachable() from None
-        try:
-            body = resp.json()
-        except ValueError:
-            body = {"ERROR": {"CODE": f"HTTP_{resp.status_code}", "MESSAGE": resp.text[:200]}}
+        body = self.body(resp)
         if resp.status_code >= 400 and "JOB_ID" not in body:
             raise self.refused(resp.status_code, body)
         return body
+
+    @staticmethod
+    def body(resp) -> dict:
+        """A response's JSON body; one that is not JSON as an HTTP_<status> error."""
+        try:
+            return resp.json()
+        except ValueError:
+            return {"ERROR": {"CODE": f"HTTP_{resp.status_code}", "MESSAGE": resp.text[:200]}}
 
     def unreachable(self) -> SerError:
         """API_UNAVAILABLE, saying how to point the client at another host or port."""
@@ -322,11 +327,7 @@ def _download(client: Client, job_id: str, path: Path) -> int:
     except requests.ConnectionError:
         raise client.unreachable() from None
     if resp.status_code != 200:
-        try:
-            body = resp.json()
-        except ValueError:
-            body = {"ERROR": {"CODE": f"HTTP_{resp.status_code}", "MESSAGE": resp.text[:200]}}
-        raise client.refused(resp.status_code, body)
+        raise client.refused(resp.status_code, client.body(resp))
     tmp = path.with_name(path.name + ".part")
     size = 0
     with open(tmp, "wb") as fh:

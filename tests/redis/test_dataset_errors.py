@@ -242,3 +242,31 @@ def test_an_unexpected_error_does_not_show_the_data_root_either(ctx, broken_root
         "CODE": "INTERNAL_ERROR",
         "MESSAGE": "RuntimeError: could not open small/x.wav nor small",
     }
+
+
+def test_the_data_root_leaves_messages_as_whole_path_components_only(tmp_path, monkeypatch):
+    """worker.context.without_root, with the data root given relative (SER_DATA_DIR=data,
+    `ser worker` run by hand) or absolute: its absolute forms go, as whole path components;
+    the word "data", look-alike folders (data2, database) and a sentence's full stop stay.
+    chunk_error (a score chunk failed as a whole) and error_of use it."""
+    from worker.context import chunk_error, error_of, without_root
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    root = str((tmp_path / "data").resolve())
+    cases = {
+        "dataset directory not found: emodb2 under the data root": (
+            "dataset directory not found: emodb2 under the data root"
+        ),
+        f"could not open {root}/calls/x.wav": "could not open calls/x.wav",
+        f"{root}2/x.wav and {root}base/y": f"{root}2/x.wav and {root}base/y",
+        f"listing {root}.": "listing ..",
+        f"listing {root}.bak": f"listing {root}.bak",
+    }
+    for data_dir in ("data", root):
+        for message, want in cases.items():
+            assert without_root(message, data_dir) == want, (data_dir, message)
+    err = chunk_error(OSError(f"[Errno 5] {root}/calls/x.wav"), "data")
+    assert err == {"CODE": "CHUNK_FAILED", "MESSAGE": "OSError: [Errno 5] calls/x.wav"}
+    error, status = error_of(RuntimeError(f"{root}/a.wav"), "data")
+    assert (error["MESSAGE"], status) == ("RuntimeError: a.wav", 500)

@@ -508,7 +508,16 @@ def test_a_rehearsal_runs_the_prediction_path_and_leaves_no_trace(
     assert wp.rehearse(ctx, "t") is False  # no model yet: nothing to rehearse
     version = ctx.registry.publish(bundle_bytes, {"metrics": {}}, settings.require_secret_key())
     before = set(ctx.redis.scan_iter(match=f"{prefix}*"))
+    real, ttls = wp.run_predict, []
+
+    def watched(dry, *args, **kwargs):  # every key written by then expires on its own
+        out = real(dry, *args, **kwargs)
+        ttls.extend((k, ctx.redis.ttl(k)) for k in ctx.redis.scan_iter(match=f"{prefix}warm-up:*"))
+        return out
+
+    monkeypatch.setattr(wp, "run_predict", watched)
     assert wp.rehearse(ctx, "t") is True
+    assert len(ttls) >= 5 and all(0 < t <= 60 for _, t in ttls), ttls
     assert set(ctx.redis.scan_iter(match=f"{prefix}*")) == before
     assert ctx.jobs.list() == [] and ctx.jobs.metrics() == ({}, {})
     assert ctx.models._version == version and ctx.models._bundle is not None

@@ -145,6 +145,29 @@ def test_scoring_the_training_data_is_flagged(runner, model_bytes, settings, eva
     assert ev["TRAINING_DATA"] is True and ev["TRAINING_OVERLAP"] == ev["EVALUATED"] == 6, ev
 
 
+def test_a_failed_training_data_comparison_leaves_the_evaluation_standing(
+    runner, model_bytes, settings, monkeypatch
+):
+    """Comparing with the model's training data is extra: whatever it raises (a bug, the soft
+    time limit while loading the training set), the job finishes with its figures, unflagged,
+    instead of failing the last chunk and staying RUNNING."""
+    from worker import score as score_work
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("symlink loop")
+
+    ctx, sent, send = runner
+    ctx.registry.publish(
+        model_bytes, {"metrics": {}, "dataset": "ds"}, settings.require_secret_key()
+    )
+    monkeypatch.setattr(score_work, "training_data", broken)
+    job_id, msgs = _start(ctx, sent, send, "ds")
+    body = _finish(ctx, job_id, msgs)
+    ev = body["EVALUATION"]
+    assert ev["EVALUATED"] == 24 and "ERROR" not in ev, ev
+    assert "TRAINING_DATA" not in ev and "TRAINING_OVERLAP" not in ev, ev
+
+
 def test_labels_the_model_does_not_know_are_counted_not_crashed_on(runner):
     """ds_emodb/: EMO-DB names (anger, happiness, neutral), none of the model's classes."""
     ctx, sent, send = runner
