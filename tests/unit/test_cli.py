@@ -166,12 +166,16 @@ def test_make_up_passes_args_to_ser_up():
     # `make -n` prints the recipe without running it (nothing is installed or started)
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
+    # run from `make test` too: the parent make's MAKEFLAGS/MAKELEVEL would make it print
+    # "make[1]: Entering directory" lines around the recipe
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     proc = subprocess.run(
-        ["make", "-n", "up", "ARGS=--port 8000 --concurrency 2"],
+        ["make", "--no-print-directory", "-n", "up", "ARGS=--port 8000 --concurrency 2"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == ".venv/bin/ser up --port 8000 --concurrency 2"
