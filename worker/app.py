@@ -147,10 +147,9 @@ def _init_process(**_kwargs) -> None:
         try:
             ctx = context()
             if ctx.registry.current() is not None:
-                model, bundle = ctx.models.get()
-                # the model's own features and a classification: their first calls too
-                bundle.classify(warm_up(bundle.spec.name)[None])
-                # then a whole prediction job's path, on keys of its own (worker.predict)
+                model, _ = ctx.models.get()
+                # a whole prediction job's path with the model's own features and its
+                # classification, on keys of its own (worker.predict.rehearse)
                 if not rehearse(ctx, f"{RUN_ID}:{os.getpid()}"):
                     log.warning("the warm-up prediction did not succeed")
         except Exception:  # Redis down, a model refused: the next task tries (and says why)
