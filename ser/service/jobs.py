@@ -39,6 +39,7 @@ TIMEOUT_ERROR = {
 MAX_ATTEMPTS = 3  # deliveries of one job (a worker killed mid-task redelivers it)
 DEADLINE_MARGIN = 30  # seconds past the hard time limit before a RUNNING job counts as lost
 LIST_SCAN_MAX = 5000  # index entries examined by one listing
+MIN_BLOCK = 0.002  # seconds: the shortest blocking timeout sent to Redis (see JobStore.wait)
 
 # Job metrics, kept in Redis by the same scripts that move a job (so every API and worker
 # process, on any machine, counts into one place; /metrics reads them): ``<prefix>metrics:jobs``
@@ -179,6 +180,7 @@ class JobStore:
         self.client = client
         self.prefix = prefix
         self.ttl = int(ttl)
+        self.logged = True  # one log line per transition (not for a rehearsal's job)
         self._transition = client.register_script(_TRANSITION)
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
@@ -244,7 +246,8 @@ class JobStore:
         if also is not None:
             also(pipe)
         pipe.execute()
-        log.info("job %s %s QUEUED", job_id, kind)
+        if self.logged:
+            log.info("job %s %s QUEUED", job_id, kind)
         return self._decode(fields)
 
     def discard(self, job_id: str) -> None:
@@ -285,7 +288,8 @@ class JobStore:
         if isinstance(reply, list):  # [OK, kind, total seconds, running seconds or ""]
             kind, total, ran = (as_str(v) for v in reply[1:4])
             ran_part = f" ran {float(ran):.3f}s" if ran else ""
-            log.info("job %s %s %s after %.3fs%s", job_id, kind, status, float(total), ran_part)
+            if self.logged:
+                log.info("job %s %s %s after %.3fs%s", job_id, kind, status, float(total), ran_part)
             return "OK"
         return None if reply is None else as_str(reply)
 
@@ -310,7 +314,7 @@ class JobStore:
         res, *extra = pipe.execute()
         if isinstance(res, list):  # HGETALL's flat [field, value, ...] from the script
             rec = self._record(job_id, dict(zip(res[::2], res[1::2])))
-            if rec is not None:
+            if rec is not None and self.logged:
                 log.info(
                     "job %s %s RUNNING attempt %d on %s",
                     job_id,
@@ -404,9 +408,11 @@ class JobStore:
                 return rec
             # Wake up at the finish token, but at least every 5 s to notice lost workers;
             # the record is read in the same round trip (Redis runs it after the BLMOVE).
+            # Never under a millisecond: Redis (6.2 at least) truncates a blocking timeout to
+            # whole milliseconds, and 0 blocks for ever.
             key = self.done_key(job_id)
             pipe = self.client.pipeline(transaction=False)
-            pipe.blmove(key, key, min(left, 5.0), "RIGHT", "LEFT")
+            pipe.blmove(key, key, min(max(left, MIN_BLOCK), 5.0), "RIGHT", "LEFT")
             pipe.hgetall(self.key(job_id))
             rec = self._record(job_id, pipe.execute()[1])
             if rec is None:

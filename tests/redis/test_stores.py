@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from types import SimpleNamespace
 
 import pytest
 
@@ -493,6 +494,21 @@ def test_a_discarded_record_is_not_counted(redis_client, prefix):
     store.discard(lost)
     assert store.get(lost) is None and store.get(kept) is not None
     assert store.metrics()[0] == {("train", "QUEUED"): 1}
+
+
+def test_a_wait_of_under_a_millisecond_does_not_block_for_ever(redis_url, prefix, monkeypatch):
+    """Redis (6.2) truncates a blocking timeout to whole milliseconds and blocks for ever on
+    0: a wait whose time left is under a millisecond asks for more, and returns."""
+    from ser.service.redis import redis_client as make_redis
+
+    client = make_redis(redis_url, socket_timeout=5)  # a BLMOVE blocking for ever: TimeoutError
+    store = J.JobStore(client, prefix)
+    job_id = store.create("predict")["id"]
+    clock = iter([100.0, 100.0004])  # the deadline, then 0.6 ms left; then past it
+    monkeypatch.setattr(
+        J, "time", SimpleNamespace(time=time.time, monotonic=lambda: next(clock, 200.0))
+    )
+    assert store.wait(job_id, 0.001)["status"] == J.QUEUED
 
 
 def test_a_rehearsal_runs_the_prediction_path_and_leaves_no_trace(
