@@ -10,7 +10,6 @@ request.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections.abc import Mapping
@@ -68,19 +67,33 @@ def _settings(config: Mapping[str, Any] | None) -> ser_config.Settings:
 
 
 def _warm_up(app: Flask, client) -> None:
-    """Pay a process's first-request costs before the first request: werkzeug's first
-    multipart parse and the Redis connection (with Redis down this costs a refused connect;
-    the first request then connects). The first upload after start cost ≈5-10 ms more than the
-    next ones without this (bench/first_prediction.py)."""
-    from flask import request
+    """Pay a process's first-request costs before the first request: the Redis connection,
+    and one rehearsed prediction through the whole request path (api.warmup). With Redis down
+    this costs a refused connect; the first request then connects. The first upload after
+    start cost ≈5-10 ms more than the next ones without a warm-up (bench/first_prediction.py)."""
+    from api import warmup
 
-    body = {"file": (io.BytesIO(b"RIFF"), "warm-up.wav"), "speaker": "warm-up"}
-    with app.test_request_context("/", method="POST", data=body):
-        request.files.get("file")
     try:
         client.ping()
     except redis.RedisError:
-        pass
+        return
+    if not app.extensions["ser"].settings.skip_warmup:
+        warmup.rehearse(app, lambda settings, messages: _service(settings, client, messages))
+
+
+def _service(settings: ser_config.Settings, client, messages) -> Service:
+    """The routes' Service over ``client`` for ``settings``."""
+    prefix = settings.key_prefix
+    return Service(
+        settings=settings,
+        redis=client,
+        jobs=JobStore(client, prefix, settings.job_ttl),
+        registry=Registry(client, prefix),
+        messages=messages,
+        outbox=Outbox(client, prefix),
+        results=ResultStore(client, prefix, settings.job_ttl),
+        speakers=SpeakerStore(client, prefix, settings.job_ttl),
+    )
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -97,16 +110,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         socket_connect_timeout=2,
         socket_timeout=40,  # above the longest ?wait (30 s) held in a blocking command
     )
-    app.extensions["ser"] = Service(
-        settings=settings,
-        redis=client,
-        jobs=JobStore(client, settings.key_prefix, settings.job_ttl),
-        registry=Registry(client, settings.key_prefix),
-        messages=producer.connect(settings),
-        outbox=Outbox(client, settings.key_prefix),
-        results=ResultStore(client, settings.key_prefix, settings.job_ttl),
-        speakers=SpeakerStore(client, settings.key_prefix, settings.job_ttl),
-    )
+    app.extensions["ser"] = _service(settings, client, producer.connect(settings))
     errors.register(app)
     middleware.install(app)
     for module in (submit, jobs, models, speakers, meta, console):

@@ -157,8 +157,9 @@ class Settings(BaseSettings):
     )
     skip_warmup: bool = Field(
         False,
-        description="worker pool processes skip the librosa warm-up and model preload "
-        "(faster start, slower first task; for tests that start many workers)",
+        description="worker pool processes skip the librosa warm-up, model preload and "
+        "rehearsal prediction, API processes their rehearsal (faster start, slower first "
+        "request; for tests that start many workers)",
     )
     metrics: bool = Field(
         True,

@@ -10,7 +10,7 @@ from ser.contract import SUCCEEDED
 from ser.errors import SerError
 from ser.features import warm_up_clip
 from ser.paths import confine
-from ser.service import jobs
+from ser.service import jobs, rehearsal
 from ser.service.outbox import OUTBOX_DONE
 from ser.service.redis import as_str
 from worker import segments as segments_work
@@ -158,51 +158,38 @@ def segmented(
     )
 
 
-REHEARSAL = "warm-up"  # the key namespace of rehearsals, under the service's prefix
-
-
 def rehearse(ctx: Context, tag: str) -> bool:
     """Run one prediction of the warm-up clip through :func:`run_predict` before the first
-    job: a job record, its start with the model pointer and the upload read in one round trip,
-    the features, the classification, the result written with the upload dropped. Each of
-    these has first-call costs in a process (code, Redis scripts, memory first touched) that
-    the first real prediction would otherwise pay (bench/first_prediction.py).
+    job (ser.service.rehearsal): a job record, its start with the model pointer and the upload
+    read in one round trip, the features, the classification, the result written with the
+    upload dropped. Each of these has first-call costs in a process (code, Redis scripts,
+    memory first touched) that the first real prediction would otherwise pay
+    (bench/first_prediction.py).
 
-    Everything it writes lives under keys of its own (``<prefix>warm-up:<tag>:``), deleted
-    after, each with a TTL of a minute should the process die first: no job listing, counter
-    or metric of the service sees it. The model is this process's cached current one
-    (``ctx.models``), as for real jobs. Returns whether it succeeded (False without a model:
-    nothing to rehearse)."""
+    Its keys (``<prefix>warm-up:<tag>:``) are deleted after, and expire on their own should
+    the process die first. The model is this process's cached current one (``ctx.models``),
+    as for real jobs. Returns whether it succeeded (False without a model: nothing to
+    rehearse)."""
     version = ctx.registry.current()
     if version is None:
         return False
     for name in ("jobs", "speakers", "outbox"):  # the real stores, built before the first job
         getattr(ctx, name)
-    prefix = f"{ctx.settings.key_prefix}{REHEARSAL}:{tag}:"
-    dry = Context(ctx.settings.model_copy(update={"key_prefix": prefix, "job_ttl": 60}))
+    prefix = rehearsal.key_prefix(ctx.settings.key_prefix, tag)
+    dry = Context(ctx.settings.model_copy(update={"key_prefix": prefix, "job_ttl": rehearsal.TTL}))
     dry.__dict__.update(redis=ctx.redis, models=ctx.models)  # one connection, one cached model
     store = dry.jobs
-    job_id = f"{REHEARSAL}-{tag}"
+    store.logged = False  # its job's transitions are not the service's
+    job_id = f"{rehearsal.NAMESPACE}-{tag}"
     params = {"blob": "clip", "name": "warm-up.wav"}
-
-    def lapse(pipe) -> None:  # the keys a job shares with others have no TTL of their own
-        pipe.hset(store.durations_key, "rehearsal", 1)  # (written at the end otherwise)
-        for key in (store.index_key, store.counters_key, store.durations_key):
-            pipe.expire(key, 60)
-
+    keys = [dry.registry.current_key, dry.blob_key(params["blob"])]
+    keys += [store.key(job_id), store.done_key(job_id)]  # (the job's own: created with a TTL)
     try:
-        dry.redis.set(dry.registry.current_key, version, ex=60)
-        dry.redis.set(dry.blob_key(params["blob"]), warm_up_clip(), ex=60)
-        store.create("predict", params, job_id=job_id, also=lapse)
-        run_predict(dry, job_id, params, worker=host())
+        keys += rehearsal.seed_job_keys(dry.redis, store, dry.outbox)
+        dry.redis.set(dry.registry.current_key, version, ex=rehearsal.TTL)
+        dry.redis.set(dry.blob_key(params["blob"]), warm_up_clip(), ex=rehearsal.TTL)
+        store.create("predict", params, job_id=job_id)
+        run_predict(dry, job_id, params, worker=host(), task_id=job_id)  # (its outbox entry too)
         return store.status(job_id) == SUCCEEDED
     finally:  # every key the job's writes touch (its scripts name theirs)
-        dry.redis.delete(
-            dry.registry.current_key,
-            dry.blob_key(params["blob"]),
-            store.key(job_id),
-            store.done_key(job_id),
-            store.index_key,
-            store.counters_key,
-            store.durations_key,
-        )
+        dry.redis.delete(*keys)

@@ -48,6 +48,58 @@ def test_health_without_workers_is_503(service_env):
     assert body["REDIS"] is True and body["WORKERS"] == 0 and body["ERROR"]["CODE"] == "NO_WORKERS"
 
 
+@pytest.mark.parametrize("api_key", ["", "s3cret"])
+def test_the_api_rehearses_a_prediction_and_leaves_no_trace(
+    service_env, redis_client, monkeypatch, caplog, api_key
+):
+    """Each API process answers one rehearsed upload before it serves (api.warmup): a real
+    POST /predict and GET /jobs/<id> through the app, with the API key when one is set, on
+    keys of its own that expire on their own and are gone after; no job, counter, log line or
+    HTTP count of the service sees it (its Prometheus series exist, at 0)."""
+    import logging
+
+    from api import warmup
+    from ser.service.jobs import JobStore
+
+    prefix = f"rehearse{uuid.uuid4().hex[:6]}:"
+    answers, ttls = [], []
+    real_rehearse, real_wait = warmup.rehearse, JobStore.wait
+
+    def rehearse(*args, **kwargs):
+        answers.append(real_rehearse(*args, **kwargs))
+        return answers[-1]
+
+    def wait(store, *args, **kwargs):  # by then the rehearsal has written everything
+        keys = redis_client.scan_iter(match=f"{prefix}warm-up:*")
+        ttls.extend((k, redis_client.ttl(k)) for k in keys)
+        return real_wait(store, *args, **kwargs)
+
+    monkeypatch.setattr(warmup, "rehearse", rehearse)
+    monkeypatch.setattr(JobStore, "wait", wait)
+    with caplog.at_level(logging.INFO):
+        client = make_client(service_env, SER_KEY_PREFIX=prefix, SER_API_KEY=api_key)
+    assert answers == [True]
+    assert len(ttls) >= 9 and all(0 < t <= 60 for _, t in ttls), ttls
+    assert list(redis_client.scan_iter(match=f"{prefix}*")) == []
+    store = JobStore(redis_client, prefix)
+    assert store.list() == [] and store.metrics() == ({}, {})
+    assert not [r for r in caplog.records if r.name.startswith("ser.service")]
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    text = client.get("/metrics", headers=headers).get_data(as_text=True)
+    counts = [line for line in text.splitlines() if line.startswith("ser_http_requests_total{")]
+    assert any('route="/predict"' in line and line.endswith(" 0.0") for line in counts), counts
+    assert all(line.endswith(" 0.0") for line in counts), counts
+
+
+def test_no_rehearsal_when_warm_up_is_skipped(service_env, redis_client, monkeypatch):
+    from api import warmup
+
+    calls = []
+    monkeypatch.setattr(warmup, "rehearse", lambda *a, **k: calls.append(a))
+    make_client(service_env, SER_KEY_PREFIX=f"skip{uuid.uuid4().hex[:6]}:", SER_SKIP_WARMUP="1")
+    assert calls == []
+
+
 def test_openapi_without_key_has_no_global_security(service_env):
     client = make_client(service_env, SER_API_KEY="")
     doc = client.get("/openapi.json").get_json()
