@@ -5,10 +5,14 @@ Each round restarts `ser up` on a state folder holding a trained model (Redis's 
 then times 10 sequential uploads of a 3 s clip (POST /predict?wait=30): the first against the
 tenth (one request each: the issue's "first vs tenth"; the medians over rounds are compared,
 as one request's time is skewed by the machine's noise alike for both), against the median of
-the 2nd-10th, and against the same warm stack's request after a pause of 1 s (median of
-3): a request that follows a pause meets cold CPU caches in every process it crosses, start-up
-or not, which back-to-back requests do not. Generated audio only (no corpus needed); default
-features.
+the 2nd-10th, and against the same warm stack's request after a pause of 1 s (median of 3).
+
+Two series after ready: back-to-back (each upload right after the previous answer), and paced
+(each of the ten, the first included, after a pause of 1 s). A request that follows a pause
+meets cold CPU caches in every process it crosses, start-up or not, which a back-to-back
+request does not: the first of a back-to-back series pays that and the tenth does not, while
+in the paced series the first and the tenth meet the same conditions, and differ by what
+start-up leaves to the first only. Generated audio only (no corpus needed); default features.
 
     python bench/first_prediction.py [--rounds 3]
 """
@@ -32,9 +36,10 @@ IDLE_SECONDS = 1.0
 IDLE_ROUNDS = 3
 
 
-def times(api: Api, clip: Path, n: int = N) -> list[float]:
+def times(api: Api, clip: Path, n: int = N, pause: float = 0.0) -> list[float]:
     out = []
     for _ in range(n):
+        time.sleep(pause)
         t0 = time.perf_counter()
         resp = upload(api, clip, wait=30)
         out.append(time.perf_counter() - t0)
@@ -43,7 +48,7 @@ def times(api: Api, clip: Path, n: int = N) -> list[float]:
     return out
 
 
-def round_of(env: dict, logs: Path, clip: Path, wait_ready: bool) -> dict:
+def round_of(env: dict, logs: Path, clip: Path, wait_ready: bool, pause: float = 0.0) -> dict:
     stack = EmbeddedStack(env, logs, concurrency=1).start(timeout=180)  # /health: 200
     try:
         t0 = time.perf_counter()
@@ -54,17 +59,16 @@ def round_of(env: dict, logs: Path, clip: Path, wait_ready: bool) -> dict:
         # A client that waits for readiness asks /ready on its own connection, as here: the
         # first prediction is then not also the client's first TCP connection.
         assert api.get("/ready", timeout=10).status_code == 200 or not wait_ready
-        t = times(api, clip)
-        idle = []
-        for _ in range(IDLE_ROUNDS):  # the same warm processes after as long a pause as
-            time.sleep(IDLE_SECONDS)  # the first request had (caches gone cold, not start-up)
-            idle.append(times(api, clip, 1)[0])
+        t = times(api, clip, pause=pause)
+        # the same warm processes after a pause (caches gone cold, not start-up)
+        idle = [times(api, clip, 1, pause=IDLE_SECONDS)[0] for _ in range(IDLE_ROUNDS)]
     finally:
         stack.stop()
     rest = statistics.median(t[1:])
     after_idle = statistics.median(idle)
     return {
         "after": "ready" if wait_ready else "health",
+        "series": f"paced {pause:g} s" if pause else "back-to-back",
         "waited_s": round(waited, 3),
         "first_ms": round(t[0] * 1000, 1),
         "tenth_ms": round(t[-1] * 1000, 1),
@@ -90,22 +94,25 @@ def main() -> int:
             wait_until(lambda: "ser: ready" in stack.log.read_text(), 180, "ready")
             Api(stack.base).train("ds", timeout=300)
         rows = []
-        for _ in range(args.rounds):  # alternate, so drift on the machine hits both alike
+        for _ in range(args.rounds):  # alternate, so drift on the machine hits all alike
             rows.append(round_of(env, root / "logs", clip, wait_ready=False))
             rows.append(round_of(env, root / "logs", clip, wait_ready=True))
-    cols = ["after", "waited_s", "first_ms", "tenth_ms", "warm_median_ms", "warm_after_idle_ms"]
-    print_table(rows, cols + ["first_over_tenth", "first_over_warm", "first_over_idle"])
-    for kind in ("health", "ready"):
-        mine = [r for r in rows if r["after"] == kind]
+            rows.append(round_of(env, root / "logs", clip, wait_ready=True, pause=IDLE_SECONDS))
+    cols = ["after", "series", "waited_s", "first_ms", "tenth_ms", "warm_median_ms"]
+    cols += ["warm_after_idle_ms", "first_over_tenth", "first_over_warm", "first_over_idle"]
+    print_table(rows, cols)
+    for kind, series in {(r["after"], r["series"]) for r in rows}:
+        mine = [r for r in rows if r["after"] == kind and r["series"] == series]
         first = statistics.median(r["first_ms"] for r in mine)
         tenth = statistics.median(r["tenth_ms"] for r in mine)
+        what = f"predicting after {kind}, {series}"
         print(
-            f"predicting right after {kind}: first {first} ms, tenth {tenth} ms (medians over "
-            f"rounds): first / tenth {first / tenth:.2f}"
+            f"{what}: first {first} ms, tenth {tenth} ms (medians over rounds): first / tenth "
+            f"{first / tenth:.2f}"
         )
         for base in ("tenth", "warm", "idle"):
-            ratios = [r[f"first_over_{base}"] for r in rows if r["after"] == kind]
-            print(f"first / {base}, predicting right after {kind}: {statistics.median(ratios)}")
+            ratio = statistics.median(r[f"first_over_{base}"] for r in mine)
+            print(f"  first / {base} (median of the rounds' ratios): {ratio}")
     dump("first_prediction", rows)
     return 0
 
