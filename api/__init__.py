@@ -18,6 +18,8 @@ from typing import Any
 
 import redis
 from flask import Flask, current_app
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ser import config as ser_config
 from ser.service.jobs import JobStore
@@ -27,6 +29,7 @@ from ser.service.registry import Registry
 from ser.service.results import ResultStore
 from ser.service.speakers import SpeakerStore
 
+NO_RETRY = Retry(NoBackoff(), 0)
 MODEL_SEEN_FOR = 2.0  # seconds a "a model exists" answer is reused (models are never deleted)
 
 
@@ -77,8 +80,18 @@ def _warm_up(app: Flask, client) -> None:
         client.ping()
     except redis.RedisError:
         return
-    if not app.extensions["ser"].settings.skip_warmup:
-        warmup.rehearse(app, lambda settings, messages: _service(settings, client, messages))
+    settings = app.extensions["ser"].settings
+    if settings.skip_warmup:
+        return
+    # Its own client: short timeouts and no retries, so that a Redis that stalls now cannot
+    # hold this process's start past gunicorn's boot timeout (the first request then pays).
+    own = redis_client(
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=2, retry=NO_RETRY
+    )
+    try:
+        warmup.rehearse(app, lambda settings, messages: _service(settings, own, messages))
+    finally:
+        own.close()
 
 
 def _service(settings: ser_config.Settings, client, messages) -> Service:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import uuid
 import wave
 
 import redis
@@ -59,7 +60,10 @@ def rehearse(app, make_service) -> bool:
     real = app.extensions["ser"]
     settings = real.settings.model_copy(
         update={
-            "key_prefix": rehearsal.key_prefix(real.settings.key_prefix, f"api:{os.getpid()}"),
+            # a pid alone repeats across containers sharing one Redis
+            "key_prefix": rehearsal.key_prefix(
+                real.settings.key_prefix, f"api:{uuid.uuid4().hex[:8]}:{os.getpid()}"
+            ),
             "job_ttl": rehearsal.TTL,
             "blob_ttl": rehearsal.TTL,
         }
@@ -97,8 +101,8 @@ def rehearse(app, make_service) -> bool:
         dry.jobs.wait(job_id, 1.0, rec)
         polled = client.get(f"/jobs/{job_id}?wait=1", headers=headers, environ_base=environ)
         return posted.status_code == 202 and polled.status_code == 200
-    except redis.RedisError as exc:  # Redis down or slow: the first request pays, and says why
-        log.warning("the API's warm-up prediction could not run: %s", exc)
+    except Exception as exc:  # Redis down or slow, or a bug: the first request pays it
+        log.warning("the API's warm-up prediction could not run: %r", exc)
         return False
     finally:
         app.extensions["ser"] = real

@@ -17,6 +17,7 @@ import time
 
 NAMESPACE = "warm-up"
 TTL = 60  # seconds
+PLACEHOLDER = f"{NAMESPACE}|{NAMESPACE}|count"  # a hash field: "kind|status", "kind|phase|count"
 
 
 def key_prefix(prefix: str, who: str) -> str:
@@ -28,10 +29,12 @@ def seed(
     client, hashes: tuple[str, ...] = (), sorted_sets: tuple[str, ...] = (), lists=()
 ) -> list[str]:
     """Create these keys with a placeholder and a TTL of :data:`TTL` (one round trip), before
-    a rehearsal's job writes into them; returns them (to delete when it ends)."""
+    a rehearsal's job writes into them; returns them (to delete when it ends). Nothing reads a
+    rehearsal's keys as a whole (no listing, metrics or outbox sweep runs on its prefix); the
+    hashes' placeholder still parses as a job counter or a duration's count."""
     pipe = client.pipeline(transaction=False)
     for key in hashes:
-        pipe.hset(key, NAMESPACE, 1)
+        pipe.hset(key, PLACEHOLDER, 1)
     for key in sorted_sets:  # scored now: a store trimming old members keeps it
         pipe.zadd(key, {NAMESPACE: time.time()})
     for key in lists:

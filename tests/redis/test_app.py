@@ -59,7 +59,9 @@ def test_the_api_rehearses_a_prediction_and_leaves_no_trace(
     import logging
 
     from api import warmup
+    from ser.contract import QUEUES
     from ser.service.jobs import JobStore
+    from worker.producer import queue_key
 
     prefix = f"rehearse{uuid.uuid4().hex[:6]}:"
     answers, ttls = [], []
@@ -74,11 +76,16 @@ def test_the_api_rehearses_a_prediction_and_leaves_no_trace(
         ttls.extend((k, redis_client.ttl(k)) for k in keys)
         return real_wait(store, *args, **kwargs)
 
+    def queued() -> dict:  # the real queues' messages (their lists are not under the prefix)
+        return {q: redis_client.llen(queue_key(q)) for q in QUEUES}
+
     monkeypatch.setattr(warmup, "rehearse", rehearse)
     monkeypatch.setattr(JobStore, "wait", wait)
+    before = queued()
     with caplog.at_level(logging.INFO):
         client = make_client(service_env, SER_KEY_PREFIX=prefix, SER_API_KEY=api_key)
     assert answers == [True]
+    assert queued() == before
     assert len(ttls) >= 9 and all(0 < t <= 60 for _, t in ttls), ttls
     assert list(redis_client.scan_iter(match=f"{prefix}*")) == []
     store = JobStore(redis_client, prefix)
