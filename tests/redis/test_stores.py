@@ -3,6 +3,7 @@ Redis (no broker)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -512,7 +513,7 @@ def test_a_wait_of_under_a_millisecond_does_not_block_for_ever(redis_url, prefix
 
 
 def test_a_rehearsal_runs_the_prediction_path_and_leaves_no_trace(
-    settings, prefix, bundle_bytes, monkeypatch
+    settings, prefix, bundle_bytes, monkeypatch, caplog
 ):
     """A worker process's warm-up prediction (worker.predict.rehearse): a real job through
     run_predict on keys of its own, the model left loaded in the process's cache, and nothing
@@ -532,7 +533,9 @@ def test_a_rehearsal_runs_the_prediction_path_and_leaves_no_trace(
         return out
 
     monkeypatch.setattr(wp, "run_predict", watched)
-    assert wp.rehearse(ctx, "t") is True
+    with caplog.at_level(logging.INFO):
+        assert wp.rehearse(ctx, "t") is True
+    assert not [r for r in caplog.records if r.name.startswith("ser.service")]  # no job lines
     assert len(ttls) >= 5 and all(0 < t <= 60 for _, t in ttls), ttls
     assert set(ctx.redis.scan_iter(match=f"{prefix}*")) == before
     assert ctx.jobs.list() == [] and ctx.jobs.metrics() == ({}, {})
