@@ -58,16 +58,8 @@ def rehearse(app, make_service) -> bool:
     own construction) for the time of it. Call before the app serves. Returns whether both
     answers were as a real client's would be (202, then 200)."""
     real = app.extensions["ser"]
-    settings = real.settings.model_copy(
-        update={
-            # a pid alone repeats across containers sharing one Redis
-            "key_prefix": rehearsal.key_prefix(
-                real.settings.key_prefix, f"api:{uuid.uuid4().hex[:8]}:{os.getpid()}"
-            ),
-            "job_ttl": rehearsal.TTL,
-            "blob_ttl": rehearsal.TTL,
-        }
-    )
+    # (a pid alone repeats across containers sharing one Redis)
+    settings = rehearsal.settings_for(real.settings, f"api:{uuid.uuid4().hex[:8]}:{os.getpid()}")
     messages = _Detour(real.messages, f"{settings.key_prefix}queue")
     dry = make_service(settings, messages)
     dry.jobs.logged = False  # its job's transitions are not the service's

@@ -101,7 +101,7 @@ def main() -> int:
     cols = ["after", "series", "waited_s", "first_ms", "tenth_ms", "warm_median_ms"]
     cols += ["warm_after_idle_ms", "first_over_tenth", "first_over_warm", "first_over_idle"]
     print_table(rows, cols)
-    for kind, series in {(r["after"], r["series"]) for r in rows}:
+    for kind, series in dict.fromkeys((r["after"], r["series"]) for r in rows):
         mine = [r for r in rows if r["after"] == kind and r["series"] == series]
         first = statistics.median(r["first_ms"] for r in mine)
         tenth = statistics.median(r["tenth_ms"] for r in mine)
@@ -112,7 +112,7 @@ def main() -> int:
         )
         for base in ("tenth", "warm", "idle"):
             ratio = statistics.median(r[f"first_over_{base}"] for r in mine)
-            print(f"  first / {base} (median of the rounds' ratios): {ratio}")
+            print(f"  first / {base} (median of the rounds' ratios): {ratio:.2f}")
     dump("first_prediction", rows)
     return 0
 

@@ -175,8 +175,7 @@ def rehearse(ctx: Context, tag: str) -> bool:
         return False
     for name in ("jobs", "speakers", "outbox"):  # the real stores, built before the first job
         getattr(ctx, name)
-    prefix = rehearsal.key_prefix(ctx.settings.key_prefix, tag)
-    dry = Context(ctx.settings.model_copy(update={"key_prefix": prefix, "job_ttl": rehearsal.TTL}))
+    dry = Context(rehearsal.settings_for(ctx.settings, tag))
     dry.__dict__.update(redis=ctx.redis, models=ctx.models)  # one connection, one cached model
     store = dry.jobs
     store.logged = False  # its job's transitions are not the service's

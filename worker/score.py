@@ -206,7 +206,8 @@ def _stats_chunk(ctx: Context, job_id: str, params: dict, bundle, send: Send | N
         )
     except Exception as exc:  # a bug or the soft time limit: these files fail, the job goes on
         log.exception("pass 1 of score chunk %d of job %s failed", index, job_id)
-        stats, failed = {}, {i: chunk_error(exc, ctx.settings.data_dir) for i in range(len(files))}
+        err = chunk_error(exc, ctx.settings.data_dir)
+        stats, failed = {}, dict.fromkeys(range(len(files)), err)
     entry = bulk.encode_stats_entry(stats, {start + i: e for i, e in failed.items()})
     status, done, featurized = ctx.results.record_stats(
         job_id, index, entry, len(files), liveness_deadline(ctx)

@@ -14,6 +14,9 @@ Used by the worker's pool processes (worker.predict.rehearse) and the API's proc
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+
+from ser.config import Settings
 
 NAMESPACE = "warm-up"
 TTL = 60  # seconds
@@ -25,8 +28,15 @@ def key_prefix(prefix: str, who: str) -> str:
     return f"{prefix}{NAMESPACE}:{who}:"
 
 
+def settings_for(settings: Settings, who: str) -> Settings:
+    """``settings`` for ``who``'s rehearsal: its key prefix, and records and uploads that
+    expire within :data:`TTL`."""
+    prefix = key_prefix(settings.key_prefix, who)
+    return settings.model_copy(update={"key_prefix": prefix, "job_ttl": TTL, "blob_ttl": TTL})
+
+
 def seed(
-    client, hashes: tuple[str, ...] = (), sorted_sets: tuple[str, ...] = (), lists=()
+    client, hashes: Sequence[str] = (), sorted_sets: Sequence[str] = (), lists: Sequence[str] = ()
 ) -> list[str]:
     """Create these keys with a placeholder and a TTL of :data:`TTL` (one round trip), before
     a rehearsal's job writes into them; returns them (to delete when it ends). Nothing reads a
@@ -54,4 +64,4 @@ def seed_job_keys(client, jobs, outbox=None, lists=()) -> list[str]:
     if outbox is not None:
         hashes += [outbox.msg_key, outbox.miss_key]
         sorted_sets.append(outbox.index_key)
-    return seed(client, tuple(hashes), tuple(sorted_sets), tuple(lists))
+    return seed(client, hashes, sorted_sets, lists)
